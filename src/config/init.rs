@@ -1,0 +1,814 @@
+//! Resolving `kubestrap init`'s configuration: file + flags + defaults + host facts, validated into typed settings.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+use super::duration::GoDuration;
+use super::flags::{InitFlags, PodNetwork};
+use super::load::{self, ConfigFile};
+use super::types::*;
+use super::validate as v;
+use super::versions::{ComponentTable, EtcdVersion, KubeVersion};
+use super::{EncryptionAlgorithm, defaults};
+use crate::error::{FieldError, InvalidInput};
+use crate::host::facts::{self, Facts};
+use crate::host::paths::NodePath;
+use crate::net::cidr;
+
+/// The fully resolved, validated configuration of an init run.
+#[derive(Debug, Clone)]
+pub struct InitSettings {
+    /// Defaulted documents, as `config print` and the kubeadm-config ConfigMap show them.
+    pub init: InitConfiguration,
+    pub cluster: ClusterConfiguration,
+    pub kubelet: Option<Value>,
+    pub kube_proxy: Option<Value>,
+
+    pub node_name: String,
+    pub advertise_address: IpAddr,
+    pub bind_port: u16,
+    /// `controlPlaneEndpoint` split into host and port (port defaulted to the bind port).
+    pub control_plane_endpoint: Option<(String, u16)>,
+    pub service_subnets: Vec<IpNet>,
+    pub pod_subnets: Vec<IpNet>,
+    pub dns_domain: String,
+    pub kubernetes_version: KubeVersion,
+    pub components: &'static ComponentTable,
+    pub etcd_image_tag: String,
+    pub etcd_version: EtcdVersion,
+    pub external_etcd: bool,
+    pub cert_dir: NodePath,
+    pub etcd_data_dir: NodePath,
+    pub encryption: EncryptionAlgorithm,
+    pub cert_validity: Duration,
+    pub ca_validity: Duration,
+    pub image_repository: String,
+    pub cluster_name: String,
+    pub pod_network: PodNetwork,
+    pub discovery_port: u16,
+    pub mount_host_localtime: bool,
+    pub upload_certs: bool,
+    pub skip_token_print: bool,
+    pub fix: bool,
+    pub skip_phases: Vec<String>,
+    pub ignore_preflight_errors: Vec<String>,
+    pub patches_dir: Option<String>,
+    /// Extra API-server certificate SANs that are valid (invalid ones are dropped with a warning).
+    pub apiserver_cert_sans: Vec<String>,
+    /// Things the user should know (defaults taken from the host, ignored entries).
+    pub notices: Vec<String>,
+}
+
+impl InitSettings {
+    /// `https://host:port` of the control-plane endpoint, else of the advertise address.
+    pub fn control_plane_url(&self) -> String {
+        match &self.control_plane_endpoint {
+            Some((host, port)) => format!("https://{}", join_host_port(host, *port)),
+            None => self.local_api_url(),
+        }
+    }
+
+    /// `https://advertise:bindPort`.
+    pub fn local_api_url(&self) -> String {
+        format!(
+            "https://{}",
+            join_host_port(&self.advertise_address.to_string(), self.bind_port)
+        )
+    }
+
+    /// The `kubernetes` Service VIPs: the first address of each service subnet.
+    pub fn api_service_ips(&self) -> Vec<IpAddr> {
+        self.service_subnets
+            .iter()
+            .filter_map(|n| cidr::nth_address(n, 1))
+            .collect()
+    }
+
+    /// The cluster DNS addresses: the tenth address of each service subnet.
+    pub fn dns_service_ips(&self) -> Vec<IpAddr> {
+        self.service_subnets
+            .iter()
+            .filter_map(|n| cidr::nth_address(n, 10))
+            .collect()
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.advertise_address.is_ipv6()
+    }
+
+    pub fn image(&self, name: &str, tag: &str) -> String {
+        format!("{}/{name}:{tag}", self.image_repository)
+    }
+}
+
+/// `host:port`, with IPv6 hosts in brackets.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Reads `--config`, applies the flags and defaults, fills host-derived values, and validates.
+pub fn resolve(flags: &InitFlags, facts: &Facts) -> Result<InitSettings, InvalidInput> {
+    let file = match &flags.config {
+        Some(path) => {
+            let conflicts = flags.config_conflicts();
+            if !conflicts.is_empty() {
+                return Err(InvalidInput::one(
+                    "--config",
+                    path.display(),
+                    format!(
+                        "can not mix '--config' with arguments [{}]; set these values in the configuration file",
+                        conflicts.join(" ")
+                    ),
+                ));
+            }
+            load::read_file(path)?
+        }
+        None => ConfigFile::default(),
+    };
+    resolve_file(file, flags, facts)
+}
+
+/// Like [`resolve`], with the file already decoded.
+pub fn resolve_file(
+    file: ConfigFile,
+    flags: &InitFlags,
+    facts: &Facts,
+) -> Result<InitSettings, InvalidInput> {
+    let mut notices = file.warnings.clone();
+    if file.join.is_some() || file.reset.is_some() {
+        notices.push(
+            "the configuration file's JoinConfiguration/ResetConfiguration is not used by init"
+                .to_string(),
+        );
+    }
+    let mut init = file.init.unwrap_or_default();
+    let mut cluster = file.cluster.unwrap_or_default();
+    let mut errors: Vec<FieldError> = Vec::new();
+    apply_flags(flags, &mut init, &mut cluster, &mut errors);
+    let pod_network = flags.pod_network.unwrap_or_default();
+    if flags.schedule_on_control_plane {
+        init.node_registration.taints = Some(Vec::new());
+    }
+    defaults::init_configuration(&mut init);
+    defaults::cluster_configuration(&mut cluster, pod_network);
+
+    // Node name: as given (validated as is), or the host name lowercased.
+    let node_name = match &init.node_registration.name {
+        Some(name) => {
+            v::node_name("nodeRegistration.name", name, &mut errors);
+            name.clone()
+        }
+        None => {
+            match facts.hostname() {
+                Ok(host) => {
+                    let lower = host.to_lowercase();
+                    if lower != host {
+                        notices.push(format!(
+                        "the host name {host:?} is not lowercase; the node is named {lower:?} (also in its certificates)"
+                    ));
+                    }
+                    v::node_name(
+                        "nodeRegistration.name (from the host name)",
+                        &lower,
+                        &mut errors,
+                    );
+                    init.node_registration.name = Some(lower.clone());
+                    lower
+                }
+                Err(e) => {
+                    errors.push(FieldError::new(
+                    "nodeRegistration.name",
+                    "",
+                    format!("no node name given and the host name is unreadable ({e}); pass --node-name"),
+                ));
+                    String::new()
+                }
+            }
+        }
+    };
+
+    let advertise_address = resolve_advertise_address(&mut init, facts, &mut notices, &mut errors);
+    let bind_port = init
+        .local_api_endpoint
+        .bind_port
+        .and_then(|p| v::port("localAPIEndpoint.bindPort", p, &mut errors))
+        .unwrap_or(6443);
+
+    let control_plane_endpoint = cluster.control_plane_endpoint.as_deref().and_then(|cpe| {
+        v::host_port("controlPlaneEndpoint", cpe, &mut errors).map(|(host, port)| {
+            let port = port.unwrap_or(bind_port);
+            if port != bind_port {
+                notices.push("port specified in controlPlaneEndpoint overrides bindPort in the controlplane address".to_string());
+            }
+            (host, port)
+        })
+    });
+
+    let service_subnet_text = cluster
+        .networking
+        .service_subnet
+        .clone()
+        .unwrap_or_default();
+    let service_subnets = v::service_subnets(
+        "networking.serviceSubnet",
+        &service_subnet_text,
+        &mut errors,
+    )
+    .unwrap_or_default();
+    let (mask_v4, mask_v6) = node_cidr_masks(&cluster, &mut errors);
+    let pod_subnets = match cluster.networking.pod_subnet.as_deref() {
+        Some(text) => v::pod_subnets("networking.podSubnet", text, mask_v4, mask_v6, &mut errors)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    v::no_overlap(&pod_subnets, &service_subnets, &mut errors);
+
+    let dns_domain = cluster.networking.dns_domain.clone().unwrap_or_default();
+    if !v::is_dns1123_subdomain(&dns_domain) {
+        errors.push(FieldError::new(
+            "networking.dnsDomain",
+            &dns_domain,
+            "must be a lowercase RFC 1123 subdomain such as cluster.local",
+        ));
+    }
+
+    let version_text = cluster.kubernetes_version.clone().unwrap_or_default();
+    let kubernetes_version = match KubeVersion::parse(&version_text) {
+        Ok(version) => {
+            if version.components().is_none() {
+                errors.push(FieldError::new(
+                    "kubernetesVersion",
+                    &version_text,
+                    "kubestrap supports Kubernetes v1.33 to v1.36",
+                ));
+            }
+            Some(version)
+        }
+        Err(e) => {
+            errors.push(FieldError::new("kubernetesVersion", &version_text, e));
+            None
+        }
+    };
+    let components = kubernetes_version
+        .as_ref()
+        .and_then(KubeVersion::components)
+        .unwrap_or(&super::versions::COMPONENT_TABLES[1]);
+
+    let external_etcd = cluster.etcd.external.is_some();
+    if external_etcd && cluster.etcd.local.is_some() {
+        errors.push(FieldError::new(
+            "etcd",
+            "local and external",
+            "etcd.local and etcd.external are mutually exclusive",
+        ));
+    }
+    if let Some(ext) = &cluster.etcd.external {
+        if ext.endpoints.is_empty() {
+            errors.push(FieldError::new(
+                "etcd.external.endpoints",
+                "[]",
+                "at least one endpoint is required",
+            ));
+        }
+        for (i, ep) in ext.endpoints.iter().enumerate() {
+            if !(ep.starts_with("https://") || ep.starts_with("http://")) {
+                errors.push(FieldError::new(
+                    format!("etcd.external.endpoints[{i}]"),
+                    ep,
+                    "an etcd endpoint is a URL such as https://10.0.0.5:2379",
+                ));
+            }
+        }
+        for (name, file) in [
+            ("caFile", &ext.ca_file),
+            ("certFile", &ext.cert_file),
+            ("keyFile", &ext.key_file),
+        ] {
+            if !file.is_empty() {
+                v::absolute_path(&format!("etcd.external.{name}"), file, &mut errors);
+            }
+        }
+    }
+    let local = cluster.etcd.local.clone().unwrap_or_default();
+    let etcd_image_tag = local
+        .image_tag
+        .clone()
+        .unwrap_or_else(|| components.etcd.to_string());
+    let etcd_version = match EtcdVersion::from_tag(&etcd_image_tag) {
+        Ok(version) => version,
+        Err(e) => {
+            errors.push(FieldError::new("etcd.local.imageTag", &etcd_image_tag, e));
+            EtcdVersion {
+                major: 3,
+                minor: 6,
+                patch: 0,
+            }
+        }
+    };
+    let data_dir = local
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| defaults::DEFAULT_ETCD_DATA_DIR.to_string());
+    v::absolute_path("etcd.local.dataDir", &data_dir, &mut errors);
+    for (field, sans) in [
+        ("etcd.local.serverCertSANs", &local.server_cert_sans),
+        ("etcd.local.peerCertSANs", &local.peer_cert_sans),
+    ] {
+        for san in sans.iter().flatten() {
+            if san.parse::<IpAddr>().is_err() && !v::is_valid_dns_san(san) {
+                errors.push(FieldError::new(
+                    field,
+                    san,
+                    "not a valid IP address or DNS name",
+                ));
+            }
+        }
+    }
+
+    let cert_dir = cluster.certificates_dir.clone().unwrap_or_default();
+    v::absolute_path("certificatesDir", &cert_dir, &mut errors);
+
+    let algorithm_text = cluster.encryption_algorithm.clone().unwrap_or_default();
+    let encryption = match algorithm_text.parse::<EncryptionAlgorithm>() {
+        Ok(a) => a,
+        Err(e) => {
+            errors.push(FieldError::new("encryptionAlgorithm", &algorithm_text, e));
+            EncryptionAlgorithm::EcdsaP256
+        }
+    };
+
+    let cert_validity = cluster
+        .certificate_validity_period
+        .unwrap_or(defaults::DEFAULT_CERT_VALIDITY);
+    let ca_validity = cluster
+        .ca_certificate_validity_period
+        .unwrap_or(defaults::DEFAULT_CA_VALIDITY);
+    for (field, value) in [
+        ("certificateValidityPeriod", cert_validity),
+        ("caCertificateValidityPeriod", ca_validity),
+    ] {
+        if value.0 < Duration::from_secs(3600) {
+            errors.push(FieldError::new(
+                field,
+                value,
+                "a certificate validity period must be at least 1h0m0s",
+            ));
+        }
+    }
+    if cert_validity > ca_validity {
+        notices.push(format!(
+            "certificateValidityPeriod {cert_validity} is longer than caCertificateValidityPeriod {ca_validity}; leaf certificates cannot outlive their CA in practice"
+        ));
+    }
+
+    let image_repository = cluster.image_repository.clone().unwrap_or_default();
+    v::image_repository("imageRepository", &image_repository, &mut errors);
+    if let Some(repo) = &local.image_repository {
+        v::image_repository("etcd.local.imageRepository", repo, &mut errors);
+    }
+    let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
+    if cluster_name.is_empty() || cluster_name.chars().any(char::is_whitespace) {
+        errors.push(FieldError::new(
+            "clusterName",
+            &cluster_name,
+            "must be a non-empty name without spaces",
+        ));
+    }
+    validate_components(&cluster, &mut errors);
+    validate_node_registration(&init.node_registration, &mut errors);
+    validate_tokens(&init, &mut errors);
+    if let Some(key) = &init.certificate_key {
+        v::certificate_key("certificateKey", key, &mut errors);
+    }
+    for (gate, _) in cluster.feature_gates.iter().flatten() {
+        if !v::KUBEADM_FEATURE_GATES.contains(&gate.as_str()) {
+            errors.push(FieldError::new(
+                "featureGates",
+                gate,
+                format!(
+                    "not a kubeadm feature gate (known: {})",
+                    v::KUBEADM_FEATURE_GATES.join(", ")
+                ),
+            ));
+        }
+    }
+    let patches_dir = init.patches.as_ref().and_then(|p| p.directory.clone());
+    if let Some(dir) = &patches_dir
+        && !std::path::Path::new(dir).is_dir()
+    {
+        errors.push(FieldError::new(
+            "patches.directory",
+            dir,
+            "not a readable directory",
+        ));
+    }
+
+    let apiserver_cert_sans = cluster
+        .api_server
+        .cert_sans
+        .iter()
+        .flatten()
+        .filter(|san| {
+            let ok = san.parse::<IpAddr>().is_ok() || v::is_valid_dns_san(san);
+            if !ok {
+                notices.push(format!(
+                    "[certificates] WARNING: '{san}' was not added to the 'apiserver' SAN, because it is not a valid IP or RFC-1123 compliant DNS entry"
+                ));
+            }
+            ok
+        })
+        .cloned()
+        .collect();
+
+    let discovery_port = match &flags.discovery_port {
+        Some(text) => v::port_text("--discovery-port", text, &mut errors)
+            .unwrap_or(defaults::DEFAULT_DISCOVERY_PORT),
+        None => defaults::DEFAULT_DISCOVERY_PORT,
+    };
+    if pod_network != PodNetwork::None
+        && pod_subnets.is_empty()
+        && cluster.networking.pod_subnet.is_none()
+    {
+        errors.push(FieldError::new(
+            "networking.podSubnet",
+            "",
+            format!("the {pod_network:?} pod network needs a pod subnet"),
+        ));
+    }
+
+    let mut ignore_preflight_errors = init
+        .node_registration
+        .ignore_preflight_errors
+        .clone()
+        .unwrap_or_default();
+    ignore_preflight_errors.extend(flags.ignore_preflight_errors.iter().flatten().cloned());
+    v::ignore_preflight_errors(
+        "--ignore-preflight-errors",
+        &ignore_preflight_errors,
+        &mut errors,
+    );
+
+    let skip_phases = match &flags.skip_phases {
+        Some(list) if !list.is_empty() => list.clone(),
+        _ => init.skip_phases.clone().unwrap_or_default(),
+    };
+
+    InvalidInput::check(errors)?;
+    let (Some(advertise_address), Some(kubernetes_version)) =
+        (advertise_address, kubernetes_version)
+    else {
+        return Err(InvalidInput::one(
+            "configuration",
+            "",
+            "incomplete configuration",
+        ));
+    };
+    Ok(InitSettings {
+        kubelet: file.kubelet,
+        kube_proxy: file.kube_proxy,
+        node_name,
+        advertise_address,
+        bind_port,
+        control_plane_endpoint,
+        service_subnets,
+        pod_subnets,
+        dns_domain,
+        kubernetes_version,
+        components,
+        etcd_image_tag,
+        etcd_version,
+        external_etcd,
+        cert_dir: NodePath::new(&cert_dir),
+        etcd_data_dir: NodePath::new(&data_dir),
+        encryption,
+        cert_validity: cert_validity.0,
+        ca_validity: ca_validity.0,
+        image_repository,
+        cluster_name,
+        pod_network,
+        discovery_port,
+        mount_host_localtime: flags.mount_host_localtime,
+        upload_certs: flags.upload_certs,
+        skip_token_print: flags.skip_token_print,
+        fix: flags.fix,
+        skip_phases,
+        ignore_preflight_errors,
+        patches_dir,
+        apiserver_cert_sans,
+        notices,
+        init,
+        cluster,
+    })
+}
+
+fn apply_flags(
+    flags: &InitFlags,
+    init: &mut InitConfiguration,
+    cluster: &mut ClusterConfiguration,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(a) = &flags.apiserver_advertise_address {
+        init.local_api_endpoint.advertise_address = Some(a.clone());
+    }
+    if let Some(p) = &flags.apiserver_bind_port
+        && let Some(port) = v::port_text("--apiserver-bind-port", p, errors)
+    {
+        init.local_api_endpoint.bind_port = Some(i64::from(port));
+    }
+    if let Some(sans) = &flags.apiserver_cert_extra_sans {
+        cluster.api_server.cert_sans = Some(sans.iter().map(|s| s.trim().to_string()).collect());
+    }
+    if let Some(cpe) = &flags.control_plane_endpoint {
+        cluster.control_plane_endpoint = Some(cpe.clone());
+    }
+    if let Some(pods) = &flags.pod_network_cidr {
+        cluster.networking.pod_subnet = Some(pods.clone());
+    }
+    if let Some(svc) = &flags.service_cidr {
+        cluster.networking.service_subnet = Some(svc.clone());
+    }
+    if let Some(d) = &flags.service_dns_domain {
+        cluster.networking.dns_domain = Some(d.clone());
+    }
+    if let Some(n) = &flags.node_name {
+        init.node_registration.name = Some(n.clone());
+    }
+    if let Some(k) = &flags.kubernetes_version {
+        cluster.kubernetes_version = Some(k.clone());
+    }
+    if let Some(r) = &flags.image_repository {
+        cluster.image_repository = Some(r.clone());
+    }
+    if let Some(c) = &flags.cri_socket {
+        init.node_registration.cri_socket = Some(c.clone());
+    }
+    if flags.token.is_some() || flags.token_ttl.is_some() {
+        let tokens = init
+            .bootstrap_tokens
+            .get_or_insert_with(|| vec![BootstrapToken::default()]);
+        if tokens.is_empty() {
+            tokens.push(BootstrapToken::default());
+        }
+        if let Some(t) = &flags.token {
+            tokens[0].token = Some(t.clone());
+        }
+        if let Some(ttl) = &flags.token_ttl {
+            match ttl.parse::<GoDuration>() {
+                Ok(d) => tokens[0].ttl = Some(d),
+                Err(e) => errors.push(FieldError::new("--token-ttl", ttl, e.to_string())),
+            }
+        }
+    }
+    if let Some(dir) = &flags.cert_dir {
+        cluster.certificates_dir = Some(dir.clone());
+    }
+    if let Some(key) = &flags.certificate_key {
+        init.certificate_key = Some(key.clone());
+    }
+    if let Some(dir) = &flags.patches {
+        init.patches = Some(Patches {
+            directory: Some(dir.clone()),
+        });
+    }
+}
+
+fn resolve_advertise_address(
+    init: &mut InitConfiguration,
+    facts: &Facts,
+    notices: &mut Vec<String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<IpAddr> {
+    if let Some(text) = init.local_api_endpoint.advertise_address.clone() {
+        return v::advertise_address("localAPIEndpoint.advertiseAddress", &text, errors);
+    }
+    match detect_advertise_address(facts) {
+        Ok((ip, interface, others)) => {
+            let mut notice = format!(
+                "using {ip} on {interface}, the interface of the default route, as the advertise address"
+            );
+            if !others.is_empty() {
+                notice.push_str(&format!(
+                    " (the host also has {}; pass --apiserver-advertise-address to choose another)",
+                    others.join(", ")
+                ));
+            }
+            notices.push(notice);
+            init.local_api_endpoint.advertise_address = Some(ip.to_string());
+            Some(ip)
+        }
+        Err(reason) => {
+            errors.push(FieldError::new(
+                "localAPIEndpoint.advertiseAddress",
+                "",
+                reason,
+            ));
+            None
+        }
+    }
+}
+
+/// The first global address on the default-route interface (IPv4 first, then IPv6), and the
+/// other global addresses the host has.
+pub fn detect_advertise_address(facts: &Facts) -> Result<(IpAddr, String, Vec<String>), String> {
+    let addresses = facts::interface_addresses().map_err(|e| e.to_string())?;
+    let usable = |ip: &IpAddr| !ip.is_loopback() && !ip.is_unspecified() && !is_link_local(ip);
+    for interface in [
+        facts.default_route_interface(),
+        facts.default_route_interface_v6(),
+    ]
+    .into_iter()
+    .filter_map(|r| r.ok().flatten())
+    {
+        if let Some(chosen) = addresses
+            .iter()
+            .find(|a| a.interface == interface && usable(&a.address))
+        {
+            let others = addresses
+                .iter()
+                .filter(|a| usable(&a.address) && a.address != chosen.address)
+                .map(|a| format!("{} on {}", a.address, a.interface))
+                .collect();
+            return Ok((chosen.address, interface, others));
+        }
+    }
+    Err(
+        "no default route with a usable address was found; pass --apiserver-advertise-address"
+            .to_string(),
+    )
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// The per-node pod CIDR masks, honouring the controller-manager's node-cidr-mask-size arguments.
+fn node_cidr_masks(cluster: &ClusterConfiguration, errors: &mut Vec<FieldError>) -> (u8, u8) {
+    let mut v4 = 24u8;
+    let mut v6 = 64u8;
+    for arg in cluster.controller_manager.extra_args.iter().flatten() {
+        let target = match arg.name.as_str() {
+            "node-cidr-mask-size" | "node-cidr-mask-size-ipv4" => Some((&mut v4, 32u8)),
+            "node-cidr-mask-size-ipv6" => Some((&mut v6, 128u8)),
+            _ => None,
+        };
+        if let Some((slot, max)) = target {
+            match arg.value.parse::<u8>() {
+                Ok(n) if n > 0 && n <= max => *slot = n,
+                _ => errors.push(FieldError::new(
+                    format!("controllerManager.extraArgs[{}]", arg.name),
+                    &arg.value,
+                    format!("a node CIDR mask size must be between 1 and {max}"),
+                )),
+            }
+        }
+    }
+    (v4, v6)
+}
+
+fn validate_components(cluster: &ClusterConfiguration, errors: &mut Vec<FieldError>) {
+    type Parts<'a> = (
+        &'a str,
+        &'a Option<Vec<Arg>>,
+        &'a Option<Vec<HostPathMount>>,
+        &'a Option<Vec<EnvVar>>,
+    );
+    let components: [Parts; 3] = [
+        (
+            "apiServer",
+            &cluster.api_server.extra_args,
+            &cluster.api_server.extra_volumes,
+            &cluster.api_server.extra_envs,
+        ),
+        (
+            "controllerManager",
+            &cluster.controller_manager.extra_args,
+            &cluster.controller_manager.extra_volumes,
+            &cluster.controller_manager.extra_envs,
+        ),
+        (
+            "scheduler",
+            &cluster.scheduler.extra_args,
+            &cluster.scheduler.extra_volumes,
+            &cluster.scheduler.extra_envs,
+        ),
+    ];
+    let etcd_args = cluster
+        .etcd
+        .local
+        .as_ref()
+        .and_then(|l| l.extra_args.clone());
+    for (name, args) in components
+        .iter()
+        .map(|(n, a, _, _)| (*n, (*a).clone()))
+        .chain(std::iter::once(("etcd.local", etcd_args)))
+    {
+        for (i, arg) in args.iter().flatten().enumerate() {
+            if arg.name.is_empty() || arg.name.starts_with('-') || arg.name.contains('=') {
+                errors.push(FieldError::new(
+                    format!("{name}.extraArgs[{i}].name"),
+                    &arg.name,
+                    "an argument name is given without leading dashes and without '=' (e.g. name: v, value: \"2\")",
+                ));
+            }
+        }
+    }
+    for (name, _, volumes, envs) in components {
+        for (i, vol) in volumes.iter().flatten().enumerate() {
+            let field = format!("{name}.extraVolumes[{i}]");
+            if !v::is_dns1123_subdomain(&vol.name) || vol.name.contains('.') {
+                errors.push(FieldError::new(
+                    format!("{field}.name"),
+                    &vol.name,
+                    "a volume name must be a lowercase RFC 1123 label",
+                ));
+            }
+            v::absolute_path(&format!("{field}.hostPath"), &vol.host_path, errors);
+            v::absolute_path(&format!("{field}.mountPath"), &vol.mount_path, errors);
+            if let Some(pt) = &vol.path_type {
+                v::one_of(&format!("{field}.pathType"), pt, &v::PATH_TYPES, errors);
+            }
+        }
+        for (i, env) in envs.iter().flatten().enumerate() {
+            if env.name.is_empty() || env.name.contains('=') {
+                errors.push(FieldError::new(
+                    format!("{name}.extraEnvs[{i}].name"),
+                    &env.name,
+                    "not a valid environment variable name",
+                ));
+            }
+        }
+    }
+}
+
+fn validate_node_registration(n: &NodeRegistrationOptions, errors: &mut Vec<FieldError>) {
+    if let Some(socket) = &n.cri_socket {
+        v::cri_socket("nodeRegistration.criSocket", socket, errors);
+    }
+    if let Some(policy) = &n.image_pull_policy {
+        v::one_of(
+            "nodeRegistration.imagePullPolicy",
+            policy,
+            &v::PULL_POLICIES,
+            errors,
+        );
+    }
+    for (i, taint) in n.taints.iter().flatten().enumerate() {
+        v::one_of(
+            &format!("nodeRegistration.taints[{i}].effect"),
+            &taint.effect,
+            &v::TAINT_EFFECTS,
+            errors,
+        );
+        if taint.key.is_empty() {
+            errors.push(FieldError::new(
+                format!("nodeRegistration.taints[{i}].key"),
+                "",
+                "a taint needs a key",
+            ));
+        }
+    }
+    for (i, arg) in n.kubelet_extra_args.iter().flatten().enumerate() {
+        if arg.name.is_empty() || arg.name.starts_with('-') {
+            errors.push(FieldError::new(
+                format!("nodeRegistration.kubeletExtraArgs[{i}].name"),
+                &arg.name,
+                "an argument name is given without leading dashes",
+            ));
+        }
+    }
+}
+
+fn validate_tokens(init: &InitConfiguration, errors: &mut Vec<FieldError>) {
+    for (i, t) in init.bootstrap_tokens.iter().flatten().enumerate() {
+        let field = format!("bootstrapTokens[{i}]");
+        if let Some(token) = &t.token {
+            v::token(&format!("{field}.token"), token, errors);
+        }
+        for usage in t.usages.iter().flatten() {
+            v::one_of(&format!("{field}.usages"), usage, &v::TOKEN_USAGES, errors);
+        }
+        for group in t.groups.iter().flatten() {
+            v::token_group(&format!("{field}.groups"), group, errors);
+        }
+        if let Some(expires) = &t.expires
+            && time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339)
+                .is_err()
+        {
+            errors.push(FieldError::new(
+                format!("{field}.expires"),
+                expires,
+                "not an RFC 3339 timestamp",
+            ));
+        }
+    }
+}

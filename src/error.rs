@@ -1,0 +1,110 @@
+//! Error kinds that decide the process exit code: invalid input (2) versus any other failure (1).
+
+use std::fmt;
+
+/// One problem with a flag, argument or configuration field: which one, the value, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: Invalid value: {:?}: {}",
+            self.field, self.value, self.reason
+        )
+    }
+}
+
+/// Invalid flags, arguments or configuration. Maps to exit code 2; raised before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidInput {
+    pub errors: Vec<FieldError>,
+}
+
+impl InvalidInput {
+    pub fn one(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            errors: vec![FieldError::new(field, value, reason)],
+        }
+    }
+
+    /// Turns a collected list into an error, or `Ok(())` when it is empty.
+    pub fn check(errors: Vec<FieldError>) -> Result<(), InvalidInput> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidInput { errors })
+        }
+    }
+}
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.errors.as_slice() {
+            [one] => write!(f, "invalid input: {one}"),
+            many => {
+                write!(f, "invalid input ({} errors):", many.len())?;
+                for e in many {
+                    write!(f, "\n\t{e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The exit code a finished command maps to.
+pub fn exit_code_for(err: &anyhow::Error) -> i32 {
+    if err
+        .chain()
+        .any(|cause| cause.downcast_ref::<InvalidInput>().is_some())
+    {
+        2
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_input_maps_to_two_even_with_context() {
+        let err = anyhow::Error::new(InvalidInput::one("networking.podSubnet", "x", "not a CIDR"))
+            .context("loading configuration");
+        assert_eq!(exit_code_for(&err), 2);
+        assert_eq!(exit_code_for(&anyhow::anyhow!("boom")), 1);
+    }
+
+    #[test]
+    fn message_names_field_and_value() {
+        let e = InvalidInput::one("networking.podSubnet", "10.0.0.0/33", "not a valid CIDR");
+        let text = e.to_string();
+        assert!(text.contains("networking.podSubnet"));
+        assert!(text.contains("10.0.0.0/33"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The journal of side effects under `<root>/var/lib/kubestrap/journal.jsonl`: format, writer and reader.
+//!
+//! One JSON object per line. Every entry is appended (and synced) *before* the side effect happens,
+//! so a crash leaves a record of what may have been done; undoing an entry whose effect never
+//! happened is a no-op. `reset` undoes all entries in reverse; a failed `init`/`join` undoes its own run.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::paths::{NodePath, Root, well_known};
+
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+/// What a file looked like before the tool wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Prior {
+    /// The file did not exist: undo deletes it.
+    Absent,
+    /// The file existed and was copied here first: undo restores it.
+    Backup { path: NodePath },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+/// One side effect (or run boundary).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Entry {
+    RunStart {
+        command: String,
+        pid: u32,
+    },
+    RunEnd {
+        outcome: Outcome,
+    },
+    MakeDir {
+        path: NodePath,
+        mode: u32,
+    },
+    WriteFile {
+        path: NodePath,
+        mode: u32,
+        prior: Prior,
+    },
+    /// A non-file artefact (link, sysctl value, unit, rule…) recorded by a host subsystem; the
+    /// subsystem named by `kind` knows how to undo it.
+    Artefact {
+        kind: String,
+        target: String,
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        detail: serde_json::Value,
+    },
+}
+
+/// A journal line: an entry stamped with its run, sequence number and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub run: String,
+    pub seq: u64,
+    pub time: String,
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
+/// The journal's directory on disk.
+pub fn state_dir(root: &Root) -> PathBuf {
+    root.disk(&NodePath::new(well_known::STATE_DIR))
+}
+
+pub fn journal_path(root: &Root) -> PathBuf {
+    state_dir(root).join(JOURNAL_FILE)
+}
+
+/// Appends records for one run.
+#[derive(Debug)]
+pub struct JournalWriter {
+    file: File,
+    run: String,
+    seq: u64,
+}
+
+impl JournalWriter {
+    /// Opens (creating if needed) the journal and writes the run's start record.
+    pub fn start(root: &Root, command: &str) -> anyhow::Result<Self> {
+        let dir = state_dir(root);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(JOURNAL_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening journal {}", path.display()))?;
+        let mut writer = JournalWriter {
+            file,
+            run: new_run_id(),
+            seq: 0,
+        };
+        writer.append(Entry::RunStart {
+            command: command.to_string(),
+            pid: std::process::id(),
+        })?;
+        Ok(writer)
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run
+    }
+
+    pub fn append(&mut self, entry: Entry) -> anyhow::Result<()> {
+        self.seq += 1;
+        let record = Record {
+            run: self.run.clone(),
+            seq: self.seq,
+            time: now_rfc3339(),
+            entry,
+        };
+        let mut line = serde_json::to_string(&record)?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .context("appending to the journal")?;
+        Ok(())
+    }
+}
+
+/// Reads every record. A torn last line (a crash mid-append) is skipped; any other bad line is an error.
+pub fn read(root: &Root) -> anyhow::Result<Vec<Record>> {
+    read_file(&journal_path(root))
+}
+
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<Record>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("opening journal {}", path.display())),
+    };
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading journal {}", path.display()))?;
+    let mut records = Vec::with_capacity(lines.len());
+    let last = lines.len().saturating_sub(1);
+    for (index, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => records.push(r),
+            Err(_) if index == last => break,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("journal {} line {}", path.display(), index + 1));
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// The records of one run, in the order they were written.
+pub fn run_records<'a>(records: &'a [Record], run: &str) -> Vec<&'a Record> {
+    records.iter().filter(|r| r.run == run).collect()
+}
+
+fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    format!("{stamp}-{}-{:09}", std::process::id(), now.nanosecond())
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_records_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let mut w = JournalWriter::start(&root, "init").unwrap();
+        w.append(Entry::MakeDir {
+            path: NodePath::new("/etc/kubernetes"),
+            mode: 0o755,
+        })
+        .unwrap();
+        w.append(Entry::WriteFile {
+            path: NodePath::new("/etc/kubernetes/admin.conf"),
+            mode: 0o600,
+            prior: Prior::Absent,
+        })
+        .unwrap();
+        let records = read(&root).unwrap();
+        assert_eq!(records.len(), 3);
+        assert!(matches!(records[0].entry, Entry::RunStart { .. }));
+        assert_eq!(records[2].seq, 3);
+        assert!(records.iter().all(|r| r.run == w.run_id()));
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_but_corruption_elsewhere_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let mut w = JournalWriter::start(&root, "init").unwrap();
+        w.append(Entry::RunEnd {
+            outcome: Outcome::Succeeded,
+        })
+        .unwrap();
+        let path = journal_path(&root);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"run\":\"x\",\"se");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read(&root).unwrap().len(), 2);
+        std::fs::write(&path, format!("garbage\n{text}")).unwrap();
+        assert!(read(&root).is_err());
+    }
+
+    #[test]
+    fn missing_journal_reads_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(&Root::new(dir.path())).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,13 @@
+//! kubestrap: bootstraps Kubernetes clusters the way kubeadm does (init, join, reset).
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod images;
+pub mod net;
+pub mod output;
+pub mod phases;
+pub mod token;
+pub mod workflow;
+pub mod yaml;

@@ -1,0 +1,3 @@
+//! Network arithmetic shared by configuration, certificates and preflight.
+
+pub mod cidr;

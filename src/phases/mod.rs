@@ -1,0 +1,3 @@
+//! The workflows' phases, one module per command and one file per phase.
+
+pub mod init;
