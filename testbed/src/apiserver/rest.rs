@@ -1,0 +1,756 @@
+//! The REST verbs on resources: get, list, watch, create, update, patch, delete, deletecollection,
+//! and the subresources kubeadm-style clusters use (status, approval, binding, eviction, token, scale).
+
+use hyper::{HeaderMap, Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::Server;
+use super::authn::UserInfo;
+use super::authz;
+use super::objects::Write;
+use super::patch::{self, PatchKind};
+use super::rbac::Attributes;
+use super::registry::ResourceType;
+use super::selectors::{self, Query};
+use super::status::{self, ApiError, ApiResult};
+use super::{reviews, table, watch};
+use crate::common::serve::{self, Body};
+use crate::common::time;
+
+/// A path under /api/v1 or /apis/<group>/<version>.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePath {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+}
+
+/// Splits the segments after the group/version into resource, namespace, name, subresource.
+pub fn parse_segments(group: &str, version: &str, segs: &[&str]) -> Option<ResourcePath> {
+    let path = |ns: Option<&str>, rest: &[&str]| {
+        let plural = rest.first()?;
+        if plural.is_empty() || rest.len() > 3 {
+            return None;
+        }
+        Some(ResourcePath {
+            group: group.into(),
+            version: version.into(),
+            plural: plural.to_string(),
+            namespace: ns.map(str::to_string),
+            name: rest.get(1).map(|s| s.to_string()),
+            sub: rest.get(2).map(|s| s.to_string()),
+        })
+    };
+    let namespace_sub = segs.len() == 3 && matches!(segs[2], "status" | "finalize");
+    if segs.first() == Some(&"namespaces") && segs.len() >= 3 && !namespace_sub {
+        path(Some(segs[1]), &segs[2..])
+    } else {
+        path(None, segs)
+    }
+}
+
+/// Objects that a PUT creates when missing (the real registries that allow create-on-update).
+fn creates_on_update(rt: &ResourceType) -> bool {
+    matches!(
+        (rt.group.as_str(), rt.plural.as_str()),
+        ("", "endpoints")
+            | ("", "events")
+            | ("discovery.k8s.io", "endpointslices")
+            | ("coordination.k8s.io", "leases")
+            | ("events.k8s.io", "events")
+            | ("rbac.authorization.k8s.io", _)
+    )
+}
+
+fn verb_for(method: &Method, path: &ResourcePath, query: &Query) -> ApiResult<&'static str> {
+    Ok(match (method, path.name.is_some()) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if query.watch() => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, false) => "create",
+        (&Method::POST, true) if path.sub.is_some() => "create",
+        (&Method::PUT, true) => "update",
+        (&Method::PATCH, true) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    })
+}
+
+pub struct Call<'a> {
+    pub server: &'a std::sync::Arc<Server>,
+    pub user: &'a UserInfo,
+    pub method: Method,
+    pub path: ResourcePath,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+pub async fn handle(call: Call<'_>) -> Response<Body> {
+    match dispatch(&call).await {
+        Ok(response) => response,
+        Err(e) => e.response(),
+    }
+}
+
+async fn dispatch(call: &Call<'_>) -> ApiResult<Response<Body>> {
+    let p = &call.path;
+    let rt = call
+        .server
+        .lookup_type(&p.group, &p.version, &p.plural)
+        .await
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
+    if p.namespace.is_some() && !rt.namespaced {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
+    if let Some(sub) = &p.sub {
+        if !rt.subresources.contains(sub) {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
+        }
+    }
+    let verb = verb_for(&call.method, p, &call.query)?;
+    let attrs = Attributes::resource(
+        verb,
+        &rt.group,
+        &rt.plural,
+        p.sub.as_deref().unwrap_or_default(),
+        p.namespace.as_deref().unwrap_or_default(),
+        p.name.as_deref().unwrap_or_default(),
+    );
+    authz::authorize(call.server, call.user, &attrs).await?;
+    if rt.virtual_create_only {
+        if verb != "create" {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let body = decode(&call.headers, &call.body)?;
+        return reviews::create(call.server, call.user, &rt, p.namespace.as_deref(), body).await;
+    }
+    let ns = p.namespace.as_deref();
+    match verb {
+        "get" => get(call, &rt).await,
+        "list" => list(call, &rt).await,
+        "watch" => Ok(watch::stream(
+            call.server.clone(),
+            rt.clone(),
+            ns.map(str::to_string),
+            call.query.clone(),
+            table::wants_table(&call.headers),
+        )),
+        "create" if p.sub.is_some() => create_subresource(call, &rt).await,
+        "create" => create(call, &rt).await,
+        "update" => {
+            let body = decode(&call.headers, &call.body)?;
+            update(call, &rt, body, None).await
+        }
+        "patch" => patch_object(call, &rt).await,
+        "delete" => delete(call, &rt).await,
+        _ => delete_collection(call, &rt).await,
+    }
+}
+
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let content_type = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if content_type.contains("protobuf") {
+        return super::proto::decode(body)
+            .map_err(|e| ApiError::unsupported_media_type(e.to_string()));
+    }
+    let value: Value = if content_type.contains("yaml") {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
+        serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the object provided is unrecognized: {e}"))
+        })?
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the object provided is not a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+fn respond(status: StatusCode, value: &Value) -> ApiResult<Response<Body>> {
+    Ok(serve::json(status, value))
+}
+
+fn check_type(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    if let Some(av) = obj["apiVersion"].as_str() {
+        if av != rt.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                rt.api_version()
+            )));
+        }
+    }
+    if let Some(kind) = obj["kind"].as_str() {
+        if kind != rt.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn get(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
+    let p = &call.path;
+    let name = p.name.as_deref().unwrap_or_default();
+    let (obj, _) = call.server.read(rt, p.namespace.as_deref(), name).await?;
+    match p.sub.as_deref() {
+        Some("scale") => respond(StatusCode::OK, &scale_of(&obj)),
+        Some("log") => Err(ApiError::bad_request(
+            "container logs are not served by the testbed's API server double; read /var/log/pods on the node",
+        )),
+        Some("proxy") => Err(ApiError::bad_request(
+            "proxying is not implemented by the testbed's API server double",
+        )),
+        _ if table::wants_table(&call.headers) => respond(
+            StatusCode::OK,
+            &table::table(rt, &[obj], call.query.get("includeObject")),
+        ),
+        _ => respond(StatusCode::OK, &obj),
+    }
+}
+
+async fn list(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
+    let (items, revision) = call.server.list(rt, call.path.namespace.as_deref()).await?;
+    let items = selectors::filter(items, &call.query)?;
+    if table::wants_table(&call.headers) {
+        let mut t = table::table(rt, &items, call.query.get("includeObject"));
+        t["metadata"] = json!({"resourceVersion": revision.to_string()});
+        return respond(StatusCode::OK, &t);
+    }
+    respond(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{}List", rt.kind),
+            "apiVersion": rt.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": items,
+        }),
+    )
+}
+
+fn writer<'a>(call: &'a Call<'a>, rt: &'a ResourceType) -> Write<'a> {
+    Write {
+        server: call.server,
+        user: call.user,
+        rt,
+        namespace: call.path.namespace.as_deref(),
+    }
+}
+
+async fn create(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
+    let mut obj = decode(&call.headers, &call.body)?;
+    let created = create_object(call, rt, &mut obj).await?;
+    respond(StatusCode::CREATED, &created)
+}
+
+async fn create_object(call: &Call<'_>, rt: &ResourceType, obj: &mut Value) -> ApiResult<Value> {
+    check_type(rt, obj)?;
+    let ns = call.path.namespace.as_deref();
+    if rt.namespaced && ns.is_none() {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
+    if let (Some(given), Some(url_ns)) = (obj["metadata"]["namespace"].as_str(), ns) {
+        if !given.is_empty() && given != url_ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    if obj["metadata"]["resourceVersion"]
+        .as_str()
+        .is_some_and(|rv| !rv.is_empty())
+    {
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+        if let Some(prefix) = obj["metadata"]["generateName"]
+            .as_str()
+            .filter(|g| !g.is_empty())
+        {
+            obj["metadata"]["name"] = json!(format!("{prefix}{}", super::store::name_suffix()));
+        }
+    }
+    if let Some(meta) = obj["metadata"].as_object_mut() {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
+            meta.remove(field);
+        }
+    }
+    writer(call, rt).create(obj).await?;
+    let created = if call.query.dry_run() {
+        let mut o = obj.clone();
+        o["apiVersion"] = json!(rt.api_version());
+        o["kind"] = json!(rt.kind);
+        o["metadata"]["uid"] = json!(super::store::new_uid());
+        o["metadata"]["creationTimestamp"] = json!(time::now());
+        o
+    } else {
+        call.server.insert(rt, ns, obj.clone()).await?
+    };
+    if rt.group == "apiextensions.k8s.io" {
+        call.server.refresh_types().await;
+    }
+    Ok(created)
+}
+
+/// PUT, or the write after a patch. `precondition` is the revision a patch read.
+async fn update(
+    call: &Call<'_>,
+    rt: &ResourceType,
+    mut new: Value,
+    read: Option<(Value, i64)>,
+) -> ApiResult<Response<Body>> {
+    check_type(rt, &new)?;
+    let p = &call.path;
+    let ns = p.namespace.as_deref();
+    let name = p.name.as_deref().unwrap_or_default();
+    if let Some(body_name) = new["metadata"]["name"].as_str() {
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+    }
+    let current = match read {
+        Some(r) => Some(r),
+        None => call.server.read_opt(rt, ns, name).await?,
+    };
+    let Some((old, revision)) = current else {
+        if creates_on_update(rt) && p.sub.is_none() {
+            new["metadata"]["name"] = json!(name);
+            if let Some(meta) = new["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
+            let created = create_object(call, rt, &mut new).await?;
+            return respond(StatusCode::CREATED, &created);
+        }
+        return Err(ApiError::not_found(rt, name));
+    };
+    if let Some(rv) = new["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+    {
+        if rv != revision.to_string() {
+            return Err(ApiError::conflict(rt, name));
+        }
+    }
+    let sub = p.sub.as_deref().unwrap_or_default();
+    let mut merged = match sub {
+        "status" => {
+            let mut m = old.clone();
+            m["status"] = new["status"].clone();
+            m
+        }
+        "approval" => {
+            let mut m = old.clone();
+            m["status"] = new["status"].clone();
+            m
+        }
+        "scale" => {
+            let mut m = old.clone();
+            m["spec"]["replicas"] = new["spec"]["replicas"].clone();
+            m
+        }
+        _ => {
+            let mut m = new.clone();
+            if rt.has_status() {
+                m["status"] = old["status"].clone();
+            }
+            m
+        }
+    };
+    merged["apiVersion"] = json!(rt.api_version());
+    merged["kind"] = json!(rt.kind);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "namespace",
+        "generation",
+    ] {
+        merged["metadata"][field] = old["metadata"][field].clone();
+    }
+    if let Some(meta) = merged["metadata"].as_object_mut() {
+        meta.retain(|_, v| !v.is_null());
+        meta.remove("managedFields");
+    }
+    if sub.is_empty() && merged["spec"] != old["spec"] {
+        if let Some(g) = old["metadata"]["generation"].as_i64() {
+            merged["metadata"]["generation"] = json!(g + 1);
+        }
+    }
+    merged["metadata"]["resourceVersion"] = json!(revision.to_string());
+    writer(call, rt).update(&old, &mut merged, sub).await?;
+    if merged == old || call.query.dry_run() {
+        let status = if merged == old { old } else { merged };
+        return respond(
+            StatusCode::OK,
+            &if sub == "scale" {
+                scale_of(&status)
+            } else {
+                status
+            },
+        );
+    }
+    let finalizers_done = merged["metadata"]["finalizers"]
+        .as_array()
+        .is_none_or(|f| f.is_empty());
+    let stored = call.server.store_update(rt, ns, merged, revision).await?;
+    if !stored["metadata"]["deletionTimestamp"].is_null() && finalizers_done {
+        let rev: i64 = stored["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        call.server.remove(rt, ns, name, rev).await?;
+    }
+    if rt.group == "apiextensions.k8s.io" {
+        call.server.refresh_types().await;
+    }
+    respond(
+        StatusCode::OK,
+        &if sub == "scale" {
+            scale_of(&stored)
+        } else {
+            stored
+        },
+    )
+}
+
+async fn patch_object(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
+    let content_type = call
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let kind = PatchKind::from_content_type(content_type)?;
+    if matches!(kind, PatchKind::Strategic) && rt.is_custom() {
+        return Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
+    let patch_body: Value = if matches!(kind, PatchKind::Apply) {
+        let text = std::str::from_utf8(&call.body)
+            .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
+        serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&call.body)
+            .map_err(|e| ApiError::bad_request(format!("unable to parse patch: {e}")))?
+    };
+    let p = &call.path;
+    let name = p.name.as_deref().unwrap_or_default();
+    let current = call
+        .server
+        .read_opt(rt, p.namespace.as_deref(), name)
+        .await?;
+    let Some((old, revision)) = current else {
+        if matches!(kind, PatchKind::Apply) && p.sub.is_none() {
+            let mut obj = patch_body;
+            obj["metadata"]["name"] = json!(name);
+            let created = create_object(call, rt, &mut obj).await?;
+            return respond(StatusCode::CREATED, &created);
+        }
+        return Err(ApiError::not_found(rt, name));
+    };
+    let base = if p.sub.as_deref() == Some("scale") {
+        scale_of(&old)
+    } else {
+        old.clone()
+    };
+    let mut patched = patch::apply(&kind, &base, &patch_body)?;
+    if p.sub.as_deref() == Some("scale") {
+        let mut m = old.clone();
+        m["spec"]["replicas"] = patched["spec"]["replicas"].clone();
+        patched = m;
+    }
+    if patch_body["metadata"]["resourceVersion"].is_null() {
+        patched["metadata"]["resourceVersion"] = json!(revision.to_string());
+    }
+    update(call, rt, patched, Some((old, revision))).await
+}
+
+async fn delete(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
+    let p = &call.path;
+    let name = p.name.as_deref().unwrap_or_default();
+    let (obj, revision) = call.server.read(rt, p.namespace.as_deref(), name).await?;
+    let result = delete_one(call, rt, obj, revision).await?;
+    respond(StatusCode::OK, &result)
+}
+
+async fn delete_one(
+    call: &Call<'_>,
+    rt: &ResourceType,
+    obj: Value,
+    revision: i64,
+) -> ApiResult<Value> {
+    let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let write = Write {
+        server: call.server,
+        user: call.user,
+        rt,
+        namespace: ns.as_deref(),
+    };
+    write.delete(&obj).await?;
+    if call.query.dry_run() {
+        return Ok(status::success(
+            rt,
+            &name,
+            obj["metadata"]["uid"].as_str().unwrap_or_default(),
+        ));
+    }
+    let has_finalizers = obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    if has_finalizers && !(rt.group.is_empty() && rt.kind == "Namespace") {
+        if obj["metadata"]["deletionTimestamp"].is_null() {
+            let mut marked = obj.clone();
+            marked["metadata"]["deletionTimestamp"] = json!(time::now());
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            return call
+                .server
+                .store_update(rt, ns.as_deref(), marked, revision)
+                .await;
+        }
+        return Ok(obj);
+    }
+    if rt.group.is_empty() && rt.kind == "Namespace" {
+        call.server.delete_namespace_content(&name).await?;
+    }
+    call.server
+        .remove(rt, ns.as_deref(), &name, revision)
+        .await?;
+    if rt.group == "apiextensions.k8s.io" {
+        call.server.refresh_types().await;
+    }
+    Ok(status::success(
+        rt,
+        &name,
+        obj["metadata"]["uid"].as_str().unwrap_or_default(),
+    ))
+}
+
+async fn delete_collection(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
+    let (items, _) = call.server.list(rt, call.path.namespace.as_deref()).await?;
+    let items = selectors::filter(items, &call.query)?;
+    for item in &items {
+        let revision = item["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        delete_one(call, rt, item.clone(), revision).await?;
+    }
+    respond(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {}, "items": items}),
+    )
+}
+
+async fn create_subresource(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
+    let p = &call.path;
+    let ns = p.namespace.as_deref();
+    let name = p.name.as_deref().unwrap_or_default();
+    let body = decode(&call.headers, &call.body)?;
+    match (rt.plural.as_str(), p.sub.as_deref().unwrap_or_default()) {
+        ("pods", "binding") => {
+            let node = body["target"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            bind_pod(call.server, rt, ns, name, &node).await?;
+            respond(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            )
+        }
+        ("pods", "eviction") => {
+            let (obj, revision) = call.server.read(rt, ns, name).await?;
+            delete_one(call, rt, obj, revision).await?;
+            respond(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            )
+        }
+        ("serviceaccounts", "token") => {
+            let (sa, _) = call.server.read(rt, ns, name).await?;
+            let seconds = body["spec"]["expirationSeconds"]
+                .as_i64()
+                .unwrap_or(3600)
+                .max(600);
+            let audiences: Vec<String> = body["spec"]["audiences"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .filter(|a: &Vec<String>| !a.is_empty())
+                .unwrap_or_else(|| call.server.opts.api_audiences.clone());
+            let issuer = call
+                .server
+                .opts
+                .service_account_issuers
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            let token = call
+                .server
+                .tokens
+                .issue(
+                    &issuer,
+                    &audiences,
+                    ns.unwrap_or_default(),
+                    name,
+                    sa["metadata"]["uid"].as_str().unwrap_or_default(),
+                    seconds,
+                )
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let expires = time::after_seconds(seconds);
+            let mut out = body.clone();
+            out["apiVersion"] = json!("authentication.k8s.io/v1");
+            out["kind"] = json!("TokenRequest");
+            out["metadata"]["name"] = json!(name);
+            out["metadata"]["namespace"] = json!(ns);
+            out["spec"]["audiences"] = json!(audiences);
+            out["spec"]["expirationSeconds"] = json!(seconds);
+            out["status"] = json!({"token": token, "expirationTimestamp": expires});
+            respond(StatusCode::CREATED, &out)
+        }
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
+    }
+}
+
+/// Sets spec.nodeName of a pending pod (pods/binding and the Binding resource).
+pub async fn bind_pod(
+    server: &Server,
+    pods: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    node: &str,
+) -> ApiResult<()> {
+    let (mut pod, revision) = server.read(pods, ns, name).await?;
+    if let Some(existing) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!("pod {name} is already assigned to node {existing:?}"),
+        ));
+    }
+    pod["spec"]["nodeName"] = json!(node);
+    server
+        .store_update(pods, ns, pod, revision)
+        .await
+        .map(|_| ())
+}
+
+fn scale_of(obj: &Value) -> Value {
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"],
+            "uid": obj["metadata"]["uid"],
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+            "creationTimestamp": obj["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0)},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_paths_split_like_the_real_server() {
+        let p = parse_segments(
+            "",
+            "v1",
+            &["namespaces", "kube-system", "pods", "etcd-n1", "status"],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                p.namespace.as_deref(),
+                p.plural.as_str(),
+                p.name.as_deref(),
+                p.sub.as_deref()
+            ),
+            (Some("kube-system"), "pods", Some("etcd-n1"), Some("status"))
+        );
+        let p = parse_segments("", "v1", &["namespaces", "kube-system"]).unwrap();
+        assert_eq!(
+            (p.plural.as_str(), p.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
+        let p = parse_segments("", "v1", &["namespaces", "foo", "status"]).unwrap();
+        assert_eq!(
+            (p.plural.as_str(), p.name.as_deref(), p.sub.as_deref()),
+            ("namespaces", Some("foo"), Some("status"))
+        );
+        let p = parse_segments(
+            "certificates.k8s.io",
+            "v1",
+            &["certificatesigningrequests", "csr-1", "approval"],
+        )
+        .unwrap();
+        assert_eq!(p.sub.as_deref(), Some("approval"));
+        assert!(parse_segments("", "v1", &["pods", "a", "b", "c"]).is_none());
+    }
+}

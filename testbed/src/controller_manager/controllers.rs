@@ -1,0 +1,267 @@
+//! The other controllers a kubeadm cluster relies on: bootstrapsigner (JWS signatures of
+//! cluster-info), tokencleaner (expired bootstrap tokens), root-ca-cert-publisher
+//! (kube-root-ca.crt in every namespace), serviceaccount (the `default` ServiceAccount) and
+//! nodelifecycle (nodes whose lease stops being renewed become NotReady/Unknown and unreachable).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::apiserver::secret_data;
+use crate::common::client::{ApiClient, PatchType};
+use crate::common::time;
+use crate::logf;
+
+const COMPONENT: &str = "kube-controller-manager";
+
+/// The detached JWS (`<header>..<signature>`, HS256, key = token secret) the bootstrap signer
+/// stores as `jws-kubeconfig-<token-id>`.
+pub fn detached_jws(token_id: &str, token_secret: &str, payload: &str) -> String {
+    let header = B64URL.encode(format!("{{\"alg\":\"HS256\",\"kid\":\"{token_id}\"}}"));
+    let input = format!("{header}.{}", B64URL.encode(payload));
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(token_secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(input.as_bytes());
+    format!("{header}..{}", B64URL.encode(mac.finalize().into_bytes()))
+}
+
+fn expired(secret: &Value) -> bool {
+    secret_data(secret, "expiration")
+        .and_then(|e| time::parse(&e))
+        .is_some_and(|t| t.unix_timestamp() < time::unix_now())
+}
+
+async fn bootstrap_tokens(client: &ApiClient) -> Result<Vec<Value>> {
+    let list = client
+        .get("/api/v1/namespaces/kube-system/secrets?fieldSelector=type%3Dbootstrap.kubernetes.io%2Ftoken")
+        .await?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// One pass of the bootstrap signer over kube-public/cluster-info.
+pub async fn sign_cluster_info(signer: &ApiClient) -> Result<()> {
+    let path = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+    let mut cm = match signer.get(path).await {
+        Ok(cm) => cm,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(kubeconfig) = cm["data"]["kubeconfig"].as_str().map(str::to_string) else {
+        return Ok(());
+    };
+    let mut wanted = serde_json::Map::new();
+    for secret in bootstrap_tokens(signer).await? {
+        let (Some(id), Some(token)) = (
+            secret_data(&secret, "token-id"),
+            secret_data(&secret, "token-secret"),
+        ) else {
+            continue;
+        };
+        if secret_data(&secret, "usage-bootstrap-signing").as_deref() != Some("true")
+            || expired(&secret)
+        {
+            continue;
+        }
+        if secret["metadata"]["name"].as_str() != Some(format!("bootstrap-token-{id}").as_str()) {
+            continue;
+        }
+        wanted.insert(
+            format!("jws-kubeconfig-{id}"),
+            json!(detached_jws(&id, &token, &kubeconfig)),
+        );
+    }
+    let data = cm["data"].as_object().cloned().unwrap_or_default();
+    let mut updated = data.clone();
+    updated.retain(|k, _| !k.starts_with("jws-kubeconfig-"));
+    updated.extend(wanted);
+    if updated != data {
+        cm["data"] = Value::Object(updated);
+        signer.replace(path, &cm).await?;
+        logf!(
+            COMPONENT,
+            "updated the JWS signatures of kube-public/cluster-info"
+        );
+    }
+    Ok(())
+}
+
+/// One pass of the token cleaner: deletes expired bootstrap-token Secrets.
+pub async fn clean_tokens(cleaner: &ApiClient) -> Result<()> {
+    for secret in bootstrap_tokens(cleaner).await? {
+        if expired(&secret) {
+            let name = secret["metadata"]["name"].as_str().unwrap_or_default();
+            cleaner
+                .delete(&format!("/api/v1/namespaces/kube-system/secrets/{name}"))
+                .await?;
+            logf!(COMPONENT, "deleted expired bootstrap token {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn namespaces(client: &ApiClient) -> Result<Vec<String>> {
+    let list = client.get("/api/v1/namespaces").await?;
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["status"]["phase"].as_str() != Some("Terminating"))
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// One pass of root-ca-cert-publisher: kube-root-ca.crt holds --root-ca-file in every namespace.
+pub async fn publish_root_ca(
+    lister: &ApiClient,
+    publisher: &ApiClient,
+    root_ca: &PathBuf,
+) -> Result<()> {
+    let ca = std::fs::read_to_string(root_ca)?;
+    for ns in namespaces(lister).await? {
+        let path = format!("/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt");
+        let wanted = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "kube-root-ca.crt", "namespace": ns, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+            "data": {"ca.crt": ca},
+        });
+        match lister.get(&path).await {
+            Ok(current) if current["data"]["ca.crt"].as_str() == Some(ca.as_str()) => {}
+            Ok(mut current) => {
+                current["data"] = wanted["data"].clone();
+                publisher.replace(&path, &current).await?;
+            }
+            Err(e) if e.is_not_found() => {
+                publisher
+                    .create(&format!("/api/v1/namespaces/{ns}/configmaps"), &wanted)
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// One pass of the serviceaccount controller: the `default` ServiceAccount in every namespace.
+pub async fn default_service_accounts(lister: &ApiClient, creator: &ApiClient) -> Result<()> {
+    for ns in namespaces(lister).await? {
+        let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/default");
+        if let Err(e) = lister.get(&path).await {
+            if e.is_not_found() {
+                let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+                match creator
+                    .create(&format!("/api/v1/namespaces/{ns}/serviceaccounts"), &sa)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is_conflict() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One pass of node lifecycle: a node whose kubelet stopped renewing its lease for longer than
+/// `grace` gets Ready=Unknown and the unreachable taints.
+pub async fn node_lifecycle(client: &ApiClient, grace: Duration) -> Result<()> {
+    let nodes = client.get("/api/v1/nodes").await?;
+    let leases = client
+        .get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
+        .await?;
+    for node in nodes["items"].as_array().into_iter().flatten() {
+        let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        let renewed = leases["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["metadata"]["name"].as_str() == Some(name))
+            .and_then(|l| l["spec"]["renewTime"].as_str().and_then(time::parse))
+            .map(|t| t.unix_timestamp());
+        let Some(renewed) = renewed else {
+            continue;
+        };
+        if time::unix_now() - renewed <= i64::try_from(grace.as_secs()).unwrap_or(50) {
+            continue;
+        }
+        let conditions = node["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if conditions
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
+        {
+            continue;
+        }
+        let unknown: Vec<Value> = conditions
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c["status"] = json!("Unknown");
+                c["reason"] = json!("NodeStatusUnknown");
+                c["message"] = json!("Kubelet stopped posting node status.");
+                c["lastTransitionTime"] = json!(time::now());
+                c
+            })
+            .collect();
+        client
+            .patch(
+                &format!("/api/v1/nodes/{name}/status"),
+                PatchType::Strategic,
+                &json!({"status": {"conditions": unknown}}),
+            )
+            .await?;
+        let mut taints = node["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for effect in ["NoSchedule", "NoExecute"] {
+            if !taints
+                .iter()
+                .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == effect)
+            {
+                taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": effect, "timeAdded": time::now()}));
+            }
+        }
+        client
+            .patch(
+                &format!("/api/v1/nodes/{name}"),
+                PatchType::Merge,
+                &json!({"spec": {"taints": taints}}),
+            )
+            .await?;
+        logf!(
+            COMPONENT,
+            "node {name} hasn't been updated for more than {}s; marked Unknown",
+            grace.as_secs()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jws_matches_kubeadms_test_vector() {
+        // The cluster-info fixture of kubeadm's dry-run client and the signature it carries.
+        let kubeconfig = format!(
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://192.168.0.101:6443\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSURCVENDQWUyZ0F3SUJBZ0lJTkpmdGFCK09Xd0F3RFFZSktvWklodmNOQVFFTEJRQXdGVEVUTUJFR0ExVUUKQXhNS2EzVmlaWEp1WlhSbGN6QWVGdzB5TkRBM01EZ3hNalF3TURSYUZ3MHpOREEzTURZeE1qUTFNRFJhTUJVeApFekFSQmdOVkJBTVRDbXQxWW1WeWJtVjBaWE13Z2dFaU1BMEdDU3FHU0liM0RRRUJBUVVBQTRJQkR3QXdnZ0VLCkFvSUJBUURhUURkaWdPeVdpbTZXLzQ4bjNQSG9WZVZCU2lkNldjbmRFV3VVcTVnQldYZGx0OTk2aCtWbkl0bHQKOHpDaGwvb1I1V2ZSYVJDODA1WitvTW4vWThJR1ZRM3QxaG55SW1ZbjR3M3Z6UlhvdUdlQmVpdTJTU1ZqZ0J3agpYanliYk1DbXJBZEljYkllWm1INjZldjV6KzVZS21aUlVZYzNoRGFIcFhkMEVFblp5SlY1d2FaczBYTVFVSE03CmVxT1pBWko5L21PM05VQnBsdnJQbnBPTUs3a1NFUFBnNzVjVTdXSG9KSEZrZVlXNTkzZ3NnQ3MyQnRVdTY0Y3EKYlZYOWJpZ3JZZGRwWmtvRUtLeFU4SEl3SHNJNVY4Um9uM21LRkdsckUxN2IybC84Q3FtQXVPdnl6TEllaVFHWAplZ0lhUi9uUkhISUQ5QVRpNnRYOEVhRERwZXYvQWdNQkFBR2pXVEJYTUE0R0ExVWREd0VCL3dRRUF3SUNwREFQCkJnTlZIUk1CQWY4RUJUQURBUUgvTUIwR0ExVWREZ1FXQkJRWWFDRGU2eXVWcVNhV1Y3M3pMaldtR2hpYVR6QVYKQmdOVkhSRUVEakFNZ2dwcmRXSmxjbTVsZEdWek1BMEdDU3FHU0liM0RRRUJDd1VBQTRJQkFRQ2NlTW5uaVBhcQpHUkVqR3A2WFJTN1FFWW1RcmJFZCtUVjVKUTE4byttVzZvR3BaOENBM0pBSFFETk5QRW1QYzB5dVhEeE85QkZYCmJnMlhSSCtLTkozVzJKZlExVEgzVFhKRWF4Zkh1WDRtQjU5UkNsQzExNGtsV2RIeDFqN0FtRWt1eTZ0ZGpuYWkKZmh0U0dueEEwM2JwN2I4Z28zSWpXNE5wV1JOMVdHNTl2YTBKOEJIRmg3Q0RpZUxuK0RNdUk2M0Jna1kveTJzMApML2RtOVBmcWdVSzFBMy8wZGhDVjZiRUNqekEzSkJld21kSC8rVUJPeVkybUMwNVlQMzNkMHA5eXlrYmtkWE5xCkRONXlBc3ZNUC9PV0NuQjFlQlFUb2pNODJMU3F3dHZtbU1SNHRXYXVoOXVkVktHY2s0eEJaV3Vkcm5LRFVVWEkKUURNUFJnSkMvTng0Ci0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K"
+        );
+        assert_eq!(
+            detached_jws("abcdef", "abcdef0123456789", &kubeconfig),
+            "eyJhbGciOiJIUzI1NiIsImtpZCI6ImFiY2RlZiJ9..wUZ0q9o0VK1RWFptmSBOEem2bXHWrHyxrposHg0mb1w"
+        );
+    }
+}

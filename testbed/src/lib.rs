@@ -1,0 +1,43 @@
+//! kubestrap's testbed: simulated multi-node clusters on Docker, with real etcd and doubles of
+//! kube-apiserver, kubelet, kube-controller-manager and kube-scheduler driven by the files kubestrap
+//! writes. Never linked into the kubestrap binary.
+
+pub mod apiserver;
+pub mod common;
+pub mod controller_manager;
+pub mod driver;
+pub mod kubelet;
+pub mod node;
+pub mod scheduler;
+
+use std::future::Future;
+
+/// The Kubernetes version the doubles report when nothing else says (kubestrap's default).
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.3";
+
+/// Runs a component's async main on its own runtime; errors end the process with status 1 and
+/// cobra's `Error: ` prefix, as the real binaries do.
+pub fn run_component<F, Fut>(component: &str, args: &[String], main: F) -> i32
+where
+    F: FnOnce(Vec<String>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {component}: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(main(args.to_vec())) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
+        }
+    }
+}
