@@ -15,6 +15,17 @@ use std::future::Future;
 /// The Kubernetes version the doubles report when nothing else says (kubestrap's default).
 pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.3";
 
+/// The binaries the nodes run, as Cargo builds them for this package's tests and benchmarks.
+#[macro_export]
+macro_rules! binaries {
+    () => {
+        $crate::driver::Binaries {
+            tbnode: env!("CARGO_BIN_EXE_tbnode").into(),
+            kubestrap: env!("CARGO_BIN_EXE_testbed-kubestrap").into(),
+        }
+    };
+}
+
 /// Runs a component's async main on its own runtime; errors end the process with status 1 and
 /// cobra's `Error: ` prefix, as the real binaries do.
 pub fn run_component<F, Fut>(component: &str, args: &[String], main: F) -> i32

@@ -379,256 +379,8 @@ impl ControlPlane {
             0o600,
         );
 
-        let a = &s.advertise_address;
-        let etcd_cmd = [
-            vec!["etcd".to_string()],
-            flags(&[
-                ("advertise-client-urls", format!("https://{a}:2379")),
-                ("cert-file", format!("{pki}/etcd/server.crt")),
-                ("client-cert-auth", "true".into()),
-                ("data-dir", "/var/lib/etcd".into()),
-                ("experimental-initial-corrupt-check", "true".into()),
-                ("experimental-watch-progress-notify-interval", "5s".into()),
-                ("initial-advertise-peer-urls", format!("https://{a}:2380")),
-                (
-                    "initial-cluster",
-                    format!("{}=https://{a}:2380", s.node_name),
-                ),
-                ("key-file", format!("{pki}/etcd/server.key")),
-                (
-                    "listen-client-urls",
-                    format!("https://127.0.0.1:2379,https://{a}:2379"),
-                ),
-                ("listen-metrics-urls", "http://127.0.0.1:2381".into()),
-                ("listen-peer-urls", format!("https://{a}:2380")),
-                ("name", s.node_name.clone()),
-                ("peer-cert-file", format!("{pki}/etcd/peer.crt")),
-                ("peer-client-cert-auth", "true".into()),
-                ("peer-key-file", format!("{pki}/etcd/peer.key")),
-                ("peer-trusted-ca-file", format!("{pki}/etcd/ca.crt")),
-                ("snapshot-count", "10000".into()),
-                ("trusted-ca-file", format!("{pki}/etcd/ca.crt")),
-            ]),
-        ]
-        .concat();
-        put(
-            "/etc/kubernetes/manifests/etcd.yaml".into(),
-            pod(
-                "etcd",
-                &format!("registry.k8s.io/etcd:{}", s.etcd_tag),
-                etcd_cmd,
-                2381,
-                (
-                    probe(
-                        "127.0.0.1",
-                        "/health?exclude=NOSPACE&serializable=true",
-                        "HTTP",
-                        10,
-                        10,
-                        8,
-                    ),
-                    None,
-                    probe(
-                        "127.0.0.1",
-                        "/health?serializable=false",
-                        "HTTP",
-                        10,
-                        10,
-                        24,
-                    ),
-                ),
-                "100m",
-                vec![
-                    mount("etcd-data", "/var/lib/etcd", false),
-                    mount("etcd-certs", &format!("{pki}/etcd"), false),
-                ],
-                vec![
-                    host_volume("etcd-certs", &format!("{pki}/etcd"), "DirectoryOrCreate"),
-                    host_volume("etcd-data", "/var/lib/etcd", "DirectoryOrCreate"),
-                ],
-                json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": format!("https://{a}:2379")}),
-            )?,
-            0o600,
-        );
-        let apiserver_cmd = [
-            vec!["kube-apiserver".to_string()],
-            flags(&[
-                ("advertise-address", a.clone()),
-                ("allow-privileged", "true".into()),
-                ("authorization-mode", "Node,RBAC".into()),
-                ("client-ca-file", format!("{pki}/ca.crt")),
-                ("enable-admission-plugins", "NodeRestriction".into()),
-                ("enable-bootstrap-token-auth", "true".into()),
-                ("etcd-cafile", format!("{pki}/etcd/ca.crt")),
-                ("etcd-certfile", format!("{pki}/apiserver-etcd-client.crt")),
-                ("etcd-keyfile", format!("{pki}/apiserver-etcd-client.key")),
-                ("etcd-servers", "https://127.0.0.1:2379".into()),
-                (
-                    "kubelet-client-certificate",
-                    format!("{pki}/apiserver-kubelet-client.crt"),
-                ),
-                (
-                    "kubelet-client-key",
-                    format!("{pki}/apiserver-kubelet-client.key"),
-                ),
-                (
-                    "kubelet-preferred-address-types",
-                    "InternalIP,ExternalIP,Hostname".into(),
-                ),
-                (
-                    "proxy-client-cert-file",
-                    format!("{pki}/front-proxy-client.crt"),
-                ),
-                (
-                    "proxy-client-key-file",
-                    format!("{pki}/front-proxy-client.key"),
-                ),
-                ("requestheader-allowed-names", "front-proxy-client".into()),
-                (
-                    "requestheader-client-ca-file",
-                    format!("{pki}/front-proxy-ca.crt"),
-                ),
-                (
-                    "requestheader-extra-headers-prefix",
-                    "X-Remote-Extra-".into(),
-                ),
-                ("requestheader-group-headers", "X-Remote-Group".into()),
-                ("requestheader-username-headers", "X-Remote-User".into()),
-                ("secure-port", "6443".into()),
-                (
-                    "service-account-issuer",
-                    format!("https://kubernetes.default.svc.{}", s.dns_domain),
-                ),
-                ("service-account-key-file", format!("{pki}/sa.pub")),
-                ("service-account-signing-key-file", format!("{pki}/sa.key")),
-                ("service-cluster-ip-range", s.service_cidr.clone()),
-                ("tls-cert-file", format!("{pki}/apiserver.crt")),
-                ("tls-private-key-file", format!("{pki}/apiserver.key")),
-            ]),
-        ]
-        .concat();
-        let ca_volumes = || {
-            vec![
-                host_volume("ca-certs", "/etc/ssl/certs", "DirectoryOrCreate"),
-                host_volume("k8s-certs", pki, "DirectoryOrCreate"),
-            ]
-        };
-        let ca_mounts = || {
-            vec![
-                mount("ca-certs", "/etc/ssl/certs", true),
-                mount("k8s-certs", pki, true),
-            ]
-        };
-        put(
-            "/etc/kubernetes/manifests/kube-apiserver.yaml".into(),
-            pod(
-                "kube-apiserver",
-                &format!("registry.k8s.io/kube-apiserver:{}", s.kubernetes_version),
-                apiserver_cmd,
-                6443,
-                (
-                    probe(a, "/livez", "HTTPS", 10, 10, 8),
-                    Some(probe(a, "/readyz", "HTTPS", 0, 1, 3)),
-                    probe(a, "/livez", "HTTPS", 10, 10, 24),
-                ),
-                "250m",
-                ca_mounts(),
-                ca_volumes(),
-                json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("{a}:6443")}),
-            )?,
-            0o600,
-        );
-        let kcm_conf = "/etc/kubernetes/controller-manager.conf";
-        let kcm_cmd = [
-            vec!["kube-controller-manager".to_string()],
-            flags(&[
-                ("authentication-kubeconfig", kcm_conf.into()),
-                ("authorization-kubeconfig", kcm_conf.into()),
-                ("bind-address", "127.0.0.1".into()),
-                ("client-ca-file", format!("{pki}/ca.crt")),
-                ("cluster-name", "kubernetes".into()),
-                ("cluster-signing-cert-file", format!("{pki}/ca.crt")),
-                ("cluster-signing-key-file", format!("{pki}/ca.key")),
-                ("controllers", "*,bootstrapsigner,tokencleaner".into()),
-                ("kubeconfig", kcm_conf.into()),
-                ("leader-elect", "true".into()),
-                (
-                    "requestheader-client-ca-file",
-                    format!("{pki}/front-proxy-ca.crt"),
-                ),
-                ("root-ca-file", format!("{pki}/ca.crt")),
-                ("service-account-private-key-file", format!("{pki}/sa.key")),
-                ("use-service-account-credentials", "true".into()),
-            ]),
-        ]
-        .concat();
-        let mut kcm_mounts = ca_mounts();
-        kcm_mounts.push(mount("kubeconfig", kcm_conf, true));
-        let mut kcm_volumes = ca_volumes();
-        kcm_volumes.push(host_volume("kubeconfig", kcm_conf, "FileOrCreate"));
-        put(
-            "/etc/kubernetes/manifests/kube-controller-manager.yaml".into(),
-            pod(
-                "kube-controller-manager",
-                &format!(
-                    "registry.k8s.io/kube-controller-manager:{}",
-                    s.kubernetes_version
-                ),
-                kcm_cmd,
-                10257,
-                (
-                    probe("127.0.0.1", "/healthz", "HTTPS", 10, 10, 8),
-                    None,
-                    probe("127.0.0.1", "/healthz", "HTTPS", 10, 10, 24),
-                ),
-                "200m",
-                kcm_mounts,
-                kcm_volumes,
-                Value::Null,
-            )?,
-            0o600,
-        );
-        let sched_conf = "/etc/kubernetes/scheduler.conf";
-        let sched_cmd = [
-            vec!["kube-scheduler".to_string()],
-            flags(&[
-                ("authentication-kubeconfig", sched_conf.into()),
-                ("authorization-kubeconfig", sched_conf.into()),
-                ("bind-address", "127.0.0.1".into()),
-                ("kubeconfig", sched_conf.into()),
-                ("leader-elect", "true".into()),
-            ]),
-        ]
-        .concat();
-        put(
-            "/etc/kubernetes/manifests/kube-scheduler.yaml".into(),
-            pod(
-                "kube-scheduler",
-                &format!("registry.k8s.io/kube-scheduler:{}", s.kubernetes_version),
-                sched_cmd,
-                10259,
-                (
-                    probe("127.0.0.1", "/livez", "HTTPS", 10, 10, 8),
-                    Some(probe("127.0.0.1", "/readyz", "HTTPS", 0, 1, 3)),
-                    probe("127.0.0.1", "/livez", "HTTPS", 10, 10, 24),
-                ),
-                "100m",
-                vec![mount("kubeconfig", sched_conf, true)],
-                vec![host_volume("kubeconfig", sched_conf, "FileOrCreate")],
-                Value::Null,
-            )?,
-            0o600,
-        );
-        put(
-            "/var/lib/kubelet/config.yaml".into(),
-            kubelet_config(s)?,
-            0o644,
-        );
-        put(
-            "/var/lib/kubelet/kubeadm-flags.env".into(),
-            kubeadm_flags_env(),
-            0o644,
-        );
+        files.extend(manifests(s)?);
+        files.extend(kubelet_files(s)?);
         Ok(ControlPlane {
             settings,
             ca,
@@ -640,6 +392,270 @@ impl ControlPlane {
     pub fn write_to(&self, node: &Node) -> Result<()> {
         write_all(node, &self.files)
     }
+}
+
+/// The four static-pod manifests kubeadm renders (§4) for a single control-plane node.
+pub fn manifests(s: &ClusterSettings) -> Result<Files> {
+    let pki = "/etc/kubernetes/pki";
+    let mut files = Files::new();
+    let mut put = |path: String, contents: String, mode: u32| {
+        files.insert(path, (contents.into_bytes(), mode));
+    };
+    let a = &s.advertise_address;
+    let etcd_cmd = [
+        vec!["etcd".to_string()],
+        flags(&[
+            ("advertise-client-urls", format!("https://{a}:2379")),
+            ("cert-file", format!("{pki}/etcd/server.crt")),
+            ("client-cert-auth", "true".into()),
+            ("data-dir", "/var/lib/etcd".into()),
+            ("experimental-initial-corrupt-check", "true".into()),
+            ("experimental-watch-progress-notify-interval", "5s".into()),
+            ("initial-advertise-peer-urls", format!("https://{a}:2380")),
+            (
+                "initial-cluster",
+                format!("{}=https://{a}:2380", s.node_name),
+            ),
+            ("key-file", format!("{pki}/etcd/server.key")),
+            (
+                "listen-client-urls",
+                format!("https://127.0.0.1:2379,https://{a}:2379"),
+            ),
+            ("listen-metrics-urls", "http://127.0.0.1:2381".into()),
+            ("listen-peer-urls", format!("https://{a}:2380")),
+            ("name", s.node_name.clone()),
+            ("peer-cert-file", format!("{pki}/etcd/peer.crt")),
+            ("peer-client-cert-auth", "true".into()),
+            ("peer-key-file", format!("{pki}/etcd/peer.key")),
+            ("peer-trusted-ca-file", format!("{pki}/etcd/ca.crt")),
+            ("snapshot-count", "10000".into()),
+            ("trusted-ca-file", format!("{pki}/etcd/ca.crt")),
+        ]),
+    ]
+    .concat();
+    put(
+        "/etc/kubernetes/manifests/etcd.yaml".into(),
+        pod(
+            "etcd",
+            &format!("registry.k8s.io/etcd:{}", s.etcd_tag),
+            etcd_cmd,
+            2381,
+            (
+                probe(
+                    "127.0.0.1",
+                    "/health?exclude=NOSPACE&serializable=true",
+                    "HTTP",
+                    10,
+                    10,
+                    8,
+                ),
+                None,
+                probe(
+                    "127.0.0.1",
+                    "/health?serializable=false",
+                    "HTTP",
+                    10,
+                    10,
+                    24,
+                ),
+            ),
+            "100m",
+            vec![
+                mount("etcd-data", "/var/lib/etcd", false),
+                mount("etcd-certs", &format!("{pki}/etcd"), false),
+            ],
+            vec![
+                host_volume("etcd-certs", &format!("{pki}/etcd"), "DirectoryOrCreate"),
+                host_volume("etcd-data", "/var/lib/etcd", "DirectoryOrCreate"),
+            ],
+            json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": format!("https://{a}:2379")}),
+        )?,
+        0o600,
+    );
+    let apiserver_cmd = [
+        vec!["kube-apiserver".to_string()],
+        flags(&[
+            ("advertise-address", a.clone()),
+            ("allow-privileged", "true".into()),
+            ("authorization-mode", "Node,RBAC".into()),
+            ("client-ca-file", format!("{pki}/ca.crt")),
+            ("enable-admission-plugins", "NodeRestriction".into()),
+            ("enable-bootstrap-token-auth", "true".into()),
+            ("etcd-cafile", format!("{pki}/etcd/ca.crt")),
+            ("etcd-certfile", format!("{pki}/apiserver-etcd-client.crt")),
+            ("etcd-keyfile", format!("{pki}/apiserver-etcd-client.key")),
+            ("etcd-servers", "https://127.0.0.1:2379".into()),
+            (
+                "kubelet-client-certificate",
+                format!("{pki}/apiserver-kubelet-client.crt"),
+            ),
+            (
+                "kubelet-client-key",
+                format!("{pki}/apiserver-kubelet-client.key"),
+            ),
+            (
+                "kubelet-preferred-address-types",
+                "InternalIP,ExternalIP,Hostname".into(),
+            ),
+            (
+                "proxy-client-cert-file",
+                format!("{pki}/front-proxy-client.crt"),
+            ),
+            (
+                "proxy-client-key-file",
+                format!("{pki}/front-proxy-client.key"),
+            ),
+            ("requestheader-allowed-names", "front-proxy-client".into()),
+            (
+                "requestheader-client-ca-file",
+                format!("{pki}/front-proxy-ca.crt"),
+            ),
+            (
+                "requestheader-extra-headers-prefix",
+                "X-Remote-Extra-".into(),
+            ),
+            ("requestheader-group-headers", "X-Remote-Group".into()),
+            ("requestheader-username-headers", "X-Remote-User".into()),
+            ("secure-port", "6443".into()),
+            (
+                "service-account-issuer",
+                format!("https://kubernetes.default.svc.{}", s.dns_domain),
+            ),
+            ("service-account-key-file", format!("{pki}/sa.pub")),
+            ("service-account-signing-key-file", format!("{pki}/sa.key")),
+            ("service-cluster-ip-range", s.service_cidr.clone()),
+            ("tls-cert-file", format!("{pki}/apiserver.crt")),
+            ("tls-private-key-file", format!("{pki}/apiserver.key")),
+        ]),
+    ]
+    .concat();
+    let ca_volumes = || {
+        vec![
+            host_volume("ca-certs", "/etc/ssl/certs", "DirectoryOrCreate"),
+            host_volume("k8s-certs", pki, "DirectoryOrCreate"),
+        ]
+    };
+    let ca_mounts = || {
+        vec![
+            mount("ca-certs", "/etc/ssl/certs", true),
+            mount("k8s-certs", pki, true),
+        ]
+    };
+    put(
+        "/etc/kubernetes/manifests/kube-apiserver.yaml".into(),
+        pod(
+            "kube-apiserver",
+            &format!("registry.k8s.io/kube-apiserver:{}", s.kubernetes_version),
+            apiserver_cmd,
+            6443,
+            (
+                probe(a, "/livez", "HTTPS", 10, 10, 8),
+                Some(probe(a, "/readyz", "HTTPS", 0, 1, 3)),
+                probe(a, "/livez", "HTTPS", 10, 10, 24),
+            ),
+            "250m",
+            ca_mounts(),
+            ca_volumes(),
+            json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("{a}:6443")}),
+        )?,
+        0o600,
+    );
+    let kcm_conf = "/etc/kubernetes/controller-manager.conf";
+    let kcm_cmd = [
+        vec!["kube-controller-manager".to_string()],
+        flags(&[
+            ("authentication-kubeconfig", kcm_conf.into()),
+            ("authorization-kubeconfig", kcm_conf.into()),
+            ("bind-address", "127.0.0.1".into()),
+            ("client-ca-file", format!("{pki}/ca.crt")),
+            ("cluster-name", "kubernetes".into()),
+            ("cluster-signing-cert-file", format!("{pki}/ca.crt")),
+            ("cluster-signing-key-file", format!("{pki}/ca.key")),
+            ("controllers", "*,bootstrapsigner,tokencleaner".into()),
+            ("kubeconfig", kcm_conf.into()),
+            ("leader-elect", "true".into()),
+            (
+                "requestheader-client-ca-file",
+                format!("{pki}/front-proxy-ca.crt"),
+            ),
+            ("root-ca-file", format!("{pki}/ca.crt")),
+            ("service-account-private-key-file", format!("{pki}/sa.key")),
+            ("use-service-account-credentials", "true".into()),
+        ]),
+    ]
+    .concat();
+    let mut kcm_mounts = ca_mounts();
+    kcm_mounts.push(mount("kubeconfig", kcm_conf, true));
+    let mut kcm_volumes = ca_volumes();
+    kcm_volumes.push(host_volume("kubeconfig", kcm_conf, "FileOrCreate"));
+    put(
+        "/etc/kubernetes/manifests/kube-controller-manager.yaml".into(),
+        pod(
+            "kube-controller-manager",
+            &format!(
+                "registry.k8s.io/kube-controller-manager:{}",
+                s.kubernetes_version
+            ),
+            kcm_cmd,
+            10257,
+            (
+                probe("127.0.0.1", "/healthz", "HTTPS", 10, 10, 8),
+                None,
+                probe("127.0.0.1", "/healthz", "HTTPS", 10, 10, 24),
+            ),
+            "200m",
+            kcm_mounts,
+            kcm_volumes,
+            Value::Null,
+        )?,
+        0o600,
+    );
+    let sched_conf = "/etc/kubernetes/scheduler.conf";
+    let sched_cmd = [
+        vec!["kube-scheduler".to_string()],
+        flags(&[
+            ("authentication-kubeconfig", sched_conf.into()),
+            ("authorization-kubeconfig", sched_conf.into()),
+            ("bind-address", "127.0.0.1".into()),
+            ("kubeconfig", sched_conf.into()),
+            ("leader-elect", "true".into()),
+        ]),
+    ]
+    .concat();
+    put(
+        "/etc/kubernetes/manifests/kube-scheduler.yaml".into(),
+        pod(
+            "kube-scheduler",
+            &format!("registry.k8s.io/kube-scheduler:{}", s.kubernetes_version),
+            sched_cmd,
+            10259,
+            (
+                probe("127.0.0.1", "/livez", "HTTPS", 10, 10, 8),
+                Some(probe("127.0.0.1", "/readyz", "HTTPS", 0, 1, 3)),
+                probe("127.0.0.1", "/livez", "HTTPS", 10, 10, 24),
+            ),
+            "100m",
+            vec![mount("kubeconfig", sched_conf, true)],
+            vec![host_volume("kubeconfig", sched_conf, "FileOrCreate")],
+            Value::Null,
+        )?,
+        0o600,
+    );
+    Ok(files)
+}
+
+/// The kubelet's files kubeadm's kubelet-start phase writes (§6.5).
+pub fn kubelet_files(s: &ClusterSettings) -> Result<Files> {
+    let mut files = Files::new();
+    files.insert(
+        "/var/lib/kubelet/config.yaml".into(),
+        (kubelet_config(s)?.into_bytes(), 0o644),
+    );
+    files.insert(
+        "/var/lib/kubelet/kubeadm-flags.env".into(),
+        (kubeadm_flags_env().into_bytes(), 0o644),
+    );
+    Ok(files)
 }
 
 pub fn write_all(node: &Node, files: &Files) -> Result<()> {

@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod docker;
 pub mod fixture;
 pub mod image;
+pub mod scenario;
 
 pub use cluster::{Binaries, Cluster, ClusterSpec, Node, wait_until};
