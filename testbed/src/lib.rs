@@ -16,12 +16,15 @@ use std::future::Future;
 pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.3";
 
 /// The binaries the nodes run, as Cargo builds them for this package's tests and benchmarks.
+/// `TESTBED_KUBESTRAP=<path>` runs the scenarios with another kubestrap build instead.
 #[macro_export]
 macro_rules! binaries {
     () => {
         $crate::driver::Binaries {
             tbnode: env!("CARGO_BIN_EXE_tbnode").into(),
-            kubestrap: env!("CARGO_BIN_EXE_testbed-kubestrap").into(),
+            kubestrap: std::env::var_os("TESTBED_KUBESTRAP")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_testbed-kubestrap").into()),
         }
     };
 }

@@ -363,3 +363,46 @@ fn a_restarted_node_keeps_its_etcd_state_and_control_plane() -> Result<()> {
     cluster.teardown()?;
     Ok(())
 }
+
+#[test]
+fn a_partitioned_worker_goes_unknown_and_recovers() -> Result<()> {
+    let cluster = Cluster::start(&kubestrap_testbed::binaries!(), &ClusterSpec::nodes(2))?;
+    let cp_node = cluster.node("node1")?;
+    let mut cp = ControlPlane::generate(ClusterSettings::for_node(cp_node))?;
+    let kcm = "/etc/kubernetes/manifests/kube-controller-manager.yaml";
+    if let Some((text, _)) = cp.files.get_mut(kcm) {
+        let fast = String::from_utf8_lossy(text).replace("- --leader-elect=true", "- --leader-elect=true\n    - --node-monitor-grace-period=6s");
+        *text = fast.into_bytes();
+    }
+    cp.write_to(cp_node)?;
+    scenario::start_kubelet(cp_node, &cp.settings)?;
+    scenario::wait_for_api(cp_node, SUPER_ADMIN, Duration::from_secs(60))?;
+    scenario::bind_cluster_admins(cp_node)?;
+    let token = "abcdef.0123456789abcdef";
+    scenario::admit_token(cp_node, token)?;
+    let worker = cluster.node("node2")?;
+    let mut files = fixture::worker_files(&cp.settings, &cp.ca.cert_pem, token)?;
+    if let Some((text, _)) = files.get_mut("/var/lib/kubelet/config.yaml") {
+        text.extend_from_slice(b"nodeLeaseDurationSeconds: 8\n");
+    }
+    fixture::write_all(worker, &files)?;
+    worker.install_kubeadm_dropin()?;
+    worker.systemctl(&["restart", "kubelet"])?.check("restart kubelet")?;
+    let ready_status = |n: &Node| -> Result<String> {
+        let node = json_of(n, ADMIN, &["get", "node", "node2"])?;
+        let ready = node["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready").cloned().unwrap_or_default();
+        Ok(ready["status"].as_str().unwrap_or_default().to_string())
+    };
+    wait_until("node2 to post its status", Duration::from_secs(30), || Ok(ready_status(cp_node).is_ok_and(|s| s == "False")))?;
+    worker.partition()?;
+    wait_until("node2 to go Unknown", Duration::from_secs(30), || Ok(ready_status(cp_node)? == "Unknown"))?;
+    let node2 = json_of(cp_node, ADMIN, &["get", "node", "node2"])?;
+    ensure!(
+        node2["spec"]["taints"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable")),
+        "an unreachable node is tainted: {node2}"
+    );
+    worker.heal()?;
+    wait_until("node2 to report again", Duration::from_secs(30), || Ok(ready_status(cp_node)? == "False"))?;
+    cluster.teardown()?;
+    Ok(())
+}

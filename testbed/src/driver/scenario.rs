@@ -145,8 +145,23 @@ pub fn node_names(node: &Node, kubeconfig: &str) -> Result<Vec<String>> {
 pub enum Source {
     /// `kubestrap init phase certs/kubeconfig/etcd/control-plane`.
     Kubestrap,
+    /// kubestrap's certs and kubeconfigs, the fixture's static-pod manifests.
+    KubestrapPki,
     /// The testbed's own kubeadm-layout fixture.
     Fixture,
+}
+
+/// Writes node1's control-plane files from `source` and starts its kubelet.
+pub fn write_control_plane(node: &Node, settings: &ClusterSettings, source: Source) -> Result<()> {
+    match source {
+        Source::Kubestrap => kubestrap_init_phases(node, settings, &["certs all", "kubeconfig all", "etcd local", "control-plane all"])?,
+        Source::KubestrapPki => {
+            kubestrap_init_phases(node, settings, &["certs all", "kubeconfig all"])?;
+            fixture::write_all(node, &fixture::manifests(settings)?)?;
+        }
+        Source::Fixture => fixture::ControlPlane::generate(settings.clone())?.write_to(node)?,
+    }
+    start_kubelet(node, settings)
 }
 
 /// Timings of the three-node scenario.
@@ -168,20 +183,7 @@ pub fn three_node_cluster(
 ) -> Result<()> {
     let cp = cluster.node("node1")?;
     let settings = ClusterSettings::for_node(cp);
-    match source {
-        Source::Kubestrap => kubestrap_init_phases(
-            cp,
-            &settings,
-            &[
-                "certs all",
-                "kubeconfig all",
-                "etcd local",
-                "control-plane all",
-            ],
-        )?,
-        Source::Fixture => fixture::ControlPlane::generate(settings.clone())?.write_to(cp)?,
-    }
-    start_kubelet(cp, &settings)?;
+    write_control_plane(cp, &settings, source)?;
     timings.files_written = started.elapsed();
     wait_for_api(cp, SUPER_ADMIN, Duration::from_secs(90))?;
     timings.api_ready = started.elapsed();
