@@ -8,6 +8,7 @@ pub mod images;
 pub mod net;
 pub mod output;
 pub mod phases;
+pub mod preflight;
 pub mod token;
 pub mod workflow;
 pub mod yaml;

@@ -29,6 +29,8 @@ pub struct InitSettings {
 
     pub node_name: String,
     pub advertise_address: IpAddr,
+    /// True when the advertise address was picked from the host (default-route interface), not given.
+    pub advertise_address_detected: bool,
     pub bind_port: u16,
     /// `controlPlaneEndpoint` split into host and port (port defaulted to the bind port).
     pub control_plane_endpoint: Option<(String, u16)>,
@@ -194,6 +196,7 @@ pub fn resolve_file(
         }
     };
 
+    let advertise_address_detected = init.local_api_endpoint.advertise_address.is_none();
     let advertise_address = resolve_advertise_address(&mut init, facts, &mut notices, &mut errors);
     let bind_port = init
         .local_api_endpoint
@@ -475,6 +478,7 @@ pub fn resolve_file(
         kube_proxy: file.kube_proxy,
         node_name,
         advertise_address,
+        advertise_address_detected,
         bind_port,
         control_plane_endpoint,
         service_subnets,
