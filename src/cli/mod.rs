@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod init;
+pub mod join;
 pub mod token;
 pub mod version;
 
@@ -78,6 +79,8 @@ impl GlobalOpts {
 pub enum Command {
     /// Set up the first control-plane node of a cluster
     Init(Box<init::InitCmd>),
+    /// Join this node to a cluster (for now one phase at a time: `join phase preflight`)
+    Join(Box<join::JoinCmd>),
     /// Configuration files: print defaults, validate
     #[command(subcommand)]
     Config(config::ConfigCmd),
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Init(cmd) => init::run(&global, *cmd),
+        Command::Join(cmd) => join::run(&global, *cmd),
         Command::Config(cmd) => config::run(&global, cmd),
         Command::Token(cmd) => token::run(&global, cmd),
         Command::Version => version::run(&global),

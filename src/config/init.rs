@@ -161,43 +161,21 @@ pub fn resolve_file(
     defaults::init_configuration(&mut init);
     defaults::cluster_configuration(&mut cluster, pod_network);
 
-    // Node name: as given (validated as is), or the host name lowercased.
-    let node_name = match &init.node_registration.name {
-        Some(name) => {
-            v::node_name("nodeRegistration.name", name, &mut errors);
-            name.clone()
-        }
-        None => {
-            match facts.hostname() {
-                Ok(host) => {
-                    let lower = host.to_lowercase();
-                    if lower != host {
-                        notices.push(format!(
-                        "the host name {host:?} is not lowercase; the node is named {lower:?} (also in its certificates)"
-                    ));
-                    }
-                    v::node_name(
-                        "nodeRegistration.name (from the host name)",
-                        &lower,
-                        &mut errors,
-                    );
-                    init.node_registration.name = Some(lower.clone());
-                    lower
-                }
-                Err(e) => {
-                    errors.push(FieldError::new(
-                    "nodeRegistration.name",
-                    "",
-                    format!("no node name given and the host name is unreadable ({e}); pass --node-name"),
-                ));
-                    String::new()
-                }
-            }
-        }
-    };
+    let node_name = resolve_node_name(
+        &mut init.node_registration,
+        facts,
+        &mut notices,
+        &mut errors,
+    );
 
     let advertise_address_detected = init.local_api_endpoint.advertise_address.is_none();
-    let advertise_address = resolve_advertise_address(&mut init, facts, &mut notices, &mut errors);
+    let advertise_address = resolve_advertise_address(
+        &mut init.local_api_endpoint,
+        "localAPIEndpoint.advertiseAddress",
+        facts,
+        &mut notices,
+        &mut errors,
+    );
     let bind_port = init
         .local_api_endpoint
         .bind_port
@@ -583,14 +561,52 @@ fn apply_flags(
     }
 }
 
-fn resolve_advertise_address(
-    init: &mut InitConfiguration,
+/// The node name: as given (validated as is), or the host name lowercased (with a notice when that changed it).
+pub fn resolve_node_name(
+    registration: &mut NodeRegistrationOptions,
+    facts: &Facts,
+    notices: &mut Vec<String>,
+    errors: &mut Vec<FieldError>,
+) -> String {
+    if let Some(name) = &registration.name {
+        v::node_name("nodeRegistration.name", name, errors);
+        return name.clone();
+    }
+    match facts.hostname() {
+        Ok(host) => {
+            let lower = host.to_lowercase();
+            if lower != host {
+                notices.push(format!(
+                    "the host name {host:?} is not lowercase; the node is named {lower:?} (also in its certificates)"
+                ));
+            }
+            v::node_name("nodeRegistration.name (from the host name)", &lower, errors);
+            registration.name = Some(lower.clone());
+            lower
+        }
+        Err(e) => {
+            errors.push(FieldError::new(
+                "nodeRegistration.name",
+                "",
+                format!(
+                    "no node name given and the host name is unreadable ({e}); pass --node-name"
+                ),
+            ));
+            String::new()
+        }
+    }
+}
+
+/// The advertise address: as given (validated), or the default-route interface's (with a notice).
+pub fn resolve_advertise_address(
+    endpoint: &mut ApiEndpoint,
+    field: &str,
     facts: &Facts,
     notices: &mut Vec<String>,
     errors: &mut Vec<FieldError>,
 ) -> Option<IpAddr> {
-    if let Some(text) = init.local_api_endpoint.advertise_address.clone() {
-        return v::advertise_address("localAPIEndpoint.advertiseAddress", &text, errors);
+    if let Some(text) = endpoint.advertise_address.clone() {
+        return v::advertise_address(field, &text, errors);
     }
     match detect_advertise_address(facts) {
         Ok((ip, interface, others)) => {
@@ -604,15 +620,11 @@ fn resolve_advertise_address(
                 ));
             }
             notices.push(notice);
-            init.local_api_endpoint.advertise_address = Some(ip.to_string());
+            endpoint.advertise_address = Some(ip.to_string());
             Some(ip)
         }
         Err(reason) => {
-            errors.push(FieldError::new(
-                "localAPIEndpoint.advertiseAddress",
-                "",
-                reason,
-            ));
+            errors.push(FieldError::new(field, "", reason));
             None
         }
     }

@@ -13,8 +13,20 @@ pub mod settings;
 pub use catalogue::{Condition, Entry, Role, Severity};
 pub use context::{ClockSource, Environment, Probe};
 pub use report::{CheckResult, Report, Status};
-pub use runner::{evaluate, run};
+pub use runner::{PreflightFailed, evaluate, evaluate_one, run};
 pub use settings::{KubeletSettings, NodeSettings};
+
+/// Reset's preflight, for reset's `preflight` phase: the reset role's checks (root, and the tools
+/// and runtime reset works through), printed kubeadm-style; fails when an error is not ignored.
+pub fn run_reset(
+    host: &crate::host::Host,
+    cri_socket: &str,
+    ignore_errors: &[String],
+) -> anyhow::Result<Report> {
+    let node_name = host.facts().hostname().unwrap_or_default().to_lowercase();
+    let node = NodeSettings::for_reset(&node_name, cri_socket, ignore_errors);
+    run(host, &node, &Environment::from_process())
+}
 
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -132,9 +132,35 @@ fn to_result(
 
 /// Runs every check of the node's role and returns the report; prints nothing but `--fix` actions.
 pub fn evaluate(host: &Host, node: &NodeSettings, env: &Environment) -> anyhow::Result<Report> {
+    evaluate_entries(host, node, env, catalogue::for_role(node.role)?)
+}
+
+/// Runs the one check of the node's role with this id (as printed; case-insensitive), with its
+/// conditions, `--fix` and the ignore list. `None` when the role has no such check.
+pub fn evaluate_one(
+    host: &Host,
+    node: &NodeSettings,
+    env: &Environment,
+    id: &str,
+) -> anyhow::Result<Option<CheckResult>> {
+    let entries: Vec<&Entry> = catalogue::for_role(node.role)?
+        .into_iter()
+        .filter(|e| e.id_for(node).eq_ignore_ascii_case(id))
+        .collect();
+    Ok(evaluate_entries(host, node, env, entries)?
+        .checks
+        .into_iter()
+        .next())
+}
+
+fn evaluate_entries(
+    host: &Host,
+    node: &NodeSettings,
+    env: &Environment,
+    entries: Vec<&Entry>,
+) -> anyhow::Result<Report> {
     let probe = Probe::new(host, node, env);
     let ignore = IgnoreList::new(&node.ignore_errors);
-    let entries = catalogue::for_role(node.role)?;
     let mut report = Report::default();
 
     // Without root the other checks mean little (kubeadm runs this one first, on its own).

@@ -10,6 +10,7 @@ use super::catalogue::Role;
 use crate::config::defaults;
 use crate::config::flags::PodNetwork;
 use crate::config::init::InitSettings;
+use crate::config::join::JoinSettings;
 use crate::config::versions::KubeVersion;
 use crate::host::paths::{NodePath, well_known};
 
@@ -155,6 +156,34 @@ impl NodeSettings {
         }
         node.ignore_errors = s.ignore_preflight_errors.clone();
         node.fix = s.fix;
+        node
+    }
+
+    /// The settings of a join run. What the cluster decides (its version, pod network, subnets,
+    /// kubelet configuration) is unknown before discovery: checks that need it are skipped.
+    pub fn for_join(s: &JoinSettings) -> Self {
+        let role = if s.control_plane {
+            Role::JoinControlPlane
+        } else {
+            Role::JoinWorker
+        };
+        let mut node = NodeSettings::defaults(role, &s.node_name);
+        node.advertise_address = s.advertise_address;
+        node.advertise_address_detected = s.advertise_address_detected;
+        node.bind_port = s.bind_port;
+        node.api_endpoint = s.api_endpoint.clone();
+        node.cri_socket = s.cri_socket.clone();
+        node.ignore_errors = s.ignore_preflight_errors.clone();
+        node.fix = s.fix;
+        node
+    }
+
+    /// The settings of reset's preflight: the CRI socket and the ignore list matter.
+    pub fn for_reset(node_name: &str, cri_socket: &str, ignore_errors: &[String]) -> Self {
+        let mut node = NodeSettings::defaults(Role::Reset, node_name);
+        node.local_etcd = false;
+        node.cri_socket = cri_socket.to_string();
+        node.ignore_errors = ignore_errors.to_vec();
         node
     }
 
