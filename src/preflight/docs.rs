@@ -37,13 +37,14 @@ pub fn markdown() -> anyhow::Result<String> {
          Any error exits 1. `-o json` prints `{\"checks\": [{\"id\", \"severity\", \"status\", \"message\", \"remediation\"}]}`\n\
          (status `pass`, `fail` or `skip`). `--ignore-preflight-errors=<id,…>` (or `nodeRegistration.ignorePreflightErrors`)\n\
          turns the named errors into warnings; ids match case-insensitively and `all` matches every id. Ids are kubeadm's\n\
-         where kubeadm has the check. An id written with `{setting}` is filled in from the configuration (kubeadm's\n\
-         defaults shown in brackets): `{bindPort}` is the API server's bind port, `{discoveryPort}` the discovery port,\n\
-         `{etcdDataDir}` and `{certDir}` are paths written with `-` for `/`.\n\n\
+         where kubeadm has the check. An id written with `{setting}` is filled in from the configuration (each\n\
+         check's section shows it with kubeadm's defaults): `{bindPort}` is the API server's bind port,\n\
+         `{discoveryPort}` the discovery port, `{etcdDataDir}` and `{certDir}` are paths written with `-` for `/`.\n\n\
          A severity of `error` may still produce a warning: checks such as `Swap` or `CgroupsVersion` warn when the\n\
-         problem is tolerated by the configuration and fail when it is not. Host facts are read from /proc, /sys and\n\
-         the state paths under `--root`; kernel options come from /proc/config.gz or /boot/config-<release>, never\n\
-         from modprobe or /proc/modules.\n\n\
+         problem is tolerated by the configuration and fail when it is not. Host facts are read from /proc and /sys\n\
+         (per network namespace where the kernel keeps them so: sysctls, sockets, addresses); files such as\n\
+         `/etc/resolv.conf`, `/etc/machine-id` and the systemd unit directories are read under `--root`. Kernel\n\
+         options come from `/proc/config.gz` or `/boot/config-RELEASE`, never from modprobe or /proc/modules.\n\n\
          `--fix` applies the safe fixes: kernel parameters (`sysctl` checks) are written to\n\
          `/etc/sysctl.d/99-kubestrap.conf` and set live; both are journaled. `kubestrap reset` removes the drop-in\n\
          but leaves live values alone (other software, such as Docker, relies on ip_forward).\n\n",
