@@ -6,6 +6,8 @@
 //! scenario thread's own network and mount namespaces, so the machine's own state is never touched.
 //! The match over check kinds is exhaustive: a new kind does not compile without its scenarios.
 
+mod preflight_support;
+
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -25,6 +27,7 @@ use kubestrap::preflight::{
 };
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
+use preflight_support::{PrivateContainerd, require, require_docker_engine};
 
 /// A node described by files, plus what a scenario keeps alive (listeners) and mounts.
 struct Fixture {
@@ -479,6 +482,132 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
                 }),
             )
         }
+        Kind::Cri => (
+            setup(|f| {
+                let containerd = PrivateContainerd::start();
+                f.node.cri_socket = containerd.endpoint();
+                f.keep.push(Box::new(containerd));
+            }),
+            setup(|f| f.node.cri_socket = format!("unix://{}", f.path("dead.sock").display())),
+        ),
+        Kind::Images { .. } => (
+            setup(|f| {
+                let containerd = PrivateContainerd::start();
+                f.node.images = vec![
+                    "registry.k8s.io/pause:3.10.1".into(),
+                    "registry.k8s.io/kube-apiserver:v1.34.3".into(),
+                ];
+                containerd.import(&f.node.images);
+                f.node.cri_socket = containerd.endpoint();
+                f.keep.push(Box::new(containerd));
+            }),
+            setup(|f| {
+                let containerd = PrivateContainerd::start();
+                f.node.images = vec!["registry.k8s.io/pause:3.10.1".into()];
+                f.node.image_pull_policy = "Never".into();
+                f.node.cri_socket = containerd.endpoint();
+                f.keep.push(Box::new(containerd));
+            }),
+        ),
+        Kind::DockerCgroupDriver => {
+            let engine = |f: &mut Fixture| {
+                require_docker_engine();
+                f.env.vars.remove("DOCKER_HOST");
+                kubestrap::host::runtime::docker::info()
+                    .expect("docker info through the Docker API")
+                    .cgroup_driver
+            };
+            (
+                setup(move |f| f.node.kubelet.cgroup_driver = engine(f)),
+                setup(move |f| {
+                    let driver = engine(f);
+                    f.node.kubelet.cgroup_driver = if driver == "systemd" {
+                        "cgroupfs"
+                    } else {
+                        "systemd"
+                    }
+                    .into();
+                    f.node.cri_socket = "unix:///var/run/cri-dockerd.sock".into();
+                }),
+            )
+        }
+        Kind::DockerLogRotation => (
+            setup(|f| {
+                require_docker_engine();
+                f.env.vars.remove("DOCKER_HOST");
+                f.write(
+                    "root/etc/docker/daemon.json",
+                    r#"{"log-driver": "json-file", "log-opts": {"max-size": "100m"}}"#,
+                );
+            }),
+            setup(|f| {
+                require_docker_engine();
+                f.env.vars.remove("DOCKER_HOST");
+            }),
+        ),
+        Kind::ContainerdCgroupDriver => (
+            setup(|f| {
+                f.write(
+                    "root/etc/containerd/config.toml",
+                    "version = 2
+[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+",
+                )
+            }),
+            nothing(),
+        ),
+        Kind::RouteOverlap { .. } => {
+            // Both ranges (10.244.0.0/16 and 10.96.0.0/12) lie inside 10.0.0.0/8.
+            let user_network = "ip link add pf-user type bridge && ip link set pf-user up && \
+                                ip addr add 192.0.2.2/24 dev pf-user && ip route add default via 192.0.2.1";
+            (
+                setup(move |f| {
+                    f.sh(&format!(
+                        "{user_network} && ip route add 198.51.100.0/24 via 192.0.2.1"
+                    ))
+                }),
+                setup(move |f| {
+                    f.sh(&format!(
+                        "{user_network} && ip route add 10.0.0.0/8 via 192.0.2.1"
+                    ))
+                }),
+            )
+        }
+        Kind::CniLinks => (
+            setup(|f| {
+                f.sh("ip link add docker0 type bridge && ip addr add 172.17.0.1/16 dev docker0")
+            }),
+            setup(|f| f.sh("ip link add cni0 type bridge && ip addr add 10.88.0.1/16 dev cni0")),
+        ),
+        Kind::CniIpsets => (
+            setup(|f| {
+                require(&["ipset"]);
+                f.sh("ipset create user-blocklist hash:ip");
+            }),
+            setup(|f| {
+                require(&["ipset"]);
+                f.sh("ipset create KUBE-PREFLIGHT-TEST hash:ip && ipset create felix-calico-hosts-4 hash:ip");
+            }),
+        ),
+        Kind::CniConfig => (
+            nothing(),
+            setup(|f| {
+                f.write(
+                    "root/etc/cni/net.d/10-flannel.conflist",
+                    r#"{"name": "cbr0", "cniVersion": "0.3.1", "plugins": [{"type": "flannel"}]}"#,
+                )
+            }),
+        ),
+        Kind::CniState => (
+            setup(|f| {
+                f.write(
+                    "root/var/lib/cni/networks/podman/10.88.0.5",
+                    "ctr-1\r\neth0",
+                )
+            }),
+            setup(|f| f.write("root/var/lib/cni/networks/cbr0/10.244.0.5", "ctr-1\r\neth0")),
+        ),
     }
 }
 

@@ -2,9 +2,12 @@
 //! kernel state: each test runs the binary inside its own network and mount namespaces
 //! (`unshare --net --mount`), with a `--root` tree for the node's state files.
 
+mod preflight_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use preflight_support::{PrivateContainerd, require};
 use serde_json::Value;
 
 fn kubestrap() -> PathBuf {
@@ -35,16 +38,26 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A node whose every error-level check can pass inside a fresh namespace: a `--root` tree with
-/// the files a node has, a kubelet of the right version on PATH, and a configuration with an
-/// advertise address on the namespace's loopback and a cgroup driver that suits PID 1.
+/// the files a node has, a kubelet of the right version on PATH, a private containerd holding the
+/// control-plane images, and a configuration with an advertise address on the namespace's loopback
+/// and a cgroup driver that suits PID 1 (for the kubelet and containerd alike).
 struct Node {
     dir: tempfile::TempDir,
+    containerd: PrivateContainerd,
 }
 
 impl Node {
     fn new() -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let node = Node { dir };
+        let containerd = PrivateContainerd::start();
+        let images = Command::new(kubestrap())
+            .args(["config", "images", "list"])
+            .output()
+            .unwrap();
+        let images: Vec<String> = text(&images.stdout).lines().map(str::to_string).collect();
+        assert!(images.len() >= 6, "{images:?}");
+        containerd.import(&images);
+        let node = Node { dir, containerd };
         node.write("root/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
         node.write("root/etc/resolv.conf", "nameserver 192.0.2.53\n");
         node.write("bin/kubelet", "#!/bin/sh\necho 'Kubernetes v1.34.3'\n");
@@ -61,11 +74,19 @@ impl Node {
             "cgroupfs"
         };
         node.write(
+            "root/etc/containerd/config.toml",
+            &format!(
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = {}\n",
+                driver == "systemd"
+            ),
+        );
+        node.write(
             "init.yaml",
             &format!(
                 "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 198.51.100.7\n\
-                 nodeRegistration:\n  name: localhost\n---\n\
-                 apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: {driver}\n"
+                 nodeRegistration:\n  name: localhost\n  criSocket: {}\n---\n\
+                 apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: {driver}\n",
+                node.containerd.endpoint()
             ),
         );
         node
@@ -295,6 +316,66 @@ fn ip_forward_off_in_a_namespace_fails_and_fix_turns_it_on_through_a_drop_in() {
 }
 
 #[test]
+fn leftovers_of_another_pod_network_and_overlapping_routes_are_named() {
+    require(&["ip", "ipset"]);
+    let node = Node::new();
+    let seeded = node.init_preflight(
+        "ip link add pf-user type bridge && ip link set pf-user up && ip addr add 192.0.2.2/24 dev pf-user && \
+         ip route add default via 192.0.2.1 && ip route add 10.0.0.0/8 via 192.0.2.1 && \
+         ip link add cni0 type bridge && ip addr add 10.88.0.1/16 dev cni0 && \
+         ip link add flannel.1 type vxlan id 1 dstport 8472 nolearning dev lo && \
+         ip link add docker0 type bridge && \
+         ipset create felix-calico-hosts-4 hash:ip && ipset create user-blocklist hash:ip &&",
+        "-o json",
+        "true",
+    );
+    assert_eq!(seeded.status.code(), Some(1));
+    let all = checks(&seeded);
+    let links = check(&all, "CNILinks");
+    assert_eq!(links["status"], "fail");
+    let message = links["message"].as_str().unwrap();
+    assert!(message.contains("cni0 10.88.0.1/16 (flannel)"), "{message}");
+    assert!(message.contains("flannel.1 (flannel)"), "{message}");
+    assert!(
+        message.contains("the pod range is 10.244.0.0/16"),
+        "{message}"
+    );
+    assert!(!message.contains("docker0"), "{message}");
+    assert!(
+        links["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("kubestrap reset")
+    );
+    let sets = check(&all, "CNIIpsets")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(sets.contains("felix-calico-hosts-4 (calico"), "{sets}");
+    assert!(!sets.contains("user-blocklist"), "{sets}");
+    for (id, range) in [
+        ("PodSubnetRoutes", "10.244.0.0/16"),
+        ("ServiceSubnetRoutes", "10.96.0.0/12"),
+    ] {
+        let routes = check(&all, id);
+        assert_eq!(routes["status"], "fail", "{routes}");
+        assert_eq!(
+            routes["message"],
+            format!(
+                "host routes overlap the {} range: '10.0.0.0/8 via 192.0.2.1 dev pf-user' overlaps {range}",
+                if id == "PodSubnetRoutes" {
+                    "pod"
+                } else {
+                    "service"
+                }
+            )
+        );
+    }
+    assert_eq!(check(&all, "CRI")["status"], "pass");
+    assert_eq!(check(&all, "ImagePull")["status"], "pass");
+}
+
+#[test]
 fn join_preflight_runs_the_worker_or_the_control_plane_set() {
     let node = Node::new();
     let envs = node.envs();
@@ -309,7 +390,18 @@ fn join_preflight_runs_the_worker_or_the_control_plane_set() {
             &borrowed,
         )
     };
-    let worker = checks(&join(""));
+    let worker_run = join("--cri-socket unix:///nonexistent/kubestrap-preflight.sock");
+    assert_eq!(worker_run.status.code(), Some(1));
+    let worker = checks(&worker_run);
+    let cri = check(&worker, "CRI");
+    assert_eq!(cri["status"], "fail");
+    assert!(
+        cri["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("container runtime is not running: connecting to the CRI socket /nonexistent/kubestrap-preflight.sock"),
+        "{cri}"
+    );
     let ids: Vec<&str> = worker.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert!(
         ids.contains(&"FileAvailable--etc-kubernetes-pki-ca.crt"),
@@ -318,9 +410,12 @@ fn join_preflight_runs_the_worker_or_the_control_plane_set() {
     assert!(ids.contains(&"DirAvailable--etc-kubernetes-manifests"));
     assert!(!ids.contains(&"Port-6443") && !ids.contains(&"NumCPU"));
 
-    let control_plane = checks(&join(
-        "--control-plane --apiserver-advertise-address 198.51.100.8",
-    ));
+    let control_plane = checks(&join(&format!(
+        "--control-plane --apiserver-advertise-address 198.51.100.8 --cri-socket {}",
+        node.containerd.endpoint()
+    )));
+    assert_eq!(check(&control_plane, "CRI")["status"], "pass");
+    assert_eq!(check(&control_plane, "ImagePull")["status"], "skip");
     let ids: Vec<&str> = control_plane
         .iter()
         .map(|c| c["id"].as_str().unwrap())

@@ -215,7 +215,9 @@ fn unknown_placeholder(text: &str) -> Option<String> {
         let after = &rest[start + 1..];
         let end = after.find('}')?;
         let name = &after[..end];
-        if !PLACEHOLDERS.contains(&name) {
+        // Only `{identifier}` is a placeholder; other braces (JSON in a remedy) are text.
+        let identifier = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric());
+        if identifier && !PLACEHOLDERS.contains(&name) {
             return Some(name.to_string());
         }
         rest = &after[end + 1..];
@@ -250,6 +252,11 @@ mod tests {
         assert!(parse(&twice).unwrap_err().contains("duplicate"));
         let bad = one.replace("id: Swap", "id: Port-{apiPort}");
         assert!(parse(&bad).unwrap_err().contains("apiPort"));
+        let json = one.replace(
+            "remediation: r",
+            "remediation: 'set {\"max-size\": \"1m\"}'",
+        );
+        assert!(parse(&json).is_ok());
         let no_role = one.replace("{init: warning}", "{}");
         assert!(parse(&no_role).unwrap_err().contains("no role"));
     }

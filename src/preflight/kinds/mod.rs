@@ -6,9 +6,11 @@ mod executables;
 mod files;
 mod kernel;
 mod kubelet;
+mod leftovers;
 mod network;
 mod ports;
 mod proxy;
+mod runtime;
 mod sysctl;
 mod system;
 
@@ -23,6 +25,7 @@ use super::settings::NodeSettings;
 use crate::host::paths::NodePath;
 
 pub use kernel::{KernelConfig, read_kernel_config};
+pub use leftovers::ClusterRange;
 pub use ports::port_holder;
 pub use sysctl::sysctl_path;
 
@@ -102,6 +105,26 @@ pub enum Kind {
     Firewalld,
     /// The external etcd client certificate files exist.
     ExternalEtcdFiles,
+    /// The container runtime answers on the CRI socket.
+    Cri,
+    /// The control-plane images are in the runtime, or are pulled (`imagePullPolicy`).
+    Images { pull_timeout_secs: u64 },
+    /// The Docker engine's cgroup driver is the kubelet's.
+    DockerCgroupDriver,
+    /// The Docker engine's json-file log driver rotates (`max-size`).
+    DockerLogRotation,
+    /// containerd's cgroup driver (`SystemdCgroup`) is the kubelet's.
+    ContainerdCgroupDriver,
+    /// No host route overlaps the pod or service range.
+    RouteOverlap { range: ClusterRange },
+    /// No network device of a pod network or an earlier cluster exists.
+    CniLinks,
+    /// No ipset of kube-proxy or a pod network exists.
+    CniIpsets,
+    /// /etc/cni/net.d holds no pod network's configuration.
+    CniConfig,
+    /// /var/lib/cni holds no pod network's IPAM state.
+    CniState,
 }
 
 impl Kind {
@@ -137,6 +160,16 @@ impl Kind {
             Kind::KubeletService => "kubelet-service",
             Kind::Firewalld => "firewalld",
             Kind::ExternalEtcdFiles => "external-etcd-files",
+            Kind::Cri => "cri",
+            Kind::Images { .. } => "images",
+            Kind::DockerCgroupDriver => "docker-cgroup-driver",
+            Kind::DockerLogRotation => "docker-log-rotation",
+            Kind::ContainerdCgroupDriver => "containerd-cgroup-driver",
+            Kind::RouteOverlap { .. } => "route-overlap",
+            Kind::CniLinks => "cni-links",
+            Kind::CniIpsets => "cni-ipsets",
+            Kind::CniConfig => "cni-config",
+            Kind::CniState => "cni-state",
         }
     }
 
@@ -188,6 +221,16 @@ impl Kind {
             Kind::KubeletService => kubelet::service(probe),
             Kind::Firewalld => system::firewalld(probe),
             Kind::ExternalEtcdFiles => files::external_etcd_files(probe),
+            Kind::Cri => runtime::cri_answers(probe),
+            Kind::Images { pull_timeout_secs } => runtime::images(probe, *pull_timeout_secs),
+            Kind::DockerCgroupDriver => runtime::docker_cgroup_driver(probe),
+            Kind::DockerLogRotation => runtime::docker_log_rotation(probe),
+            Kind::ContainerdCgroupDriver => runtime::containerd_cgroup_driver(probe),
+            Kind::RouteOverlap { range } => leftovers::route_overlap(probe, *range),
+            Kind::CniLinks => leftovers::cni_links(probe),
+            Kind::CniIpsets => leftovers::cni_ipsets(probe),
+            Kind::CniConfig => leftovers::cni_config(probe),
+            Kind::CniState => leftovers::cni_state(probe),
         }
     }
 
