@@ -1072,3 +1072,37 @@ fn fix_sets_sysctls_through_a_journaled_drop_in() {
         unfixable.message
     );
 }
+
+#[test]
+fn reset_preflight_warns_about_its_tools_and_runtime_and_fails_only_without_root() {
+    let fixture = Fixture::new(Role::Reset);
+    let host = |uid: &str| {
+        fixture.write(
+            "proc/self/status",
+            &format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        );
+        let facts = Facts::with_roots(fixture.path("proc"), fixture.path("sys"));
+        Host::new(Root::new(fixture.path("root")), facts, false, Ui::default())
+    };
+    let dead = format!("unix://{}", fixture.path("dead.sock").display());
+    let report = kubestrap::preflight::run_reset(&host("0"), &dead, &[]).unwrap();
+    let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids[0], "IsPrivilegedUser");
+    assert!(
+        ids.contains(&"CRI") && ids.contains(&"FileExisting-ipset"),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&"Port-10250"), "{ids:?}");
+    let cri = report.get("CRI").unwrap();
+    assert_eq!(
+        (cri.status, cri.severity),
+        (Status::Fail, Severity::Warning)
+    );
+
+    let err = kubestrap::preflight::run_reset(&host("1000"), &dead, &[]).unwrap_err();
+    assert!(
+        err.downcast_ref::<kubestrap::preflight::PreflightFailed>()
+            .is_some()
+    );
+    kubestrap::preflight::run_reset(&host("1000"), &dead, &["IsPrivilegedUser".into()]).unwrap();
+}

@@ -16,8 +16,9 @@ pub use report::{CheckResult, Report, Status};
 pub use runner::{PreflightFailed, evaluate, evaluate_one, run};
 pub use settings::{KubeletSettings, NodeSettings};
 
-/// Reset's preflight, for reset's `preflight` phase: the reset role's checks (root, and the tools
-/// and runtime reset works through), printed kubeadm-style; fails when an error is not ignored.
+/// Reset's preflight, for reset's `preflight` phase (after its confirmation prompt): the reset role's
+/// checks (root, and the tools and runtime reset works through), printed kubeadm-style; fails with
+/// [`PreflightFailed`] when an error is not ignored. Prints no JSON document: reset has its own.
 pub fn run_reset(
     host: &crate::host::Host,
     cri_socket: &str,
@@ -25,7 +26,7 @@ pub fn run_reset(
 ) -> anyhow::Result<Report> {
     let node_name = host.facts().hostname().unwrap_or_default().to_lowercase();
     let node = NodeSettings::for_reset(&node_name, cri_socket, ignore_errors);
-    run(host, &node, &Environment::from_process())
+    runner::run_printing(host, &node, &Environment::from_process(), false)
 }
 
 /// What one check found.

@@ -234,6 +234,17 @@ fn apply_fixes(
 /// Runs the checks and prints them kubeadm-style (or as a document with `-o json|yaml`).
 /// Fails with [`PreflightFailed`] when an error is not ignored.
 pub fn run(host: &Host, node: &NodeSettings, env: &Environment) -> anyhow::Result<Report> {
+    run_printing(host, node, env, true)
+}
+
+/// Like [`run`]; `document` says whether `-o json|yaml` prints the report (not when the command
+/// has a result document of its own, as reset has).
+pub fn run_printing(
+    host: &Host,
+    node: &NodeSettings,
+    env: &Environment,
+    document: bool,
+) -> anyhow::Result<Report> {
     let ui = host.ui();
     ui.line("[preflight] Running pre-flight checks");
     for unknown in IgnoreList::new(&node.ignore_errors).unknown(node)? {
@@ -262,7 +273,7 @@ pub fn run(host: &Host, node: &NodeSettings, env: &Environment) -> anyhow::Resul
     for line in report.error_lines() {
         eprintln!("{line}");
     }
-    if ui.format != Format::Text {
+    if document && ui.format != Format::Text {
         ui.result(&report, String::new)?;
     }
     if report.has_errors() {
