@@ -27,7 +27,7 @@ use kubestrap::preflight::{
 };
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
-use preflight_support::{PrivateContainerd, require, require_docker_engine};
+use preflight_support::{PrivateContainerd, require, require_docker_engine, write_file};
 
 /// A node described by files, plus what a scenario keeps alive (listeners) and mounts.
 struct Fixture {
@@ -56,11 +56,7 @@ impl Fixture {
         } else {
             tempfile::tempdir().unwrap()
         };
-        let f = |rel: &str, text: &str| {
-            let path = dir.path().join(rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let f = |rel: &str, text: &str| write_file(&dir.path().join(rel), text);
         f("proc/self/status", "Name:\tkubestrap\nUid:\t0\t0\t0\t0\n");
         f(
             "proc/meminfo",
@@ -137,9 +133,7 @@ impl Fixture {
     }
 
     fn write(&self, rel: &str, text: &str) {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
+        write_file(&self.path(rel), text);
     }
 
     fn remove(&self, rel: &str) {

@@ -7,7 +7,7 @@ mod preflight_support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use preflight_support::{PrivateContainerd, require};
+use preflight_support::{PrivateContainerd, require, write_file};
 use serde_json::Value;
 
 fn kubestrap() -> PathBuf {
@@ -97,9 +97,7 @@ impl Node {
     }
 
     fn write(&self, rel: &str, body: &str) {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, body).unwrap();
+        write_file(&self.path(rel), body);
     }
 
     fn root(&self) -> String {

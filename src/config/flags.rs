@@ -197,35 +197,33 @@ pub struct JoinFlags {
 impl JoinFlags {
     /// Flags whose values belong in the JoinConfiguration when `--config` is given.
     pub fn config_conflicts(&self, endpoint: Option<&str>) -> Vec<&'static str> {
-        let mut set = Vec::new();
-        let mut check = |present: bool, name: &'static str| {
-            if present {
-                set.push(name);
-            }
-        };
-        check(endpoint.is_some(), "api-server-endpoint");
-        check(self.token.is_some(), "token");
-        check(self.discovery_token.is_some(), "discovery-token");
-        check(
-            !self.discovery_token_ca_cert_hash.is_empty(),
-            "discovery-token-ca-cert-hash",
-        );
-        check(
-            self.discovery_token_unsafe_skip_ca_verification,
-            "discovery-token-unsafe-skip-ca-verification",
-        );
-        check(self.discovery_file.is_some(), "discovery-file");
-        check(self.tls_bootstrap_token.is_some(), "tls-bootstrap-token");
-        check(self.control_plane, "control-plane");
-        check(self.certificate_key.is_some(), "certificate-key");
-        check(
-            self.apiserver_advertise_address.is_some(),
-            "apiserver-advertise-address",
-        );
-        check(self.apiserver_bind_port.is_some(), "apiserver-bind-port");
-        check(self.node_name.is_some(), "node-name");
-        check(self.cri_socket.is_some(), "cri-socket");
-        check(self.patches.is_some(), "patches");
-        set
+        [
+            (endpoint.is_some(), "api-server-endpoint"),
+            (self.token.is_some(), "token"),
+            (self.discovery_token.is_some(), "discovery-token"),
+            (
+                !self.discovery_token_ca_cert_hash.is_empty(),
+                "discovery-token-ca-cert-hash",
+            ),
+            (
+                self.discovery_token_unsafe_skip_ca_verification,
+                "discovery-token-unsafe-skip-ca-verification",
+            ),
+            (self.discovery_file.is_some(), "discovery-file"),
+            (self.tls_bootstrap_token.is_some(), "tls-bootstrap-token"),
+            (self.control_plane, "control-plane"),
+            (self.certificate_key.is_some(), "certificate-key"),
+            (
+                self.apiserver_advertise_address.is_some(),
+                "apiserver-advertise-address",
+            ),
+            (self.apiserver_bind_port.is_some(), "apiserver-bind-port"),
+            (self.node_name.is_some(), "node-name"),
+            (self.cri_socket.is_some(), "cri-socket"),
+            (self.patches.is_some(), "patches"),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect()
     }
 }

@@ -424,15 +424,9 @@ pub fn resolve_file(
         ));
     }
 
-    let mut ignore_preflight_errors = init
-        .node_registration
-        .ignore_preflight_errors
-        .clone()
-        .unwrap_or_default();
-    ignore_preflight_errors.extend(flags.ignore_preflight_errors.iter().flatten().cloned());
-    v::ignore_preflight_errors(
-        "--ignore-preflight-errors",
-        &ignore_preflight_errors,
+    let ignore_preflight_errors = resolve_ignore_preflight_errors(
+        &init.node_registration,
+        flags.ignore_preflight_errors.as_deref(),
         &mut errors,
     );
 
@@ -559,6 +553,21 @@ fn apply_flags(
             directory: Some(dir.clone()),
         });
     }
+}
+
+/// `nodeRegistration.ignorePreflightErrors` plus `--ignore-preflight-errors`, validated (`all` alone).
+pub fn resolve_ignore_preflight_errors(
+    registration: &NodeRegistrationOptions,
+    flag: Option<&[String]>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<String> {
+    let mut ids = registration
+        .ignore_preflight_errors
+        .clone()
+        .unwrap_or_default();
+    ids.extend(flag.into_iter().flatten().cloned());
+    v::ignore_preflight_errors("--ignore-preflight-errors", &ids, errors);
+    ids
 }
 
 /// The node name: as given (validated as is), or the host name lowercased (with a notice when that changed it).

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::defaults;
 use super::flags::JoinFlags;
-use super::init::{resolve_advertise_address, resolve_node_name};
+use super::init::{resolve_advertise_address, resolve_ignore_preflight_errors, resolve_node_name};
 use super::load::{self, ConfigFile};
 use super::types::*;
 use super::validate as v;
@@ -254,15 +254,9 @@ pub fn resolve_file(
         .cri_socket
         .clone()
         .unwrap_or_else(|| defaults::DEFAULT_CRI_SOCKET.to_string());
-    let mut ignore_preflight_errors = join
-        .node_registration
-        .ignore_preflight_errors
-        .clone()
-        .unwrap_or_default();
-    ignore_preflight_errors.extend(flags.ignore_preflight_errors.iter().flatten().cloned());
-    v::ignore_preflight_errors(
-        "--ignore-preflight-errors",
-        &ignore_preflight_errors,
+    let ignore_preflight_errors = resolve_ignore_preflight_errors(
+        &join.node_registration,
+        flags.ignore_preflight_errors.as_deref(),
         &mut errors,
     );
     let skip_phases = match &flags.skip_phases {

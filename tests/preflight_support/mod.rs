@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
+pub use common::require;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -10,19 +15,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-/// Fails loudly when a tool the test needs is missing.
-pub fn require(tools: &[&str]) {
-    for tool in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            found,
-            "this test needs `{tool}`: install it (scripts/setup.sh reads .ci/apt-packages)"
-        );
-    }
+/// Writes a file, creating its parent directories.
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
 }
 
 /// A containerd that only this test talks to; stopped (and its files removed) on drop.

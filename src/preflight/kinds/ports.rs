@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 
 use super::super::Outcome;
 use super::super::context::Probe;
+use super::system;
 use crate::host::Facts;
 
 /// Binds the port on every IPv4 and IPv6 address (as kubeadm's `net.Listen(":port")`), then releases it.
@@ -62,31 +63,19 @@ pub fn port_holder(facts: &Facts, port: u16) -> Option<String> {
         return None;
     }
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    let proc_dir = std::fs::read_dir(facts.proc_path("")).ok()?;
-    for entry in proc_dir.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        let holds = fds.filter_map(Result::ok).any(|fd| {
-            std::fs::read_link(fd.path())
-                .map(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
-                .unwrap_or(false)
-        });
-        if holds {
-            let comm = std::fs::read_to_string(entry.path().join("comm"))
-                .map(|c| c.trim().to_string())
-                .unwrap_or_else(|_| "a process".to_string());
-            return Some(format!("{comm} (pid {pid})"));
-        }
-    }
-    None
+    let holder = system::processes(facts).ok()?.into_iter().find(|process| {
+        std::fs::read_dir(process.dir.join("fd"))
+            .map(|fds| {
+                fds.filter_map(Result::ok).any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .map(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false)
+    })?;
+    let comm = holder.comm().unwrap_or_else(|| "a process".to_string());
+    Some(format!("{comm} (pid {})", holder.pid))
 }
 
 #[cfg(test)]

@@ -85,15 +85,17 @@ pub fn images(probe: &Probe, pull_timeout_secs: u64) -> anyhow::Result<Outcome> 
     })
 }
 
+/// `docker info` through the Docker API, or the failure that names what could not be read.
+fn engine_info(what: &str) -> Result<docker::DockerInfo, Outcome> {
+    docker::info()
+        .map_err(|e| Outcome::Fail(format!("cannot read the Docker engine's {what}: {e:#}")))
+}
+
 /// `DockerCgroupDriver`: the Docker engine's cgroup driver is the kubelet's.
 pub fn docker_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
-    let info = match docker::info() {
+    let info = match engine_info("cgroup driver") {
         Ok(i) => i,
-        Err(e) => {
-            return Ok(Outcome::Fail(format!(
-                "cannot read the Docker engine's cgroup driver: {e:#}"
-            )));
-        }
+        Err(unreachable) => return Ok(unreachable),
     };
     let kubelet = &probe.node.kubelet.cgroup_driver;
     let engine = &info.cgroup_driver;
@@ -117,13 +119,9 @@ pub fn docker_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
 
 /// `DockerLogRotation`: the engine's json-file log driver has a `max-size`.
 pub fn docker_log_rotation(probe: &Probe) -> anyhow::Result<Outcome> {
-    let info = match docker::info() {
+    let info = match engine_info("log driver") {
         Ok(i) => i,
-        Err(e) => {
-            return Ok(Outcome::Fail(format!(
-                "cannot read the Docker engine's log driver: {e:#}"
-            )));
-        }
+        Err(unreachable) => return Ok(unreachable),
     };
     Ok(match info.logging_driver.as_str() {
         "json-file" => match docker::log_max_size(probe.host.root())? {

@@ -4,6 +4,7 @@ use anyhow::Context;
 
 use super::super::Outcome;
 use super::super::context::{ClockSource, Probe};
+use crate::host::Facts;
 
 /// `IsPrivilegedUser`: the effective uid (from /proc/self/status) is 0.
 pub fn privileged(probe: &Probe) -> anyhow::Result<Outcome> {
@@ -124,33 +125,45 @@ pub fn clock_sync(probe: &Probe) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Processes (pid, comm) from /proc.
-pub fn processes(probe: &Probe) -> anyhow::Result<Vec<(u32, String)>> {
-    let dir = probe.facts().proc_path("");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
-            out.push((pid, comm.trim().to_string()));
-        }
+/// A process as /proc shows it.
+pub struct ProcessDir {
+    pub pid: u32,
+    /// Its /proc/<pid> directory.
+    pub dir: std::path::PathBuf,
+}
+
+impl ProcessDir {
+    /// The command name (`comm`), when still readable.
+    pub fn comm(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("comm"))
+            .ok()
+            .map(|c| c.trim().to_string())
     }
-    Ok(out)
+}
+
+/// Every process of /proc (under the facts' proc root).
+pub fn processes(facts: &Facts) -> anyhow::Result<Vec<ProcessDir>> {
+    let dir = facts.proc_path("");
+    let entries = std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some(ProcessDir {
+                pid,
+                dir: entry.path(),
+            })
+        })
+        .collect())
 }
 
 /// `Firewalld`: no firewalld process runs.
 pub fn firewalld(probe: &Probe) -> anyhow::Result<Outcome> {
-    let running = processes(probe)?
+    let running = processes(probe.facts())?
         .into_iter()
-        .find(|(_, comm)| comm == "firewalld");
-    Ok(match running {
-        Some((pid, _)) => {
+        .find(|p| p.comm().as_deref() == Some("firewalld"));
+    Ok(match running.map(|p| p.pid) {
+        Some(pid) => {
             let mut ports = vec![10250];
             if probe.node.role.is_control_plane() {
                 ports.insert(0, probe.node.bind_port);
