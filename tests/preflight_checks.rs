@@ -593,6 +593,21 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
                 )
             }),
         ),
+        Kind::IptablesBackends => {
+            // Legacy tables exist only when the kernel lists them; the fixture's /proc says so.
+            let rules = |f: &mut Fixture, legacy: bool| {
+                require(&["iptables-nft", "iptables-legacy"]);
+                f.sh("iptables-nft -A INPUT -p tcp --dport 22 -j ACCEPT");
+                if legacy {
+                    f.sh("iptables-legacy -A INPUT -p tcp --dport 22 -j ACCEPT");
+                    f.write("proc/net/ip_tables_names", "filter\n");
+                }
+            };
+            (
+                setup(move |f| rules(f, false)),
+                setup(move |f| rules(f, true)),
+            )
+        }
         Kind::CniState => (
             setup(|f| {
                 f.write(
@@ -908,6 +923,26 @@ fn messages_name_what_was_found() {
         choice.message.contains("203.0.113.9 on lo"),
         "{}",
         choice.message
+    );
+
+    let split = result_for(
+        Role::Init,
+        "IptablesBackends",
+        setup(|f| {
+            f.sh("iptables-nft -N KUBE-X && iptables-legacy -A FORWARD -j DROP");
+            f.write("proc/net/ip_tables_names", "filter\n");
+        }),
+    );
+    assert_eq!(split.severity, Severity::Warning);
+    assert!(
+        split
+            .message
+            .contains("legacy ipv4/legacy/filter (1 rules)")
+            && split
+                .message
+                .contains("nf_tables ipv4/nft/filter (0 rules)"),
+        "{}",
+        split.message
     );
 
     let unresolvable = result_for(

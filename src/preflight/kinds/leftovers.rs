@@ -1,6 +1,7 @@
 //! What an earlier cluster or another pod network left on the node (devices, ipsets, CNI files and
-//! IPAM state), and host routes that overlap the cluster's ranges. Scanning and attribution are the
-//! host subsystems' (the same rules reset removes by), so preflight and reset never disagree.
+//! IPAM state), host routes that overlap the cluster's ranges, and iptables rules split across
+//! backends. Scanning and attribution are the host subsystems' (the same rules reset removes by), so
+//! preflight and reset never disagree.
 
 use std::collections::BTreeSet;
 
@@ -12,7 +13,8 @@ use super::super::context::Probe;
 use super::summarize;
 use crate::host::attribution::ClusterScope;
 use crate::host::inventory::Owner;
-use crate::host::{cni, ipsets, links, routes};
+use crate::host::netfilter::{self, Backend};
+use crate::host::{cni, command, ipsets, links, routes};
 use crate::net::cidr;
 
 /// Which of the cluster's ranges a check compares.
@@ -247,4 +249,46 @@ pub fn route_overlap(probe: &Probe, range: ClusterRange) -> anyhow::Result<Outco
             conflicts.join("; ")
         ))
     })
+}
+
+/// The backend the host's `iptables` command uses (`iptables v1.8.9 (nf_tables)` or `(legacy)`).
+fn host_iptables_backend() -> Option<Backend> {
+    let version = command::run_ok("iptables", &["--version"]).ok()?;
+    if version.contains("nf_tables") {
+        Some(Backend::Nft)
+    } else if version.contains("legacy") {
+        Some(Backend::Legacy)
+    } else {
+        None
+    }
+}
+
+/// `IptablesBackends`: rules live in one iptables backend only (both apply; tools show one).
+pub fn iptables_backends(probe: &Probe) -> anyhow::Result<Outcome> {
+    let tables = netfilter::scan(probe.facts())?;
+    let in_use = |backend: Backend| -> Vec<String> {
+        tables
+            .iter()
+            .filter(|t| t.flavor.backend == backend)
+            .filter(|t| !t.rules.is_empty() || t.chains.iter().any(|c| !c.builtin))
+            .map(|t| format!("{}/{} ({} rules)", t.flavor.label(), t.name, t.rules.len()))
+            .collect()
+    };
+    let legacy = in_use(Backend::Legacy);
+    let nft = in_use(Backend::Nft);
+    if legacy.is_empty() || nft.is_empty() {
+        return Ok(Outcome::Pass(
+            "iptables rules live in one backend only".to_string(),
+        ));
+    }
+    let shown = match host_iptables_backend() {
+        Some(Backend::Nft) => "; the host's iptables command shows only the nf_tables ones",
+        Some(Backend::Legacy) => "; the host's iptables command shows only the legacy ones",
+        None => "",
+    };
+    Ok(Outcome::Fail(format!(
+        "iptables rules exist in both backends, and all of them apply: legacy {} and nf_tables {}{shown}",
+        legacy.join(", "),
+        nft.join(", ")
+    )))
 }

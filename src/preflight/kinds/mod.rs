@@ -125,6 +125,8 @@ pub enum Kind {
     CniConfig,
     /// /var/lib/cni holds no pod network's IPAM state.
     CniState,
+    /// iptables rules live in one backend (legacy or nf_tables), not both.
+    IptablesBackends,
 }
 
 impl Kind {
@@ -170,6 +172,7 @@ impl Kind {
             Kind::CniIpsets => "cni-ipsets",
             Kind::CniConfig => "cni-config",
             Kind::CniState => "cni-state",
+            Kind::IptablesBackends => "iptables-backends",
         }
     }
 
@@ -231,6 +234,7 @@ impl Kind {
             Kind::CniIpsets => leftovers::cni_ipsets(probe),
             Kind::CniConfig => leftovers::cni_config(probe),
             Kind::CniState => leftovers::cni_state(probe),
+            Kind::IptablesBackends => leftovers::iptables_backends(probe),
         }
     }
 
