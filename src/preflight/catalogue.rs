@@ -37,13 +37,6 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::Init,
-        Role::JoinWorker,
-        Role::JoinControlPlane,
-        Role::Reset,
-    ];
-
     pub fn name(&self) -> &'static str {
         match self {
             Role::Init => "init",

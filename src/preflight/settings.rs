@@ -217,11 +217,6 @@ impl NodeSettings {
         (v4, v6)
     }
 
-    /// The address the node is known by: the advertise address, else none.
-    pub fn node_address(&self) -> Option<IpAddr> {
-        self.advertise_address
-    }
-
     /// True when the kubelet's container runtime is a Docker engine (through cri-dockerd).
     pub fn runtime_is_docker(&self) -> bool {
         self.cri_socket.contains("cri-dockerd")

@@ -190,7 +190,7 @@ pub fn interface_mtu(
     overhead: &BTreeMap<String, u32>,
 ) -> anyhow::Result<Outcome> {
     let facts = probe.facts();
-    let by_address = match probe.node.node_address() {
+    let by_address = match probe.node.advertise_address {
         Some(ip) => interface_addresses()?
             .into_iter()
             .find(|a| a.address == ip)
