@@ -135,9 +135,17 @@ pub struct Timeouts {
     pub control_plane_component_health_check: Option<GoDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet_health_check: Option<GoDuration>,
-    #[serde(default, rename = "kubernetesAPICall", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "kubernetesAPICall",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kubernetes_api_call: Option<GoDuration>,
-    #[serde(default, rename = "etcdAPICall", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "etcdAPICall",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub etcd_api_call: Option<GoDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_bootstrap: Option<GoDuration>,
