@@ -812,3 +812,150 @@ fn validate_tokens(init: &InitConfiguration, errors: &mut Vec<FieldError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts_with_hostname(name: &str) -> (tempfile::TempDir, Facts) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/kernel")).unwrap();
+        std::fs::write(dir.path().join("sys/kernel/hostname"), format!("{name}\n")).unwrap();
+        std::fs::create_dir_all(dir.path().join("net")).unwrap();
+        std::fs::write(
+            dir.path().join("net/route"),
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n",
+        )
+        .unwrap();
+        let facts = Facts::with_roots(dir.path(), "/sys");
+        (dir, facts)
+    }
+
+    fn flags() -> InitFlags {
+        InitFlags {
+            apiserver_advertise_address: Some("192.0.2.10".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mixed_case_hostname_becomes_one_lowercase_node_name() {
+        let (_d, facts) = facts_with_hostname("iZ25beglnhtZ");
+        let s = resolve(&flags(), &facts).unwrap();
+        assert_eq!(s.node_name, "iz25beglnhtz");
+        assert_eq!(
+            s.init.node_registration.name.as_deref(),
+            Some("iz25beglnhtz")
+        );
+        assert!(s.notices.iter().any(|n| n.contains("iZ25beglnhtZ")));
+    }
+
+    #[test]
+    fn derived_addresses_and_urls() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let mut f = flags();
+        f.control_plane_endpoint = Some("lb.example".into());
+        f.service_cidr = Some("10.96.0.0/12,fd00:10:96::/112".into());
+        f.pod_network_cidr = Some("10.244.0.0/16,fd00:10:244::/56".into());
+        let s = resolve(&f, &facts).unwrap();
+        assert_eq!(s.control_plane_url(), "https://lb.example:6443");
+        assert_eq!(s.local_api_url(), "https://192.0.2.10:6443");
+        assert_eq!(
+            s.api_service_ips()
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>(),
+            ["10.96.0.1", "fd00:10:96::1"]
+        );
+        assert_eq!(
+            s.dns_service_ips()
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>(),
+            ["10.96.0.10", "fd00:10:96::a"]
+        );
+        assert_eq!(s.etcd_image_tag, "3.6.5-0");
+        assert!(s.etcd_version.has_v36_flags());
+    }
+
+    #[test]
+    fn ipv6_endpoints_are_bracketed() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let mut f = flags();
+        f.apiserver_advertise_address = Some("fd00::10".into());
+        let s = resolve(&f, &facts).unwrap();
+        assert_eq!(s.local_api_url(), "https://[fd00::10]:6443");
+    }
+
+    #[test]
+    fn flags_override_and_config_values_apply() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let file = load::parse(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 10.1.1.1\nskipPhases: [kubeconfig]\n\
+             ---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  local:\n    imageTag: 3.4.23-0\ncontrollerManager:\n  extraArgs:\n  - name: node-cidr-mask-size\n    value: \"26\"\nnetworking:\n  podSubnet: 10.200.0.0/25\n",
+        )
+        .unwrap();
+        let f = InitFlags {
+            node_name: Some("cp-override".into()),
+            ..Default::default()
+        };
+        let s = resolve_file(file, &f, &facts).unwrap();
+        assert_eq!(s.node_name, "cp-override");
+        assert_eq!(s.advertise_address.to_string(), "10.1.1.1");
+        assert_eq!(s.skip_phases, vec!["kubeconfig".to_string()]);
+        assert!(!s.etcd_version.has_v36_flags());
+        assert_eq!(s.pod_subnets[0].to_string(), "10.200.0.0/25");
+    }
+
+    #[test]
+    fn control_plane_taint_is_default_and_can_be_dropped() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let s = resolve(&flags(), &facts).unwrap();
+        assert_eq!(
+            s.init.node_registration.taints,
+            Some(vec![Taint::control_plane()])
+        );
+        let mut f = flags();
+        f.schedule_on_control_plane = true;
+        let s = resolve(&f, &facts).unwrap();
+        assert_eq!(s.init.node_registration.taints, Some(Vec::new()));
+    }
+
+    #[test]
+    fn pod_network_none_leaves_the_pod_subnet_unset() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let mut f = flags();
+        f.pod_network = Some(PodNetwork::None);
+        let s = resolve(&f, &facts).unwrap();
+        assert!(s.pod_subnets.is_empty());
+        assert_eq!(s.cluster.networking.pod_subnet, None);
+        let s = resolve(&flags(), &facts).unwrap();
+        assert_eq!(s.pod_subnets[0].to_string(), "10.244.0.0/16");
+    }
+
+    #[test]
+    fn no_usable_default_route_asks_for_an_address() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let err = resolve(&InitFlags::default(), &facts).unwrap_err();
+        assert_eq!(err.errors[0].field, "localAPIEndpoint.advertiseAddress");
+        assert!(
+            err.errors[0]
+                .reason
+                .contains("--apiserver-advertise-address")
+        );
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let mut f = flags();
+        f.service_cidr = Some("10.0.0.0/8".into());
+        f.kubernetes_version = Some("v1.20.0".into());
+        f.node_name = Some("Bad_Name".into());
+        let err = resolve(&f, &facts).unwrap_err();
+        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"networking.serviceSubnet"), "{fields:?}");
+        assert!(fields.contains(&"kubernetesVersion"), "{fields:?}");
+        assert!(fields.contains(&"nodeRegistration.name"), "{fields:?}");
+    }
+}
