@@ -103,6 +103,11 @@ fn value(pod: &Pod) -> Value {
     serde_json::to_value(pod).unwrap()
 }
 
+/// The element of a JSON list (volumes, mounts) with this `name`.
+fn by_name(list: &Value, name: &str) -> Option<Value> {
+    list.as_array()?.iter().find(|v| v["name"] == name).cloned()
+}
+
 /// Drops the double quotes our YAML writer puts around scalars Go's writer leaves plain
 /// (`"127.0.0.1"`), so the rest of the layout can be compared line by line.
 fn unquote_plain_scalars(text: &str) -> String {
@@ -374,13 +379,8 @@ fn extra_args_replace_same_named_defaults_and_append_new_ones() {
         kv["spec"]["containers"][0]["livenessProbe"]["httpGet"]["host"],
         "10.0.0.7"
     );
-    let flex: Vec<&Value> = kv["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| v["name"] == "flexvolume-dir")
-        .collect();
-    assert_eq!(flex[0]["hostPath"]["path"], "/opt/flex");
+    let flex = by_name(&kv["spec"]["volumes"], "flexvolume-dir").unwrap();
+    assert_eq!(flex["hostPath"]["path"], "/opt/flex");
     // etcd probes the first listen-metrics URL (host and port as written there).
     let etcd = value(&render(&s, &inputs, Component::Etcd));
     let c = &etcd["spec"]["containers"][0];
@@ -464,12 +464,7 @@ fn mount_host_localtime_adds_a_read_only_file_to_all_four_pods() {
     );
     for component in Component::ALL {
         let v = value(&render(&s, &HostInputs::default(), component));
-        let volume = v["spec"]["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == "localtime")
-            .cloned();
+        let volume = by_name(&v["spec"]["volumes"], "localtime");
         assert_eq!(
             volume,
             Some(
@@ -478,12 +473,7 @@ fn mount_host_localtime_adds_a_read_only_file_to_all_four_pods() {
             "{}",
             component.name()
         );
-        let mount = v["spec"]["containers"][0]["volumeMounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == "localtime")
-            .cloned();
+        let mount = by_name(&v["spec"]["containers"][0]["volumeMounts"], "localtime");
         assert_eq!(
             mount,
             Some(json!({"name": "localtime", "mountPath": "/etc/localtime", "readOnly": true}))
@@ -599,12 +589,7 @@ fn external_etcd_endpoints_files_and_mounts() {
         );
     }
     let v = value(&api);
-    let volume = v["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "etcd-certs-0")
-        .cloned();
+    let volume = by_name(&v["spec"]["volumes"], "etcd-certs-0");
     assert_eq!(
         volume,
         Some(

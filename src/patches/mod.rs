@@ -276,28 +276,31 @@ mod tests {
 
     #[test]
     fn file_names_follow_kubeadm() {
-        let patch = |target: &str, patch_type| {
-            Ok(FileName::Patch {
+        for (name, target, patch_type) in [
+            ("etcd.yaml", "etcd", PatchType::Strategic),
+            (
+                "kube-apiserver0+merge.yaml",
+                "kube-apiserver",
+                PatchType::Merge,
+            ),
+            (
+                "kube-scheduler-anything+json.json",
+                "kube-scheduler",
+                PatchType::Json,
+            ),
+            (
+                "kube-controller-manager+strategic.json",
+                "kube-controller-manager",
+                PatchType::Strategic,
+            ),
+            ("etcd.v2.yaml", "etcd", PatchType::Strategic),
+        ] {
+            let expected = FileName::Patch {
                 target: target.to_string(),
                 patch_type,
-            })
-        };
-        assert_eq!(
-            parse_file_name("etcd.yaml"),
-            patch("etcd", PatchType::Strategic)
-        );
-        assert_eq!(
-            parse_file_name("kube-apiserver0+merge.yaml"),
-            patch("kube-apiserver", PatchType::Merge)
-        );
-        assert_eq!(
-            parse_file_name("kube-scheduler-anything+json.json"),
-            patch("kube-scheduler", PatchType::Json)
-        );
-        assert_eq!(
-            parse_file_name("kube-controller-manager+strategic.json"),
-            patch("kube-controller-manager", PatchType::Strategic)
-        );
+            };
+            assert_eq!(parse_file_name(name), Ok(expected), "{name}");
+        }
         assert!(matches!(
             parse_file_name("etcd.txt"),
             Ok(FileName::Ignored(_))
