@@ -187,20 +187,36 @@ fn a_patch_that_breaks_the_pod_fails_and_rolls_back() {
     let root = tempfile::tempdir().unwrap();
     let patches = tempfile::tempdir().unwrap();
     std::fs::write(
-        patches.path().join("etcd+merge.yaml"),
+        patches.path().join("kube-scheduler+merge.yaml"),
         "spec: {hostNetwork: yes-please}\n",
     )
     .unwrap();
     let assert = kubestrap(root.path())
-        .args(["init", "phase", "etcd", "local", "--patches"])
+        .args(["init", "phase", "control-plane", "all", "--patches"])
         .arg(patches.path())
         .args(node_flags())
         .assert()
         .code(1);
-    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
-    assert!(err.contains("error execution phase etcd/local"), "{err}");
+    let output = assert.get_output();
+    let err = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        err.contains("error execution phase control-plane/scheduler"),
+        "{err}"
+    );
     assert!(err.contains("spec.hostNetwork"), "{err}");
-    assert!(!manifest(root.path(), "etcd").exists());
+    let out = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(out.contains("[rollback] Undid"), "{out}");
+    // The API server and controller-manager manifests written before the failure are gone again.
+    for name in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        assert!(
+            !manifest(root.path(), name).exists(),
+            "{name} was left behind"
+        );
+    }
 }
 
 #[test]
