@@ -176,7 +176,7 @@ pub fn random_serial() -> Result<SerialNumber, PkiError> {
         let mut bytes = [0u8; 8];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| PkiError::Random)?;
         let value = u64::from_be_bytes(bytes) & (u64::MAX >> 1);
-        if value >= 1 && value < (1u64 << 63) - 1 {
+        if (1..(1u64 << 63) - 1).contains(&value) {
             return Ok(SerialNumber::from_slice(&value.to_be_bytes()));
         }
     }
@@ -444,7 +444,7 @@ mod tests {
             let mut buf = [0u8; 8];
             buf[8 - serial.len()..].copy_from_slice(&serial);
             let value = u64::from_be_bytes(buf);
-            assert!(value >= 1 && value < (1 << 63) - 1);
+            assert!((1..(1 << 63) - 1).contains(&value));
             seen.insert(value);
         }
         assert_eq!(seen.len(), 200);

@@ -26,7 +26,7 @@ pub enum CaState {
     /// Certificate and key: new leaves can be signed.
     Local {
         info: CertInfo,
-        authority: Authority,
+        authority: Box<Authority>,
     },
     /// Certificate without its key (external CA mode): nothing is generated for it.
     External {
@@ -89,7 +89,10 @@ pub fn load_ca(host: &Host, cert_dir: &NodePath, ca: &CaSpec) -> anyhow::Result<
                     }
                     let authority = Authority::new(&info.der, key)
                         .with_context(|| format!("loading the CA {cert_path}"))?;
-                    Ok(CaState::Local { info, authority })
+                    Ok(CaState::Local {
+                        info,
+                        authority: Box::new(authority),
+                    })
                 }
             }
         }
