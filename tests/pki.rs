@@ -141,6 +141,13 @@ fn ips(list: &[&str]) -> Vec<IpAddr> {
 fn fresh_pki_is_kubeadms_and_verifies_with_openssl() {
     let node = Node::new();
     let start = OffsetDateTime::now_utc();
+    let out = node.kubestrap(&args(&["init", "phase", "certs", "ca"], FULL));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'Not_Valid!' was not added to the 'apiserver' SAN, because it is not a valid IP or RFC-1123 compliant DNS entry"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(node.disk("/etc")).unwrap();
     let (certs, kubeconfigs) = init_all(&node, FULL);
     assert_eq!(
         certs,
@@ -347,6 +354,10 @@ fn fresh_pki_is_kubeadms_and_verifies_with_openssl() {
             keys::parse_private_key_pem(&current.user.user.client_key_data.as_ref().unwrap().0)
                 .unwrap();
         assert!(client.matches_key(&key));
+        let client_file = format!("{file}-client.crt");
+        std::fs::write(pki.join(&client_file), client.pem()).unwrap();
+        openssl_verify(&pki, "ca.crt", &client_file);
+        std::fs::remove_file(pki.join(&client_file)).unwrap();
         let text = std::fs::read_to_string(node.disk(&format!("/etc/kubernetes/{file}"))).unwrap();
         assert!(
             text.starts_with(
@@ -1104,6 +1115,12 @@ fn renew_gives_new_keys_and_keeps_identities() {
     let node = Node::new();
     init_all(&node, FULL);
     let before = node.snapshot();
+    let out = node.ok(&["certs", "renew", "all", "--dry-run"]);
+    assert!(
+        out.contains("[dry-run] Would write file \"/etc/kubernetes/pki/apiserver.key\" (mode 0600"),
+        "{out}"
+    );
+    assert_eq!(node.snapshot(), before, "renew --dry-run wrote files");
     let out = node.ok(&["certs", "renew", "apiserver"]);
     assert_eq!(out, "certificate for serving the Kubernetes API renewed\n");
     let after = node.snapshot();
@@ -1214,6 +1231,12 @@ fn renew_gives_new_keys_and_keeps_identities() {
 fn generate_csr_writes_keys_and_verifiable_requests() {
     let node = Node::new();
     let config = config_file(&node, "controlPlaneEndpoint: cp.example.test\n", "");
+    let out = node.ok(&["certs", "generate-csr", "--config", &config, "--dry-run"]);
+    assert!(
+        out.contains("[dry-run] Would write file \"/etc/kubernetes/admin.conf.csr\" (mode 0644"),
+        "{out}"
+    );
+    assert_eq!(node.snapshot().len(), 1, "only the config file");
     let out = node.ok(&["certs", "generate-csr", "--config", &config]);
     assert!(
         out.starts_with("generating keys and CSRs in /etc/kubernetes/pki\n  apiserver\n"),
