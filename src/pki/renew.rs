@@ -103,14 +103,14 @@ pub fn renew(host: &Host, params: &PkiParams, target: Target) -> anyhow::Result<
         return Ok(Renewal::Missing);
     }
     let ca = target.ca();
-    let (ca_info, authority) = match store::load_ca(host, &params.cert_dir, ca)? {
+    let authority = match store::load_ca(host, &params.cert_dir, ca)? {
         CaState::External { .. } => return Ok(Renewal::ExternalCa),
         CaState::Missing => bail!(
             "couldn't load the {} certificate authority from {}",
             ca.name,
             params.cert_dir
         ),
-        CaState::Local { info, authority } => (info, authority),
+        CaState::Local { authority, .. } => authority,
     };
     let validity = Validity::from_now(params.cert_validity);
     match target {
@@ -151,16 +151,6 @@ pub fn renew(host: &Host, params: &PkiParams, target: Target) -> anyhow::Result<
             user.client_key_data = Some(Base64Data(keys::private_key_pem(&key).into_bytes()));
             user.client_certificate = None;
             user.client_key = None;
-            let current_cluster = config.current()?.cluster.name.clone();
-            if let Some(cluster) = config
-                .clusters
-                .iter_mut()
-                .find(|c| c.name == current_cluster)
-            {
-                cluster.cluster.certificate_authority_data =
-                    Some(Base64Data(ca_info.pem().into_bytes()));
-                cluster.cluster.certificate_authority = None;
-            }
             host.write_file(&path, config.to_yaml()?.as_bytes(), KUBECONFIG_MODE)?;
         }
     }
