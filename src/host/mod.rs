@@ -5,10 +5,25 @@
 //! prints the plan while keeping an in-memory view so later phases can read what earlier ones
 //! "wrote".
 
+pub mod attribution;
+pub mod cni;
+pub mod command;
 pub mod facts;
+pub mod inventory;
+pub mod ipsets;
+pub mod ipvs;
 pub mod journal;
+pub mod links;
 pub mod lock;
+pub mod mounts;
+pub mod netfilter;
+pub mod netns;
 pub mod paths;
+pub mod routes;
+pub mod runtime;
+pub mod services;
+pub mod sysctl;
+pub mod tree;
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};

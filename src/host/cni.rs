@@ -1,0 +1,310 @@
+//! CNI state on disk: network config files in /etc/cni/net.d, IPAM reservations in
+//! /var/lib/cni/networks/<network>, and cached results in /var/lib/cni/{results,cache}. Config files
+//! are ours only when the journal says kubestrap wrote them; state is ours by CNI network name.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::attribution::ClusterScope;
+use super::inventory::{Addon, Found, Kind, Outcome, Owner};
+use super::paths::{NodePath, Root, well_known};
+use super::tree::{self, Protection};
+
+/// A network config file and the network it defines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfFile {
+    pub path: NodePath,
+    pub network: Option<String>,
+}
+
+/// One host-local IPAM reservation (`/var/lib/cni/networks/<network>/<ip>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub network: String,
+    pub ip: String,
+    /// The container ID it was made for (first line of the file).
+    pub container: String,
+}
+
+/// What the CNI left on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CniState {
+    pub conf_files: Vec<ConfFile>,
+    pub reservations: Vec<Reservation>,
+    /// Network directories under /var/lib/cni/networks.
+    pub ipam_networks: Vec<String>,
+    /// Files under /var/lib/cni/results and /var/lib/cni/cache (node paths).
+    pub cached: Vec<NodePath>,
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The `name` of a .conf/.conflist/.json network config.
+pub fn network_name(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value.get("name")?.as_str().map(str::to_string)
+}
+
+/// Scans the CNI config dir and state dir under `root`.
+pub fn scan(root: &Root) -> CniState {
+    let mut state = CniState::default();
+    let conf_dir = NodePath::new(well_known::CNI_CONF_DIR);
+    for name in list(&root.disk(&conf_dir)) {
+        let path = conf_dir.join(&name);
+        let network = if [".conf", ".conflist", ".json"]
+            .iter()
+            .any(|e| name.ends_with(e))
+        {
+            std::fs::read_to_string(root.disk(&path))
+                .ok()
+                .and_then(|t| network_name(&t))
+        } else {
+            None
+        };
+        state.conf_files.push(ConfFile { path, network });
+    }
+    let networks_dir = NodePath::new(well_known::CNI_STATE_DIR).join("networks");
+    for network in list(&root.disk(&networks_dir)) {
+        let dir = networks_dir.join(&network);
+        for file in list(&root.disk(&dir)) {
+            if file.parse::<std::net::IpAddr>().is_err() {
+                continue; // lock, last_reserved_ip.N
+            }
+            let container = std::fs::read_to_string(root.disk(&dir.join(&file)))
+                .ok()
+                .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
+                .unwrap_or_default();
+            state.reservations.push(Reservation {
+                network: network.clone(),
+                ip: file,
+                container,
+            });
+        }
+        state.ipam_networks.push(network);
+    }
+    for sub in ["results", "cache"] {
+        let dir = NodePath::new(well_known::CNI_STATE_DIR).join(sub);
+        collect_files(root, &dir, &mut state.cached);
+    }
+    state
+}
+
+fn collect_files(root: &Root, dir: &NodePath, out: &mut Vec<NodePath>) {
+    for name in list(&root.disk(dir)) {
+        let path = dir.join(&name);
+        match std::fs::symlink_metadata(root.disk(&path)) {
+            Ok(m) if m.is_dir() => collect_files(root, &path, out),
+            Ok(_) => out.push(path),
+            Err(_) => {}
+        }
+    }
+}
+
+/// A config file is ours only if kubestrap wrote it (`journal_files`); foreign files are listed and kept.
+pub fn attribute_conf(root: &Root, conf: &ConfFile, journal_files: &BTreeSet<NodePath>) -> Found {
+    let owner = if journal_files.contains(&conf.path) {
+        Owner::Kubestrap
+    } else {
+        Owner::Foreign("not installed by kubestrap")
+    };
+    Found::new(
+        Kind::Path,
+        root.disk(&conf.path).display().to_string(),
+        owner,
+    )
+}
+
+pub fn attribute_reservation(r: &Reservation, scope: &ClusterScope) -> Found {
+    Found::new(
+        Kind::IpamReservation,
+        format!("{}/{}", r.network, r.ip),
+        scope.cni_network_owner(&r.network),
+    )
+}
+
+/// A cached result is named `<network>-<container>-<ifname>`; it belongs to the longest network name
+/// that prefixes it, known from the scope or the config files.
+pub fn attribute_cached(
+    root: &Root,
+    path: &NodePath,
+    scope: &ClusterScope,
+    known: &BTreeSet<String>,
+) -> Found {
+    let name = path.file_name().unwrap_or_default();
+    let owner = scope
+        .cni_networks
+        .iter()
+        .chain(known.iter())
+        .filter(|n| name.starts_with(&format!("{n}-")))
+        .max_by_key(|n| n.len())
+        .map(|n| scope.cni_network_owner(n))
+        .unwrap_or(Owner::Foreign("another CNI user"));
+    Found::new(Kind::Path, root.disk(path).display().to_string(), owner)
+}
+
+/// Removes one file (a config file or a cached result).
+pub fn remove_file(found: &Found) -> Outcome {
+    if !found.owner.is_cluster() {
+        return found.kept_foreign();
+    }
+    match std::fs::remove_file(&found.target) {
+        Ok(()) => found.removed(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.removed(),
+        Err(e) => found.left(format!("removing: {e}"), false),
+    }
+}
+
+/// Releases an IPAM network of ours: its reservations (reported one by one) and its directory.
+pub fn remove_ipam_network(
+    root: &Root,
+    network: &str,
+    reservations: &[(Reservation, Found)],
+) -> Vec<Outcome> {
+    let dir = NodePath::new(well_known::CNI_STATE_DIR)
+        .join("networks")
+        .join(network);
+    let outcomes = tree::remove_tree(
+        &root.disk(&dir),
+        false,
+        Owner::Kubernetes,
+        &Protection::default(),
+    );
+    let gone = !root.disk(&dir).exists();
+    reservations
+        .iter()
+        .filter(|(r, _)| r.network == network)
+        .map(|(_, found)| {
+            if gone {
+                found.removed()
+            } else {
+                found.left("its network directory could not be removed", false)
+            }
+        })
+        .chain(
+            outcomes
+                .into_iter()
+                .filter(|o| !matches!(o, Outcome::Removed(_))),
+        )
+        .collect()
+}
+
+/// The flannel plugin's own cache (`/var/lib/cni/flannel`).
+pub fn flannel_cache() -> (NodePath, Owner) {
+    (
+        NodePath::new(well_known::CNI_STATE_DIR).join("flannel"),
+        Owner::Addon(Addon::Flannel),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Root, path: &str, text: &str) {
+        let disk = root.disk(&NodePath::new(path));
+        std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
+        std::fs::write(disk, text).unwrap();
+    }
+
+    #[test]
+    fn scans_and_attributes_by_journal_and_network_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        write(
+            &root,
+            "/etc/cni/net.d/10-flannel.conflist",
+            r#"{"name":"cbr0","plugins":[]}"#,
+        );
+        write(
+            &root,
+            "/etc/cni/net.d/87-podman.conflist",
+            r#"{"name":"podman","plugins":[]}"#,
+        );
+        write(
+            &root,
+            "/var/lib/cni/networks/cbr0/10.244.0.2",
+            "ctr-aaaa\r\neth0",
+        );
+        write(
+            &root,
+            "/var/lib/cni/networks/cbr0/last_reserved_ip.0",
+            "10.244.0.2",
+        );
+        write(
+            &root,
+            "/var/lib/cni/networks/podman/10.88.0.2",
+            "pod\r\neth0",
+        );
+        write(&root, "/var/lib/cni/results/cbr0-ctr-aaaa-eth0", "{}");
+        write(&root, "/var/lib/cni/results/podman-xyz-eth0", "{}");
+        write(&root, "/var/lib/cni/results/k8s-pod-network-abc-eth0", "{}");
+        let state = scan(&root);
+        assert_eq!(state.conf_files.len(), 2);
+        assert_eq!(state.conf_files[0].network.as_deref(), Some("cbr0"));
+        assert_eq!(state.reservations.len(), 2);
+        assert_eq!(state.reservations[0].container, "ctr-aaaa");
+        assert_eq!(state.ipam_networks, vec!["cbr0", "podman"]);
+
+        let journal: BTreeSet<NodePath> =
+            [NodePath::new("/etc/cni/net.d/10-flannel.conflist")].into();
+        assert_eq!(
+            attribute_conf(&root, &state.conf_files[0], &journal).owner,
+            Owner::Kubestrap
+        );
+        assert!(
+            !attribute_conf(&root, &state.conf_files[1], &journal)
+                .owner
+                .is_cluster()
+        );
+
+        let scope = ClusterScope::with_addon_networks();
+        let found = attribute_reservation(&state.reservations[0], &scope);
+        assert_eq!(found.target, "cbr0/10.244.0.2");
+        assert!(found.owner.is_cluster());
+        assert!(
+            !attribute_reservation(&state.reservations[1], &scope)
+                .owner
+                .is_cluster()
+        );
+        let known: BTreeSet<String> = ["podman".to_string()].into();
+        let owners: Vec<bool> = state
+            .cached
+            .iter()
+            .map(|p| {
+                attribute_cached(&root, p, &scope, &known)
+                    .owner
+                    .is_cluster()
+            })
+            .collect();
+        assert_eq!(owners, vec![true, true, false]);
+
+        let pairs: Vec<_> = state
+            .reservations
+            .iter()
+            .map(|r| (r.clone(), attribute_reservation(r, &scope)))
+            .collect();
+        let outcomes = remove_ipam_network(&root, "cbr0", &pairs);
+        assert_eq!(outcomes.len(), 1);
+        assert!(matches!(outcomes[0], Outcome::Removed(_)));
+        assert!(
+            !root
+                .disk(&NodePath::new("/var/lib/cni/networks/cbr0"))
+                .exists()
+        );
+        assert!(
+            root.disk(&NodePath::new("/var/lib/cni/networks/podman/10.88.0.2"))
+                .exists()
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! A CRI (k8s.io/cri-api runtime.v1) client over a unix socket: `Version` (does the socket answer?),
+//! and the teardown of every pod: containers get TERM then KILL after the grace period, then each
+//! sandbox is stopped (so the runtime runs CNI DEL and frees the pod's IP) and removed.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::{PARALLEL_STOPS, block_on, socket_path};
+use crate::host::inventory::{Found, Kind, Outcome, Owner};
+
+#[allow(clippy::all, missing_docs)]
+pub mod api {
+    tonic::include_proto!("runtime.v1");
+}
+
+use api::runtime_service_client::RuntimeServiceClient;
+
+/// What the runtime says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    pub runtime_name: String,
+    pub runtime_version: String,
+    pub runtime_api_version: String,
+}
+
+/// A pod sandbox as the CRI lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A container as the CRI lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    pub running: bool,
+}
+
+async fn connect(endpoint: &str) -> anyhow::Result<RuntimeServiceClient<Channel>> {
+    let path = socket_path(endpoint).to_string();
+    let shown = path.clone();
+    let channel = Endpoint::try_from("http://[::]:50051")?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .with_context(|| format!("connecting to the CRI socket {shown}"))?;
+    Ok(RuntimeServiceClient::new(channel))
+}
+
+/// Asks the runtime for its version: the "CRI socket answers" check.
+pub fn version(endpoint: &str) -> anyhow::Result<RuntimeVersion> {
+    block_on(async {
+        let mut client = connect(endpoint).await?;
+        let v = client
+            .version(api::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .with_context(|| format!("CRI Version on {endpoint}"))?
+            .into_inner();
+        Ok(RuntimeVersion {
+            runtime_name: v.runtime_name,
+            runtime_version: v.runtime_version,
+            runtime_api_version: v.runtime_api_version,
+        })
+    })?
+}
+
+/// Every pod sandbox and container the runtime has.
+pub fn scan(endpoint: &str) -> anyhow::Result<(Vec<Sandbox>, Vec<Container>)> {
+    block_on(async {
+        let mut client = connect(endpoint).await?;
+        let sandboxes = client
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .await
+            .context("CRI ListPodSandbox")?
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|s| {
+                let meta = s.metadata.unwrap_or_default();
+                Sandbox {
+                    id: s.id,
+                    namespace: meta.namespace,
+                    name: meta.name,
+                }
+            })
+            .collect();
+        let containers = client
+            .list_containers(api::ListContainersRequest { filter: None })
+            .await
+            .context("CRI ListContainers")?
+            .into_inner()
+            .containers
+            .into_iter()
+            .map(|c| Container {
+                running: c.state == api::ContainerState::ContainerRunning as i32,
+                name: c.metadata.unwrap_or_default().name,
+                id: c.id,
+                sandbox_id: c.pod_sandbox_id,
+            })
+            .collect();
+        Ok((sandboxes, containers))
+    })?
+}
+
+/// Every CRI pod is the kubelet's.
+pub fn attribute_sandbox(s: &Sandbox) -> Found {
+    Found::new(
+        Kind::Container,
+        format!("cri:{} {}/{}", s.id, s.namespace, s.name),
+        Owner::Kubernetes,
+    )
+}
+
+pub fn attribute_container(c: &Container) -> Found {
+    Found::new(
+        Kind::Container,
+        format!("cri:{} {}", c.id, c.name),
+        Owner::Kubernetes,
+    )
+}
+
+/// Stops running containers (TERM, then KILL after `grace`), then stops and removes every sandbox.
+pub fn remove_all(
+    endpoint: &str,
+    sandboxes: &[Sandbox],
+    containers: &[Container],
+    grace: Duration,
+) -> anyhow::Result<Vec<Outcome>> {
+    block_on(async {
+        let client = connect(endpoint).await?;
+        let grace_secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        let mut outcomes: Vec<Outcome> = futures_util::stream::iter(containers.iter().cloned())
+            .map(|c| {
+                let mut client = client.clone();
+                async move {
+                    let found = attribute_container(&c);
+                    if c.running
+                        && let Err(status) = client
+                            .stop_container(api::StopContainerRequest {
+                                container_id: c.id.clone(),
+                                timeout: grace_secs,
+                            })
+                            .await
+                        && status.code() != tonic::Code::NotFound
+                    {
+                        return found
+                            .left(format!("CRI StopContainer: {}", status.message()), false);
+                    }
+                    match client
+                        .remove_container(api::RemoveContainerRequest {
+                            container_id: c.id.clone(),
+                        })
+                        .await
+                    {
+                        Ok(_) => found.removed(),
+                        Err(s) if s.code() == tonic::Code::NotFound => found.removed(),
+                        Err(s) => {
+                            found.left(format!("CRI RemoveContainer: {}", s.message()), false)
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(PARALLEL_STOPS)
+            .collect()
+            .await;
+        let sandbox_outcomes: Vec<Outcome> = futures_util::stream::iter(sandboxes.iter().cloned())
+            .map(|s| {
+                let mut client = client.clone();
+                async move {
+                    let found = attribute_sandbox(&s);
+                    if let Err(status) = client
+                        .stop_pod_sandbox(api::StopPodSandboxRequest {
+                            pod_sandbox_id: s.id.clone(),
+                        })
+                        .await
+                        && status.code() != tonic::Code::NotFound
+                    {
+                        return found
+                            .left(format!("CRI StopPodSandbox: {}", status.message()), false);
+                    }
+                    match client
+                        .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                            pod_sandbox_id: s.id.clone(),
+                        })
+                        .await
+                    {
+                        Ok(_) => found.removed(),
+                        Err(st) if st.code() == tonic::Code::NotFound => found.removed(),
+                        Err(st) => {
+                            found.left(format!("CRI RemovePodSandbox: {}", st.message()), false)
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(PARALLEL_STOPS)
+            .collect()
+            .await;
+        outcomes.extend(sandbox_outcomes);
+        Ok(outcomes)
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_that_does_not_answer_is_an_error_naming_it() {
+        let err = version("unix:///nonexistent/kubestrap-test.sock").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent/kubestrap-test.sock"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn report_targets_name_the_runtime_and_the_pod() {
+        let s = Sandbox {
+            id: "abc".into(),
+            namespace: "kube-system".into(),
+            name: "etcd-node1".into(),
+        };
+        assert_eq!(
+            attribute_sandbox(&s).target,
+            "cri:abc kube-system/etcd-node1"
+        );
+    }
+}
