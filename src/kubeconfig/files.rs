@@ -198,7 +198,7 @@ pub fn build(
         authority,
         &spec.template(settings),
         algorithm,
-        Validity::from_now(settings.cert_validity),
+        Validity::from_now(settings.cert_validity)?,
     )?;
     Ok(KubeConfig::with_client_certificate(
         &settings.cluster_name,

@@ -138,13 +138,20 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// kubeadm's window: from five minutes ago until `period` from now.
-    pub fn from_now(period: Duration) -> Self {
+    /// kubeadm's window: from five minutes ago until `period` from now; a period reaching past the
+    /// year 9999 (which X.509 times can not express) is an error.
+    pub fn from_now(period: Duration) -> Result<Self, PkiError> {
         let now = OffsetDateTime::now_utc();
-        Validity {
+        let too_long = || PkiError::ValidityTooLong(period);
+        let not_after = time::Duration::try_from(period)
+            .ok()
+            .and_then(|d| now.checked_add(d))
+            .filter(|t| t.year() <= 9999)
+            .ok_or_else(too_long)?;
+        Ok(Validity {
             not_before: now - BACKDATE,
-            not_after: now + period,
-        }
+            not_after,
+        })
     }
 }
 
@@ -293,7 +300,7 @@ mod tests {
         let key = keys::generate(EncryptionAlgorithm::EcdsaP256).unwrap();
         let issued = self_signed_ca(
             "kubernetes",
-            Validity::from_now(Duration::from_secs(87600 * 3600)),
+            Validity::from_now(Duration::from_secs(87600 * 3600)).unwrap(),
             &key,
         )
         .unwrap();
@@ -368,7 +375,7 @@ mod tests {
         let issued = authority
             .sign(
                 &template,
-                Validity::from_now(Duration::from_secs(3600)),
+                Validity::from_now(Duration::from_secs(3600)).unwrap(),
                 &key,
             )
             .unwrap();
@@ -436,6 +443,18 @@ mod tests {
     }
 
     #[test]
+    fn validity_past_year_9999_is_an_error_not_a_panic() {
+        let thousands_of_years = Duration::from_secs(9000 * 366 * 86400);
+        assert!(matches!(
+            Validity::from_now(thousands_of_years),
+            Err(PkiError::ValidityTooLong(_))
+        ));
+        assert!(Validity::from_now(Duration::from_secs(u64::MAX)).is_err());
+        let v = Validity::from_now(Duration::from_secs(3600)).unwrap();
+        assert_eq!((v.not_after - v.not_before).whole_seconds(), 3600 + 300);
+    }
+
+    #[test]
     fn serials_are_positive_63_bit_and_random() {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
@@ -467,7 +486,7 @@ mod tests {
         let issued = authority
             .sign(
                 &template,
-                Validity::from_now(Duration::from_secs(3600)),
+                Validity::from_now(Duration::from_secs(3600)).unwrap(),
                 &key,
             )
             .unwrap();

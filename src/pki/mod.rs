@@ -32,6 +32,10 @@ pub enum PkiError {
     Sign(String),
     #[error("not signed by the expected CA: {0}")]
     NotSignedBy(String),
+    #[error(
+        "a certificate validity period of {0:?} reaches past the year 9999; choose a shorter one"
+    )]
+    ValidityTooLong(std::time::Duration),
     #[error("the system random source failed")]
     Random,
 }

@@ -112,7 +112,7 @@ pub fn renew(host: &Host, params: &PkiParams, target: Target) -> anyhow::Result<
         ),
         CaState::Local { authority, .. } => authority,
     };
-    let validity = Validity::from_now(params.cert_validity);
+    let validity = Validity::from_now(params.cert_validity)?;
     match target {
         Target::Leaf(leaf) => {
             let current = store::read_cert(host, &path)?.context("the certificate vanished")?;

@@ -145,7 +145,7 @@ pub fn ensure_ca(host: &Host, settings: &InitSettings, ca: &CaSpec) -> anyhow::R
             let key = keys::generate(settings.encryption)?;
             let issued = cert::self_signed_ca(
                 ca.common_name,
-                Validity::from_now(settings.ca_validity),
+                Validity::from_now(settings.ca_validity)?,
                 &key,
             )?;
             ui.line(format!(
@@ -202,7 +202,7 @@ pub fn ensure_leaf(host: &Host, settings: &InitSettings, leaf: &LeafSpec) -> any
         authority,
         &template,
         settings.encryption,
-        Validity::from_now(settings.cert_validity),
+        Validity::from_now(settings.cert_validity)?,
     )?;
     ui.line(format!(
         "[certs] Generating {:?} certificate and key",
