@@ -304,9 +304,3 @@ pub fn client_credentials(
         .with_context(|| format!("the client key of {path}"))?;
     Ok((cert, key))
 }
-
-/// Looks a file up by its phase name or file name.
-pub fn find(name: &str) -> Option<&'static KubeconfigSpec> {
-    ALL.into_iter()
-        .find(|s| s.name == name || s.file_name == name)
-}

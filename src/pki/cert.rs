@@ -222,7 +222,6 @@ pub fn self_signed_ca(
 
 /// A CA that signs leaves: its certificate and its key.
 pub struct Authority {
-    cert_der: Vec<u8>,
     has_key_identifier: bool,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -233,14 +232,9 @@ impl Authority {
         let issuer = Issuer::from_ca_cert_der(&cert_der.to_vec().into(), key)
             .map_err(|e| PkiError::Parse(format!("CA certificate: {e}")))?;
         Ok(Authority {
-            cert_der: cert_der.to_vec(),
             has_key_identifier: info.has_subject_key_id,
             issuer,
         })
-    }
-
-    pub fn cert_der(&self) -> &[u8] {
-        &self.cert_der
     }
 
     /// Signs a leaf certificate for `key`.

@@ -306,13 +306,3 @@ pub fn etcd_alt_names(settings: &InitSettings, extra: Vec<String>) -> AltNames {
     }
     names
 }
-
-/// Looks a leaf up by its kubeadm name.
-pub fn leaf(name: &str) -> Option<&'static LeafSpec> {
-    LEAVES.into_iter().find(|l| l.name == name)
-}
-
-/// Looks a CA up by its kubeadm name.
-pub fn ca(name: &str) -> Option<&'static CaSpec> {
-    CAS.into_iter().find(|c| c.name == name)
-}
