@@ -1,5 +1,6 @@
 //! The command line: global options, the command tree, and dispatch to each command.
 
+pub mod certs;
 pub mod config;
 pub mod init;
 pub mod join;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Bootstrap tokens
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Certificates: check expiration, renew, certificate key, CSRs for an external CA
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
     /// Print the version
     Version,
     /// Print a shell completion script
@@ -103,6 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Join(cmd) => join::run(&global, *cmd),
         Command::Config(cmd) => config::run(&global, cmd),
         Command::Token(cmd) => token::run(&global, cmd),
+        Command::Certs(cmd) => certs::run(&global, cmd),
         Command::Version => version::run(&global),
         Command::Completion { shell } => {
             let mut command = Cli::command();
