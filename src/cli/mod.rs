@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod init;
+pub mod reset;
 pub mod token;
 pub mod version;
 
@@ -78,6 +79,8 @@ impl GlobalOpts {
 pub enum Command {
     /// Set up the first control-plane node of a cluster
     Init(Box<init::InitCmd>),
+    /// Return this node to a clean host: undo init/join and remove what the cluster left
+    Reset(Box<reset::ResetCmd>),
     /// Configuration files: print defaults, validate
     #[command(subcommand)]
     Config(config::ConfigCmd),
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Init(cmd) => init::run(&global, *cmd),
+        Command::Reset(cmd) => reset::run(&global, *cmd),
         Command::Config(cmd) => config::run(&global, cmd),
         Command::Token(cmd) => token::run(&global, cmd),
         Command::Version => version::run(&global),
