@@ -20,6 +20,7 @@ use crate::workflow::Phase;
 pub mod node;
 
 const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
+const REMOVE_RETRY_FOR: Duration = Duration::from_secs(15);
 
 pub fn phase() -> Phase<ResetData> {
     Phase::leaf("remove-etcd-member", "Remove a local etcd member.", run)
@@ -101,7 +102,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
                 last_member = false;
                 let found = Found::new(Kind::EtcdMember, target.clone(), Owner::Kubernetes);
                 let id = me.id.clone();
-                data.apply(&found, |f| match client.remove_member(&id) {
+                data.apply(&found, |f| match remove_with_retry(&client, &id) {
                     Ok(()) => f.removed(),
                     Err(e) => f.left(format!("{e:#}"), false),
                 });
@@ -149,6 +150,23 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// etcd refuses membership changes until its leader has been connected to a quorum for a few seconds
+/// ("unhealthy cluster"); that answer is retried for a bounded time, any other is final.
+fn remove_with_retry(client: &EtcdClient, id: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + REMOVE_RETRY_FOR;
+    loop {
+        match client.remove_member(id) {
+            Err(e)
+                if format!("{e:#}").contains("unhealthy cluster")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Saves an etcd snapshot (or, when etcd is down, a copy of its db file) and the PKI under
