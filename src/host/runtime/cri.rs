@@ -44,7 +44,8 @@ pub struct Container {
     pub running: bool,
 }
 
-async fn connect(endpoint: &str) -> anyhow::Result<RuntimeServiceClient<Channel>> {
+/// Connects to a CRI endpoint (`unix:///path` or a path).
+pub async fn connect(endpoint: &str) -> anyhow::Result<RuntimeServiceClient<Channel>> {
     let path = socket_path(endpoint).to_string();
     let shown = path.clone();
     let channel = Endpoint::try_from("http://[::]:50051")?
