@@ -337,10 +337,10 @@ fn a_device_the_kernel_refuses_to_delete_is_left_with_reboot_required() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    // An `ip` that answers like the kernel does for ipip's fallback device.
+    // An `ip` that answers like the kernel does for ipip's fallback device, alone or in a batch.
     std::fs::write(
         bin.join("ip"),
-        "#!/bin/sh\ncase \"$*\" in 'link delete dev tunl0') echo 'RTNETLINK answers: Operation not permitted' >&2; exit 2;; esac\nexec /usr/sbin/ip \"$@\"\n",
+        "#!/bin/sh\ncase \"$*\" in\n  'link delete dev tunl0') echo 'RTNETLINK answers: Operation not permitted' >&2; exit 2;;\n  *-batch*) grep -v ' dev tunl0$' | /usr/sbin/ip \"$@\"; exit 1;;\nesac\nexec /usr/sbin/ip \"$@\"\n",
     )
     .unwrap();
     sh(&format!(

@@ -2,7 +2,7 @@
 //! the default route and every foreign device stay.
 
 use super::ResetData;
-use crate::host::inventory::Outcome;
+use crate::host::inventory::{Found, Outcome};
 use crate::host::links;
 use crate::workflow::Phase;
 
@@ -26,21 +26,29 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
             data.record([found.kept_foreign()]);
         }
     }
-    for (link, found) in links::removal_order(ours) {
-        data.cluster_links.insert(link.name.clone());
-        if data.dry_run() {
-            data.planned
-                .push(found.item(format!("made by {}", found.owner)));
-            continue;
-        }
-        let outcome = links::remove(&found);
-        data.record([outcome.clone()]);
-        if let Outcome::Left { .. } = outcome {
+    let ordered: Vec<Found> = links::removal_order(ours)
+        .into_iter()
+        .map(|(link, found)| {
+            data.cluster_links.insert(link.name);
+            found
+        })
+        .collect();
+    if data.dry_run() {
+        data.planned.extend(
+            ordered
+                .iter()
+                .map(|f| f.item(format!("made by {}", f.owner))),
+        );
+        return Ok(());
+    }
+    for outcome in links::remove_many(&ordered) {
+        if let Outcome::Left { item, .. } = &outcome {
             data.host.ui().warn(format!(
-                "[reset] could not delete {}: a reboot removes it",
-                link.name
+                "[reset] could not delete {}: {}",
+                item.target, item.reason
             ));
         }
+        data.record([outcome]);
     }
     Ok(())
 }
