@@ -413,3 +413,62 @@ fn reset_without_a_terminal_or_force_refuses_and_deletes_nothing() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cleanup-node/nope"));
 }
+
+#[test]
+fn a_subtree_whose_mount_will_not_go_is_never_deleted() {
+    if !common::enter_sandbox("a_subtree_whose_mount_will_not_go_is_never_deleted") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let k = root.join("var/lib/kubelet");
+    let locked = k.join("pods/p1/volumes/kubernetes.io~secret/locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::write(k.join("config.yaml"), "x").unwrap();
+    // Mounted here, then seen from a new user namespace: the kernel locks it there, so no unmount
+    // (not even a lazy detach) can take it away — a real refusal, not a simulated one.
+    sh(&format!(
+        "mount -t tmpfs tmpfs {0}; echo data > {0}/secret",
+        locked.display()
+    ));
+    let skip = "remove-etcd-member,cleanup-node/containers,cleanup-node/netns,cleanup-node/netfilter,cleanup-node/ipsets,\
+                cleanup-node/links,cleanup-node/routes,cleanup-node/ipvs-conntrack";
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--"])
+        .arg(KUBESTRAP)
+        .args([
+            "reset",
+            "--force",
+            "-o",
+            "json",
+            "--cri-socket",
+            "unix:///nonexistent/x.sock",
+            "--skip-phases",
+            skip,
+            "--root",
+        ])
+        .arg(root)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let left = report["left"].as_array().unwrap();
+    assert!(
+        left.iter()
+            .any(|i| i["kind"] == "mount" && i["target"] == locked.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(locked.join("secret")).unwrap(),
+        "data\n"
+    );
+    assert!(
+        !k.join("config.yaml").exists(),
+        "the rest of the kubelet dir is cleaned: {text}"
+    );
+}

@@ -2,10 +2,13 @@
 //! the top), deepest first, with lazy detach as the fallback. A mount that will not go protects its
 //! subtree from the files phase.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
 use nix::mount::MntFlags;
 
 use super::ResetData;
-use crate::host::inventory::{Found, Kind, Outcome, Owner};
+use crate::host::inventory::{Found, Item, Kind, Outcome, Owner};
 use crate::host::mounts::{self, UnmountPolicy};
 use crate::host::{NodePath, well_known};
 use crate::workflow::Phase;
@@ -44,7 +47,8 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
         lazy_fallback: true,
         extra_flags: unmount_flags(&data.settings.unmount_flags),
     };
-    for mount in below {
+    let mut outcomes = Vec::new();
+    for mount in &below {
         let found = Found::new(
             Kind::Mount,
             mount.mount_point.display().to_string(),
@@ -55,10 +59,31 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
                 .push(found.item(format!("a {} mount under the kubelet dir", mount.fs_type)));
             continue;
         }
-        let outcome = mounts::unmount(&mount, policy);
+        outcomes.push((mount.mount_point.clone(), mounts::unmount(mount, policy)));
+    }
+    if data.dry_run() {
+        return Ok(());
+    }
+    // The kernel has the last word: whatever is still mounted was not unmounted, whatever umount2 said.
+    let still: BTreeSet<PathBuf> = mounts::under(&mounts::scan(data.host.facts())?, &top, false)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .collect();
+    for (point, outcome) in outcomes {
+        let outcome = match outcome {
+            Outcome::Removed(item) if still.contains(&point) => Outcome::Left {
+                item: Item::new(
+                    Kind::Mount,
+                    item.target,
+                    "still mounted after unmounting it",
+                ),
+                reboot_required: false,
+            },
+            other => other,
+        };
         if let Outcome::Left { item, .. } = &outcome {
             data.protected.push((
-                mount.mount_point.clone(),
+                point,
                 format!("under a mount that could not be unmounted: {}", item.reason),
             ));
         }

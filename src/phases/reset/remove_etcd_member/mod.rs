@@ -86,13 +86,16 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
     let local = read_manifest(&String::from_utf8_lossy(&text));
     let etcd_pki = data.settings.cert_dir.join("etcd");
     let disk = |name: &str| data.host.disk(&etcd_pki.join(name));
-    let client = EtcdClient::new(
-        &local.client_url,
-        &disk("ca.crt"),
-        &disk("healthcheck-client.crt"),
-        &disk("healthcheck-client.key"),
-        ETCD_TIMEOUT,
-    );
+    let connect = |endpoint: &str| {
+        EtcdClient::new(
+            endpoint,
+            &disk("ca.crt"),
+            &disk("healthcheck-client.crt"),
+            &disk("healthcheck-client.key"),
+            ETCD_TIMEOUT,
+        )
+    };
+    let client = connect(&local.client_url);
     let target = format!("{} {}", local.name, local.peer_url);
     let members = client.and_then(|c| Ok((c.members()?, c)));
     let mut last_member = true;
@@ -102,7 +105,14 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
                 last_member = false;
                 let found = Found::new(Kind::EtcdMember, target.clone(), Owner::Kubernetes);
                 let id = me.id.clone();
-                data.apply(&found, |f| match remove_with_retry(&client, &id) {
+                // Asked of another member: a member asked to remove itself stops before it answers.
+                let remover = members
+                    .iter()
+                    .filter(|m| m.id != me.id)
+                    .find_map(|m| m.client_urls.first())
+                    .and_then(|url| connect(url).ok())
+                    .unwrap_or(client);
+                data.apply(&found, |f| match remove_with_retry(&remover, &id) {
                     Ok(()) => f.removed(),
                     Err(e) => f.left(format!("{e:#}"), false),
                 });
