@@ -321,6 +321,20 @@ fn reset_of_a_node_never_initialised_is_a_clean_no_op() {
     }
     let dir = tempfile::tempdir().unwrap();
     sh("ip link add docker0 type bridge; iptables -N USER-FW; nft add table inet userfw");
+    // The ResetConfiguration's dryRun needs neither a terminal nor --force, and changes nothing.
+    let config = dir.path().join("reset.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ResetConfiguration\ndryRun: true\n",
+    )
+    .unwrap();
+    sh("ip link add cni0 type bridge");
+    let (code, plan, output) = reset(dir.path(), &["--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(plan["planned"][0]["target"], "cni0", "{output}");
+    assert!(sh("ip -o link show").contains(" cni0"));
+    sh("ip link delete cni0");
+
     let (code, report, output) = reset(dir.path(), &["--force"]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(report["removed"], serde_json::json!([]), "{output}");

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::GlobalOpts;
 use crate::config::defaults::{DEFAULT_CERT_DIR, DEFAULT_CRI_SOCKET};
 use crate::error::{FieldError, InvalidInput};
-use crate::host::NodePath;
 use crate::host::inventory::{Item, Report};
 use crate::host::lock::NodeLock;
+use crate::host::{Facts, Host, NodePath, Root};
 use crate::phases::reset::{ResetData, ResetSettings, ResetTree, phases};
 use crate::workflow::selection::{PhaseSelection, PhaseTree};
 use crate::workflow::{self, Target};
@@ -95,7 +95,8 @@ pub fn resolve(global: &GlobalOpts, cmd: &ResetCmd) -> anyhow::Result<ResetSetti
     InvalidInput::check(errors)?;
     workflow::validate_skip_list(&ResetTree::tree(), &skip)?;
     let force = cmd.force || file.force.unwrap_or(false);
-    if !force && !global.dry_run && (global.quiet || !std::io::stdin().is_terminal()) {
+    let dry_run = global.dry_run || file.dry_run.unwrap_or(false);
+    if !force && !dry_run && (global.quiet || !std::io::stdin().is_terminal()) {
         return Err(InvalidInput::one(
             "--force",
             "false",
@@ -108,6 +109,7 @@ pub fn resolve(global: &GlobalOpts, cmd: &ResetCmd) -> anyhow::Result<ResetSetti
         cri_socket,
         cleanup_tmp_dir: cmd.cleanup_tmp_dir || file.cleanup_tmp_dir.unwrap_or(false),
         force,
+        dry_run,
         purge_volumes: cmd.purge_volumes,
         no_backup: cmd.no_backup,
         skip_phases: skip,
@@ -125,7 +127,12 @@ struct Plan<'a> {
 
 pub fn run(global: &GlobalOpts, cmd: ResetCmd) -> anyhow::Result<()> {
     let settings = resolve(global, &cmd)?;
-    let host = global.host();
+    let host = Host::new(
+        Root::new(&global.root),
+        Facts::from_env(),
+        settings.dry_run,
+        global.ui(),
+    );
     let ui = host.ui().clone();
     let target = match &cmd.sub {
         Some(ResetSub::Phase(args)) => args.selection.target.clone(),
@@ -148,7 +155,9 @@ pub fn run(global: &GlobalOpts, cmd: ResetCmd) -> anyhow::Result<()> {
         };
         return ui.result(&plan, || render_plan(&data.planned, &data.report.kept));
     }
-    ui.result(&data.report, || render_report(&data.report))?;
+    ui.result(&data.report, || {
+        render_report(&data.report, ui.verbosity >= 1)
+    })?;
     if !data.report.left.is_empty() {
         anyhow::bail!(
             "reset left {} item(s) behind{}; see the report above",
@@ -187,8 +196,12 @@ fn render_plan(planned: &[Item], kept: &[Item]) -> String {
     out
 }
 
-fn render_report(report: &Report) -> String {
+/// The text report: counts and what was kept or left; every removed item too with `-v 1`.
+fn render_report(report: &Report, list_removed: bool) -> String {
     let mut out = format!("\n[reset] Removed {} item(s)\n", report.removed.len());
+    if list_removed {
+        out.push_str(&lines("[reset] Removed", &report.removed));
+    }
     out.push_str(&lines("[reset] Kept", &report.kept));
     out.push_str(&lines("[reset] Left behind", &report.left));
     if report.reboot_required {

@@ -35,6 +35,8 @@ pub struct ResetSettings {
     pub cri_socket: String,
     pub cleanup_tmp_dir: bool,
     pub force: bool,
+    /// `--dry-run` or the ResetConfiguration's `dryRun`.
+    pub dry_run: bool,
     pub purge_volumes: bool,
     pub no_backup: bool,
     pub skip_phases: Vec<String>,
