@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: `kubestrap reset` on a seeded node of N pods (default: 50 and 500), each run inside its own
 # network and mount namespaces. Per pod: two tmpfs volume mounts, a cni-* netns holding the pod end of a
-# veth on cni0, an IPAM
-# reservation and a cached result, a CNI masquerade chain + rule, and kube-proxy service chains (v4 nft).
+# veth on cni0, an IPAM reservation and a cached result, a CNI masquerade chain + rule, and kube-proxy
+# service chains (v4 nft).
 # Prints the median reset time per size (RUNS, default 3) and the 500/50 ratio (target: about linear,
 # ratio <= 10).
 # Usage: scripts/bench-reset.sh [N ...]   (KUBESTRAP=path/to/binary, default target/release or target/debug)
@@ -54,7 +54,7 @@ end=$(date +%s.%N)
 if [ "$code" != 0 ]; then echo "reset exited $code:" >&2; cat "$root/reset.log" "$root/report.json" >&2; fi
 items=$(grep -c '"kind"' "$root/report.json" || true)
 rm -rf "$root"
-printf '%s %s %s\n' "$n" "$(echo "$end - $start" | bc)" "$items"
+printf '%s %s %s\n' "$n" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')" "$items"
 INNER
 
 seed_and_reset() {
@@ -75,5 +75,5 @@ for n in "${sizes[@]}"; do
   printf "%4s  %25.3f  %s  %s\n" "$n" "$median" "${all[*]}" "$items"
 done
 if [ -n "${took[50]:-}" ] && [ -n "${took[500]:-}" ]; then
-  printf "ratio 500/50: %.2f (target <= 10)\n" "$(echo "${took[500]} / ${took[50]}" | bc -l)"
+  printf "ratio 500/50: %.2f (target <= 10)\n" "$(awk -v a="${took[50]}" -v b="${took[500]}" 'BEGIN { print b / a }')"
 fi
