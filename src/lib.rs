@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod etcd;
 pub mod host;
 pub mod images;
 pub mod kubeconfig;

@@ -4,6 +4,7 @@ pub mod certs;
 pub mod config;
 pub mod init;
 pub mod join;
+pub mod reset;
 pub mod token;
 pub mod version;
 
@@ -82,6 +83,8 @@ pub enum Command {
     Init(Box<init::InitCmd>),
     /// Join this node to a cluster (for now one phase at a time: `join phase preflight`)
     Join(Box<join::JoinCmd>),
+    /// Return this node to a clean host: undo init/join and remove what the cluster left
+    Reset(Box<reset::ResetCmd>),
     /// Configuration files: print defaults, validate
     #[command(subcommand)]
     Config(config::ConfigCmd),
@@ -105,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(cmd) => init::run(&global, *cmd),
         Command::Join(cmd) => join::run(&global, *cmd),
+        Command::Reset(cmd) => reset::run(&global, *cmd),
         Command::Config(cmd) => config::run(&global, cmd),
         Command::Token(cmd) => token::run(&global, cmd),
         Command::Certs(cmd) => certs::run(&global, cmd),

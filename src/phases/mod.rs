@@ -2,3 +2,4 @@
 
 pub mod init;
 pub mod join;
+pub mod reset;

@@ -63,7 +63,8 @@ async fn channel(endpoint: &str, request_timeout: Duration) -> anyhow::Result<Ch
         .with_context(|| format!("connecting to the CRI socket {shown}"))
 }
 
-async fn connect(endpoint: &str) -> anyhow::Result<RuntimeServiceClient<Channel>> {
+/// Connects to a CRI endpoint (`unix:///path` or a path).
+pub async fn connect(endpoint: &str) -> anyhow::Result<RuntimeServiceClient<Channel>> {
     Ok(RuntimeServiceClient::new(
         channel(endpoint, Duration::from_secs(60)).await?,
     ))
