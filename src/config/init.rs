@@ -106,6 +106,14 @@ impl InitSettings {
     }
 }
 
+/// True when a certificate issued now with this validity ends before the year 10000 (X.509's limit).
+fn fits_in_x509_time(validity: Duration) -> bool {
+    time::Duration::try_from(validity)
+        .ok()
+        .and_then(|d| time::OffsetDateTime::now_utc().checked_add(d))
+        .is_some_and(|end| end.year() <= 9999)
+}
+
 /// `host:port`, with IPv6 hosts in brackets.
 pub fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -340,6 +348,12 @@ pub fn resolve_file(
                 field,
                 value,
                 "a certificate validity period must be at least 1h0m0s",
+            ));
+        } else if !fits_in_x509_time(value.0) {
+            errors.push(FieldError::new(
+                field,
+                value,
+                "a certificate cannot be valid past the year 9999",
             ));
         }
     }
