@@ -36,6 +36,9 @@ pub fn run(global: &GlobalOpts, cmd: InitCmd) -> anyhow::Result<()> {
     let host = global.host();
     let settings = crate::config::init::resolve(&cmd.flags, host.facts())?;
     workflow::validate_skip_list(&InitTree::tree(), &settings.skip_phases)?;
+    if let Some(dir) = &settings.patches_dir {
+        crate::patches::check_dir(std::path::Path::new(dir))?;
+    }
     for notice in &settings.notices {
         ui.warn(notice);
     }

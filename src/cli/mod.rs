@@ -1,7 +1,10 @@
 //! The command line: global options, the command tree, and dispatch to each command.
 
+pub mod certs;
 pub mod config;
 pub mod init;
+pub mod join;
+pub mod reset;
 pub mod token;
 pub mod version;
 
@@ -78,12 +81,19 @@ impl GlobalOpts {
 pub enum Command {
     /// Set up the first control-plane node of a cluster
     Init(Box<init::InitCmd>),
+    /// Join this node to a cluster (for now one phase at a time: `join phase preflight`)
+    Join(Box<join::JoinCmd>),
+    /// Return this node to a clean host: undo init/join and remove what the cluster left
+    Reset(Box<reset::ResetCmd>),
     /// Configuration files: print defaults, validate
     #[command(subcommand)]
     Config(config::ConfigCmd),
     /// Bootstrap tokens
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Certificates: check expiration, renew, certificate key, CSRs for an external CA
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
     /// Print the version
     Version,
     /// Print a shell completion script
@@ -97,8 +107,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Init(cmd) => init::run(&global, *cmd),
+        Command::Join(cmd) => join::run(&global, *cmd),
+        Command::Reset(cmd) => reset::run(&global, *cmd),
         Command::Config(cmd) => config::run(&global, cmd),
         Command::Token(cmd) => token::run(&global, cmd),
+        Command::Certs(cmd) => certs::run(&global, cmd),
         Command::Version => version::run(&global),
         Command::Completion { shell } => {
             let mut command = Cli::command();

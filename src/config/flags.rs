@@ -134,3 +134,96 @@ impl InitFlags {
         set
     }
 }
+
+/// Flags of `kubestrap join` (global within `join`, so `join phase X` accepts them too).
+#[derive(Debug, Clone, Default, Args)]
+pub struct JoinFlags {
+    /// kubeadm.k8s.io/v1beta4 JoinConfiguration
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Bootstrap token for both discovery and TLS bootstrap ([a-z0-9]{6}.[a-z0-9]{16})
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Token that validates the cluster information fetched from the API server
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub discovery_token: Option<String>,
+    /// Pin of the cluster CA's public key (sha256:<hex>); repeatable
+    #[arg(long, global = true, value_name = "sha256:HEX")]
+    pub discovery_token_ca_cert_hash: Vec<String>,
+    /// Trust the cluster information without pinning the CA (unsafe)
+    #[arg(long, global = true)]
+    pub discovery_token_unsafe_skip_ca_verification: bool,
+    /// A kubeconfig file (or URL) with the cluster information, instead of token discovery
+    #[arg(long, global = true, value_name = "FILE|URL")]
+    pub discovery_file: Option<String>,
+    /// kubestrap's token-signed discovery endpoint (https://HOST:9898)
+    #[arg(long, global = true, value_name = "URL")]
+    pub discovery_url: Option<String>,
+    /// Token the kubelet uses for its TLS bootstrap
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub tls_bootstrap_token: Option<String>,
+    /// Make this node a new control-plane instance
+    #[arg(long, global = true)]
+    pub control_plane: bool,
+    /// Key (64 hex characters) that decrypts the certificates uploaded by init --upload-certs
+    #[arg(long, global = true, value_name = "KEY")]
+    pub certificate_key: Option<String>,
+    /// The IP address this control-plane node's API server advertises (default: the default-route interface's)
+    #[arg(long, global = true, value_name = "IP")]
+    pub apiserver_advertise_address: Option<String>,
+    /// Port this control-plane node's API server binds to
+    #[arg(long, global = true, value_name = "PORT")]
+    pub apiserver_bind_port: Option<String>,
+    /// The node name (default: the host name, lowercased)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// CRI socket to use (unix:///path)
+    #[arg(long, global = true, value_name = "SOCKET")]
+    pub cri_socket: Option<String>,
+    /// Directory with patches for the static-pod manifests (kubeadm's patch file naming)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub patches: Option<String>,
+    /// Phases to skip: phase or phase/sub-phase, comma-separated
+    #[arg(long, global = true, value_delimiter = ',', value_name = "PHASES")]
+    pub skip_phases: Option<Vec<String>>,
+    /// Preflight check ids whose errors become warnings (case-insensitive), or "all"
+    #[arg(long, global = true, value_delimiter = ',', value_name = "IDS")]
+    pub ignore_preflight_errors: Option<Vec<String>>,
+    /// Apply safe preflight fixes (sysctls through an /etc/sysctl.d drop-in)
+    #[arg(long, global = true)]
+    pub fix: bool,
+}
+
+impl JoinFlags {
+    /// Flags whose values belong in the JoinConfiguration when `--config` is given.
+    pub fn config_conflicts(&self, endpoint: Option<&str>) -> Vec<&'static str> {
+        [
+            (endpoint.is_some(), "api-server-endpoint"),
+            (self.token.is_some(), "token"),
+            (self.discovery_token.is_some(), "discovery-token"),
+            (
+                !self.discovery_token_ca_cert_hash.is_empty(),
+                "discovery-token-ca-cert-hash",
+            ),
+            (
+                self.discovery_token_unsafe_skip_ca_verification,
+                "discovery-token-unsafe-skip-ca-verification",
+            ),
+            (self.discovery_file.is_some(), "discovery-file"),
+            (self.tls_bootstrap_token.is_some(), "tls-bootstrap-token"),
+            (self.control_plane, "control-plane"),
+            (self.certificate_key.is_some(), "certificate-key"),
+            (
+                self.apiserver_advertise_address.is_some(),
+                "apiserver-advertise-address",
+            ),
+            (self.apiserver_bind_port.is_some(), "apiserver-bind-port"),
+            (self.node_name.is_some(), "node-name"),
+            (self.cri_socket.is_some(), "cri-socket"),
+            (self.patches.is_some(), "patches"),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect()
+    }
+}

@@ -29,6 +29,8 @@ pub struct InitSettings {
 
     pub node_name: String,
     pub advertise_address: IpAddr,
+    /// True when the advertise address was picked from the host (default-route interface), not given.
+    pub advertise_address_detected: bool,
     pub bind_port: u16,
     /// `controlPlaneEndpoint` split into host and port (port defaulted to the bind port).
     pub control_plane_endpoint: Option<(String, u16)>,
@@ -104,6 +106,14 @@ impl InitSettings {
     }
 }
 
+/// True when a certificate issued now with this validity ends before the year 10000 (X.509's limit).
+fn fits_in_x509_time(validity: Duration) -> bool {
+    time::Duration::try_from(validity)
+        .ok()
+        .and_then(|d| time::OffsetDateTime::now_utc().checked_add(d))
+        .is_some_and(|end| end.year() <= 9999)
+}
+
 /// `host:port`, with IPv6 hosts in brackets.
 pub fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -159,42 +169,21 @@ pub fn resolve_file(
     defaults::init_configuration(&mut init);
     defaults::cluster_configuration(&mut cluster, pod_network);
 
-    // Node name: as given (validated as is), or the host name lowercased.
-    let node_name = match &init.node_registration.name {
-        Some(name) => {
-            v::node_name("nodeRegistration.name", name, &mut errors);
-            name.clone()
-        }
-        None => {
-            match facts.hostname() {
-                Ok(host) => {
-                    let lower = host.to_lowercase();
-                    if lower != host {
-                        notices.push(format!(
-                        "the host name {host:?} is not lowercase; the node is named {lower:?} (also in its certificates)"
-                    ));
-                    }
-                    v::node_name(
-                        "nodeRegistration.name (from the host name)",
-                        &lower,
-                        &mut errors,
-                    );
-                    init.node_registration.name = Some(lower.clone());
-                    lower
-                }
-                Err(e) => {
-                    errors.push(FieldError::new(
-                    "nodeRegistration.name",
-                    "",
-                    format!("no node name given and the host name is unreadable ({e}); pass --node-name"),
-                ));
-                    String::new()
-                }
-            }
-        }
-    };
+    let node_name = resolve_node_name(
+        &mut init.node_registration,
+        facts,
+        &mut notices,
+        &mut errors,
+    );
 
-    let advertise_address = resolve_advertise_address(&mut init, facts, &mut notices, &mut errors);
+    let advertise_address_detected = init.local_api_endpoint.advertise_address.is_none();
+    let advertise_address = resolve_advertise_address(
+        &mut init.local_api_endpoint,
+        "localAPIEndpoint.advertiseAddress",
+        facts,
+        &mut notices,
+        &mut errors,
+    );
     let bind_port = init
         .local_api_endpoint
         .bind_port
@@ -360,6 +349,12 @@ pub fn resolve_file(
                 value,
                 "a certificate validity period must be at least 1h0m0s",
             ));
+        } else if !fits_in_x509_time(value.0) {
+            errors.push(FieldError::new(
+                field,
+                value,
+                "a certificate cannot be valid past the year 9999",
+            ));
         }
     }
     if cert_validity > ca_validity {
@@ -443,15 +438,9 @@ pub fn resolve_file(
         ));
     }
 
-    let mut ignore_preflight_errors = init
-        .node_registration
-        .ignore_preflight_errors
-        .clone()
-        .unwrap_or_default();
-    ignore_preflight_errors.extend(flags.ignore_preflight_errors.iter().flatten().cloned());
-    v::ignore_preflight_errors(
-        "--ignore-preflight-errors",
-        &ignore_preflight_errors,
+    let ignore_preflight_errors = resolve_ignore_preflight_errors(
+        &init.node_registration,
+        flags.ignore_preflight_errors.as_deref(),
         &mut errors,
     );
 
@@ -475,6 +464,7 @@ pub fn resolve_file(
         kube_proxy: file.kube_proxy,
         node_name,
         advertise_address,
+        advertise_address_detected,
         bind_port,
         control_plane_endpoint,
         service_subnets,
@@ -579,14 +569,67 @@ fn apply_flags(
     }
 }
 
-fn resolve_advertise_address(
-    init: &mut InitConfiguration,
+/// `nodeRegistration.ignorePreflightErrors` plus `--ignore-preflight-errors`, validated (`all` alone).
+pub fn resolve_ignore_preflight_errors(
+    registration: &NodeRegistrationOptions,
+    flag: Option<&[String]>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<String> {
+    let mut ids = registration
+        .ignore_preflight_errors
+        .clone()
+        .unwrap_or_default();
+    ids.extend(flag.into_iter().flatten().cloned());
+    v::ignore_preflight_errors("--ignore-preflight-errors", &ids, errors);
+    ids
+}
+
+/// The node name: as given (validated as is), or the host name lowercased (with a notice when that changed it).
+pub fn resolve_node_name(
+    registration: &mut NodeRegistrationOptions,
+    facts: &Facts,
+    notices: &mut Vec<String>,
+    errors: &mut Vec<FieldError>,
+) -> String {
+    if let Some(name) = &registration.name {
+        v::node_name("nodeRegistration.name", name, errors);
+        return name.clone();
+    }
+    match facts.hostname() {
+        Ok(host) => {
+            let lower = host.to_lowercase();
+            if lower != host {
+                notices.push(format!(
+                    "the host name {host:?} is not lowercase; the node is named {lower:?} (also in its certificates)"
+                ));
+            }
+            v::node_name("nodeRegistration.name (from the host name)", &lower, errors);
+            registration.name = Some(lower.clone());
+            lower
+        }
+        Err(e) => {
+            errors.push(FieldError::new(
+                "nodeRegistration.name",
+                "",
+                format!(
+                    "no node name given and the host name is unreadable ({e}); pass --node-name"
+                ),
+            ));
+            String::new()
+        }
+    }
+}
+
+/// The advertise address: as given (validated), or the default-route interface's (with a notice).
+pub fn resolve_advertise_address(
+    endpoint: &mut ApiEndpoint,
+    field: &str,
     facts: &Facts,
     notices: &mut Vec<String>,
     errors: &mut Vec<FieldError>,
 ) -> Option<IpAddr> {
-    if let Some(text) = init.local_api_endpoint.advertise_address.clone() {
-        return v::advertise_address("localAPIEndpoint.advertiseAddress", &text, errors);
+    if let Some(text) = endpoint.advertise_address.clone() {
+        return v::advertise_address(field, &text, errors);
     }
     match detect_advertise_address(facts) {
         Ok((ip, interface, others)) => {
@@ -600,15 +643,11 @@ fn resolve_advertise_address(
                 ));
             }
             notices.push(notice);
-            init.local_api_endpoint.advertise_address = Some(ip.to_string());
+            endpoint.advertise_address = Some(ip.to_string());
             Some(ip)
         }
         Err(reason) => {
-            errors.push(FieldError::new(
-                "localAPIEndpoint.advertiseAddress",
-                "",
-                reason,
-            ));
+            errors.push(FieldError::new(field, "", reason));
             None
         }
     }

@@ -4,6 +4,7 @@ pub mod defaults;
 pub mod duration;
 pub mod flags;
 pub mod init;
+pub mod join;
 pub mod load;
 pub mod types;
 pub mod validate;

@@ -1,7 +1,7 @@
 //! Readers of host facts from /proc and /sys, with roots a test can point at a fixture tree.
 //!
-//! `KUBESTRAP_PROC_ROOT` and `KUBESTRAP_SYS_ROOT` replace `/proc` and `/sys` (test hooks; never
-//! needed on a real node). Kernel state that has no file form (interface addresses) is read with
+//! `KUBESTRAP_PROC_ROOT`, `KUBESTRAP_SYS_ROOT` and `KUBESTRAP_BOOT_ROOT` replace `/proc`, `/sys`
+//! and `/boot` (test hooks; never needed on a real node). Kernel state that has no file form (interface addresses) is read with
 //! system calls and always belongs to the namespaces the process runs in.
 
 use std::net::IpAddr;
@@ -13,6 +13,7 @@ use anyhow::Context;
 pub struct Facts {
     proc_root: PathBuf,
     sys_root: PathBuf,
+    boot_root: PathBuf,
 }
 
 impl Default for Facts {
@@ -20,6 +21,7 @@ impl Default for Facts {
         Facts {
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
+            boot_root: PathBuf::from("/boot"),
         }
     }
 }
@@ -42,6 +44,9 @@ impl Facts {
         if let Some(s) = std::env::var_os("KUBESTRAP_SYS_ROOT") {
             facts.sys_root = PathBuf::from(s);
         }
+        if let Some(b) = std::env::var_os("KUBESTRAP_BOOT_ROOT") {
+            facts.boot_root = PathBuf::from(b);
+        }
         facts
     }
 
@@ -49,7 +54,18 @@ impl Facts {
         Facts {
             proc_root: proc_root.into(),
             sys_root: sys_root.into(),
+            ..Facts::default()
         }
+    }
+
+    /// Replaces `/boot` (where distributions keep `config-<release>`).
+    pub fn with_boot_root(mut self, boot_root: impl Into<PathBuf>) -> Self {
+        self.boot_root = boot_root.into();
+        self
+    }
+
+    pub fn boot_path(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.boot_root.join(relative)
     }
 
     pub fn proc_path(&self, relative: impl AsRef<Path>) -> PathBuf {

@@ -148,6 +148,38 @@ pub fn remove(found: &Found) -> Outcome {
     }
 }
 
+/// Deletes many links with one `ip -batch` run, then retries the survivors one by one so that each
+/// failure carries the kernel's answer.
+pub fn remove_many(founds: &[Found]) -> Vec<Outcome> {
+    let ours: Vec<&Found> = founds.iter().filter(|f| f.owner.is_cluster()).collect();
+    let mut outcomes: Vec<Outcome> = founds
+        .iter()
+        .filter(|f| !f.owner.is_cluster())
+        .map(Found::kept_foreign)
+        .collect();
+    if ours.is_empty() {
+        return outcomes;
+    }
+    let batch: String = ours
+        .iter()
+        .map(|f| format!("link delete dev {}\n", f.target))
+        .collect();
+    // Errors are expected here (a veth gone with its peer); survivors are found by the rescan.
+    let _ = command::run("ip", &["-force", "-batch", "-"], Some(&batch));
+    let remaining: std::collections::BTreeSet<String> = match scan() {
+        Ok(links) => links.into_iter().map(|l| l.name).collect(),
+        Err(_) => ours.iter().map(|f| f.target.clone()).collect(),
+    };
+    for found in ours {
+        if remaining.contains(&found.target) {
+            outcomes.push(remove(found));
+        } else {
+            outcomes.push(found.removed());
+        }
+    }
+    outcomes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,10 +96,11 @@ pub fn is_inside_any(path: &Path, points: &[PathBuf]) -> bool {
     points.iter().any(|p| path.starts_with(p))
 }
 
-/// How to unmount: plain first, then lazy detach when the plain one fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How to unmount: plain (plus `extra_flags`) first, then lazy detach when that fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnmountPolicy {
     pub lazy_fallback: bool,
+    pub extra_flags: MntFlags,
 }
 
 /// Unmounts one mount point (all layers stacked on it). Lazy detach is tried when a plain unmount is refused.
@@ -109,7 +110,7 @@ pub fn unmount(mount: &MountEntry, policy: UnmountPolicy) -> Outcome {
         mount.mount_point.display().to_string(),
         Owner::Kubernetes,
     );
-    let flags = MntFlags::UMOUNT_NOFOLLOW;
+    let flags = MntFlags::UMOUNT_NOFOLLOW | policy.extra_flags;
     match umount2(&mount.mount_point, flags) {
         Ok(()) => found.removed(),
         Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {

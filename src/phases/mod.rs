@@ -1,3 +1,5 @@
 //! The workflows' phases, one module per command and one file per phase.
 
 pub mod init;
+pub mod join;
+pub mod reset;

@@ -2,19 +2,27 @@
 
 use std::marker::PhantomData;
 
-use clap::{ArgMatches, Command, FromArgMatches, Subcommand, error::ErrorKind};
+use clap::{Arg, ArgMatches, Command, FromArgMatches, Subcommand, error::ErrorKind};
 
 use super::{PhaseInfo, Target};
 
 /// A workflow whose phase tree the CLI can describe without running anything.
 pub trait PhaseTree {
     fn tree() -> Vec<PhaseInfo>;
+
+    /// An optional positional argument every phase subcommand accepts (name, help), such as
+    /// join's `[api-server-endpoint]` in `join phase preflight 10.0.0.1:6443`.
+    fn positional() -> Option<(&'static str, &'static str)> {
+        None
+    }
 }
 
 /// The phase (and optional sub-phase) picked on the command line.
 #[derive(Debug, Clone)]
 pub struct PhaseSelection<W> {
     pub target: Target,
+    /// The value of the tree's [`PhaseTree::positional`] argument, when given.
+    pub positional: Option<String>,
     _tree: PhantomData<W>,
 }
 
@@ -22,18 +30,36 @@ impl<W> PhaseSelection<W> {
     pub fn new(target: Target) -> Self {
         PhaseSelection {
             target,
+            positional: None,
             _tree: PhantomData,
         }
+    }
+}
+
+fn with_positional<W: PhaseTree>(cmd: Command) -> Command {
+    match W::positional() {
+        Some((name, help)) => cmd.arg(Arg::new(name).help(help).required(false)),
+        None => cmd,
     }
 }
 
 impl<W: PhaseTree> FromArgMatches for PhaseSelection<W> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         match matches.subcommand() {
-            Some((name, sub)) => Ok(PhaseSelection::new(Target {
-                phase: Some(name.to_string()),
-                child: sub.subcommand_name().map(str::to_string),
-            })),
+            Some((name, sub)) => {
+                let mut selection = PhaseSelection::new(Target {
+                    phase: Some(name.to_string()),
+                    child: sub.subcommand_name().map(str::to_string),
+                });
+                if let Some((arg, _)) = W::positional() {
+                    let child = sub.subcommand().map(|(_, m)| m);
+                    selection.positional = child
+                        .into_iter()
+                        .chain(std::iter::once(sub))
+                        .find_map(|m| m.get_one::<String>(arg).cloned());
+                }
+                Ok(selection)
+            }
             None => Err(clap::Error::raw(
                 ErrorKind::MissingSubcommand,
                 "a phase name is required\n",
@@ -51,13 +77,15 @@ impl<W: PhaseTree> Subcommand for PhaseSelection<W> {
     fn augment_subcommands(cmd: Command) -> Command {
         let mut cmd = cmd.subcommand_required(true);
         for phase in W::tree() {
-            let mut sub = Command::new(phase.name).about(phase.help);
+            let mut sub = with_positional::<W>(Command::new(phase.name).about(phase.help));
             if !phase.children.is_empty() {
-                sub = sub.subcommand(
+                sub = sub.subcommand(with_positional::<W>(
                     Command::new("all").about(format!("Run every {} sub-phase", phase.name)),
-                );
+                ));
                 for child in phase.children {
-                    sub = sub.subcommand(Command::new(child.name).about(child.help));
+                    sub = sub.subcommand(with_positional::<W>(
+                        Command::new(child.name).about(child.help),
+                    ));
                 }
             }
             cmd = cmd.subcommand(sub);

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod containerd;
+
 use std::process::Command;
 
 const SANDBOX_VAR: &str = "KUBESTRAP_TEST_SANDBOX";

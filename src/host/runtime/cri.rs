@@ -1,6 +1,7 @@
 //! A CRI (k8s.io/cri-api runtime.v1) client over a unix socket: `Version` (does the socket answer?),
-//! and the teardown of every pod: containers get TERM then KILL after the grace period, then each
-//! sandbox is stopped (so the runtime runs CNI DEL and frees the pod's IP) and removed.
+//! image presence and pulls (for preflight), and the teardown of every pod: containers get TERM then
+//! KILL after the grace period, then each sandbox is stopped (so the runtime runs CNI DEL and frees
+//! the pod's IP) and removed.
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub mod api {
     tonic::include_proto!("runtime.v1");
 }
 
+use api::image_service_client::ImageServiceClient;
 use api::runtime_service_client::RuntimeServiceClient;
 
 /// What the runtime says about itself.
@@ -44,12 +46,13 @@ pub struct Container {
     pub running: bool,
 }
 
-async fn connect(endpoint: &str) -> anyhow::Result<RuntimeServiceClient<Channel>> {
+/// A gRPC channel over the unix socket; each request may take up to `request_timeout`.
+async fn channel(endpoint: &str, request_timeout: Duration) -> anyhow::Result<Channel> {
     let path = socket_path(endpoint).to_string();
     let shown = path.clone();
-    let channel = Endpoint::try_from("http://[::]:50051")?
+    Endpoint::try_from("http://[::]:50051")?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
+        .timeout(request_timeout)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {
@@ -57,8 +60,58 @@ async fn connect(endpoint: &str) -> anyhow::Result<RuntimeServiceClient<Channel>
             }
         }))
         .await
-        .with_context(|| format!("connecting to the CRI socket {shown}"))?;
-    Ok(RuntimeServiceClient::new(channel))
+        .with_context(|| format!("connecting to the CRI socket {shown}"))
+}
+
+/// Connects to a CRI endpoint (`unix:///path` or a path).
+pub async fn connect(endpoint: &str) -> anyhow::Result<RuntimeServiceClient<Channel>> {
+    Ok(RuntimeServiceClient::new(
+        channel(endpoint, Duration::from_secs(60)).await?,
+    ))
+}
+
+fn image_spec(image: &str) -> Option<api::ImageSpec> {
+    Some(api::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    })
+}
+
+/// Whether each image is present in the runtime's store (`ImageStatus`), in the order given.
+pub fn images_present(endpoint: &str, images: &[String]) -> anyhow::Result<Vec<(String, bool)>> {
+    block_on(async {
+        let mut client = ImageServiceClient::new(channel(endpoint, Duration::from_secs(60)).await?);
+        let mut out = Vec::new();
+        for image in images {
+            let status = client
+                .image_status(api::ImageStatusRequest {
+                    image: image_spec(image),
+                    verbose: false,
+                })
+                .await
+                .with_context(|| format!("CRI ImageStatus {image}"))?
+                .into_inner();
+            out.push((image.clone(), status.image.is_some()));
+        }
+        Ok(out)
+    })?
+}
+
+/// Pulls an image through the runtime (`PullImage`); returns the image reference it reports.
+pub fn pull_image(endpoint: &str, image: &str, timeout: Duration) -> anyhow::Result<String> {
+    block_on(async {
+        let mut client = ImageServiceClient::new(channel(endpoint, timeout).await?);
+        let pulled = client
+            .pull_image(api::PullImageRequest {
+                image: image_spec(image),
+                ..Default::default()
+            })
+            .await
+            .map_err(|status| anyhow::anyhow!("{}", status.message()))
+            .with_context(|| format!("pulling {image}"))?
+            .into_inner();
+        Ok(pulled.image_ref)
+    })?
 }
 
 /// Asks the runtime for its version: the "CRI socket answers" check.

@@ -17,16 +17,13 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 pub const PARALLEL_STOPS: usize = 16;
 
 /// Runs async client code from the synchronous host API.
-pub(crate) fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
+pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime for a container-runtime client")?;
     Ok(runtime.block_on(future))
 }
-
-/// The default CRI socket when none is configured (containerd's).
-pub const DEFAULT_CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
 
 /// The file-system path of a CRI endpoint (`unix:///run/x.sock` or a bare path).
 pub fn socket_path(endpoint: &str) -> &str {

@@ -1,13 +1,31 @@
 //! `init phase etcd local`: the static-pod manifest of a local etcd member.
 
 use super::InitData;
+use crate::host::well_known::MANIFESTS_DIR;
+use crate::staticpods::{self, Component, HostInputs};
 use crate::workflow::Phase;
 
 pub fn phase() -> Phase<InitData> {
     Phase::group(
         "etcd",
-        "Generate the static Pod manifest file for a local etcd",
+        "Generate static Pod manifest file for local etcd",
         None,
-        Vec::new(),
+        vec![
+            Phase::leaf(
+                "local",
+                "Generate the static Pod manifest file for a local, single-node local etcd instance",
+                run_local,
+            )
+            .with_run_if(|data: &InitData| !data.settings.external_etcd),
+        ],
     )
+}
+
+fn run_local(data: &mut InitData) -> anyhow::Result<()> {
+    data.host.ui().line(format!(
+        "[etcd] Creating static Pod manifest for local etcd in {MANIFESTS_DIR:?}"
+    ));
+    let inputs = HostInputs::gather(&data.host, &data.settings);
+    staticpods::create(&data.host, &data.settings, &inputs, Component::Etcd)?;
+    Ok(())
 }

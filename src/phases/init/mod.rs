@@ -4,6 +4,7 @@ pub mod certs;
 pub mod control_plane;
 pub mod etcd;
 pub mod kubeconfig;
+pub mod preflight;
 
 use crate::config::init::InitSettings;
 use crate::host::Host;
@@ -19,6 +20,7 @@ pub struct InitData {
 /// init's phases in kubeadm's order. Only phases that work are registered.
 pub fn phases() -> Vec<Phase<InitData>> {
     vec![
+        preflight::phase(),
         certs::phase(),
         kubeconfig::phase(),
         etcd::phase(),

@@ -1,0 +1,151 @@
+//! Finding the cluster's scope on a node before anything is deleted: our CNI networks (the addons' and
+//! those of CNI configs kubestrap wrote), pod CIDRs and service CIDRs (from the static-pod manifests,
+//! flannel's subnet.env and our CNI configs; the service CIDR defaults to kubeadm's 10.96.0.0/12).
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+
+use crate::config::defaults::DEFAULT_SERVICE_SUBNET;
+use crate::host::attribution::ClusterScope;
+use crate::host::cni;
+use crate::host::{Host, NodePath, well_known};
+
+/// Values of `--flag=a,b` in a manifest or env file.
+pub fn flag_values(text: &str, flag: &str) -> Vec<String> {
+    let needle = format!("{flag}=");
+    text.match_indices(&needle)
+        .flat_map(|(at, _)| {
+            let rest = &text[at + needle.len()..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                .unwrap_or(rest.len());
+            rest[..end]
+                .split(',')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn nets(values: Vec<String>) -> impl Iterator<Item = IpNet> {
+    values.into_iter().filter_map(|v| v.parse().ok())
+}
+
+/// Every `"subnet"` value in a CNI config (host-local ranges).
+fn cni_subnets(value: &serde_json::Value, out: &mut Vec<IpNet>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                if key == "subnet"
+                    && let Some(net) = v.as_str().and_then(|s| s.parse().ok())
+                {
+                    out.push(net);
+                }
+                cni_subnets(v, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| cni_subnets(v, out)),
+        _ => {}
+    }
+}
+
+pub fn discover(host: &Host, journal_files: &BTreeSet<NodePath>) -> ClusterScope {
+    let mut scope = ClusterScope::with_addon_networks();
+    let read = |p: &NodePath| host.read_string(p).unwrap_or_default();
+    let manifests = NodePath::new(well_known::MANIFESTS_DIR);
+    let cm = read(&manifests.join("kube-controller-manager.yaml"));
+    let api = read(&manifests.join("kube-apiserver.yaml"));
+    let flannel_env = read(&NodePath::new(well_known::FLANNEL_RUN_DIR).join("subnet.env"));
+
+    for net in nets(flag_values(&cm, "--cluster-cidr"))
+        .chain(nets(flag_values(&flannel_env, "FLANNEL_NETWORK")))
+    {
+        scope.add_pod_cidr(net);
+    }
+    for net in nets(flag_values(&api, "--service-cluster-ip-range"))
+        .chain(nets(flag_values(&cm, "--service-cluster-ip-range")))
+    {
+        scope.add_service_cidr(net);
+    }
+    if scope.service_cidrs.is_empty()
+        && let Ok(net) = DEFAULT_SERVICE_SUBNET.parse()
+    {
+        scope.add_service_cidr(net);
+    }
+    let state = cni::scan(host.root());
+    for conf in &state.conf_files {
+        let Some(network) = &conf.network else {
+            continue;
+        };
+        let ours =
+            journal_files.contains(&conf.path) || scope.cni_network_owner(network).is_cluster();
+        if !ours {
+            continue;
+        }
+        scope.cni_networks.insert(network.clone());
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&read(&conf.path)) {
+            let mut subnets = Vec::new();
+            cni_subnets(&value, &mut subnets);
+            for net in subnets {
+                scope.add_pod_cidr(net.trunc());
+            }
+        }
+    }
+    scope
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Facts, Root};
+    use crate::output::Ui;
+
+    #[test]
+    fn finds_networks_and_ranges_from_manifests_and_cni_configs() {
+        assert_eq!(
+            flag_values(
+                "- --cluster-cidr=10.244.0.0/16,fd00::/56\n",
+                "--cluster-cidr"
+            ),
+            vec!["10.244.0.0/16", "fd00::/56"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let write = |p: &str, t: &str| {
+            let d = root.disk(&NodePath::new(p));
+            std::fs::create_dir_all(d.parent().unwrap()).unwrap();
+            std::fs::write(d, t).unwrap();
+        };
+        write(
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+            "    - --service-cluster-ip-range=10.100.0.0/16\n",
+        );
+        write(
+            "/run/flannel/subnet.env",
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.0.1/24\n",
+        );
+        write(
+            "/etc/cni/net.d/10-mine.conflist",
+            r#"{"name":"mynet","plugins":[{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.250.1.0/24"}]]}}]}"#,
+        );
+        write(
+            "/etc/cni/net.d/87-podman.conflist",
+            r#"{"name":"podman","plugins":[{"ipam":{"ranges":[[{"subnet":"10.88.0.0/16"}]]}}]}"#,
+        );
+        let host = Host::new(root, Facts::default(), false, Ui::default());
+        let journal: BTreeSet<NodePath> = [NodePath::new("/etc/cni/net.d/10-mine.conflist")].into();
+        let scope = discover(&host, &journal);
+        assert!(scope.cni_networks.contains("mynet"));
+        assert!(scope.cni_networks.contains("cbr0"));
+        assert!(!scope.cni_networks.contains("podman"));
+        assert_eq!(
+            scope.service_cidrs,
+            vec!["10.100.0.0/16".parse::<IpNet>().unwrap()]
+        );
+        assert!(scope.pod_cidrs.contains(&"10.244.0.0/16".parse().unwrap()));
+        assert!(scope.pod_cidrs.contains(&"10.250.1.0/24".parse().unwrap()));
+        assert!(!scope.pod_cidrs.contains(&"10.88.0.0/16".parse().unwrap()));
+    }
+}

@@ -1,0 +1,47 @@
+//! The cluster PKI: keys, kubeadm's certificate templates and list, and the files under the cert dir.
+
+pub mod cert;
+pub mod expiration;
+pub mod inspect;
+pub mod keys;
+pub mod renew;
+pub mod requests;
+pub mod store;
+pub mod table;
+
+/// What can go wrong with keys and certificates themselves (files are named by the callers).
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generating a {0} key failed: {1}")]
+    KeyGeneration(&'static str, String),
+    #[error("not valid PEM: {0}")]
+    Pem(String),
+    #[error("encrypted private keys are not supported; store the key unencrypted (mode 0600)")]
+    EncryptedKey,
+    #[error(
+        "no private key found (PEM blocks: {0:?}); expected PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY"
+    )]
+    NoPrivateKey(Vec<String>),
+    #[error("unsupported private key ({0}); supported are RSA and ECDSA P-256/P-384")]
+    UnsupportedKey(String),
+    #[error("not a valid certificate: {0}")]
+    Parse(String),
+    #[error("'{0}' is not a valid DNS name for a certificate")]
+    InvalidSan(String),
+    #[error("signing failed: {0}")]
+    Sign(String),
+    #[error("not signed by the expected CA: {0}")]
+    NotSignedBy(String),
+    #[error(
+        "a certificate validity period of {0:?} reaches past the year 9999; choose a shorter one"
+    )]
+    ValidityTooLong(std::time::Duration),
+    #[error("the system random source failed")]
+    Random,
+}
+
+/// PEM text with LF line endings and 64-column lines, as Go's `encoding/pem` writes it.
+pub fn to_pem(label: &str, der: Vec<u8>) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
+}
