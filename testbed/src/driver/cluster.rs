@@ -183,6 +183,8 @@ impl Cluster {
                 "-v",
                 "/usr:/host/usr:ro",
                 "-v",
+                "/var/lib/testbed-usr",
+                "-v",
                 "/etc/ssl:/etc/ssl:ro",
                 "-v",
                 "/etc/alternatives:/etc/alternatives:ro",
@@ -208,7 +210,7 @@ impl Cluster {
                 &[
                     "inspect",
                     "-f",
-                    "{{.NetworkSettings.SandboxKey}}\n{{.GraphDriver.Data.MergedDir}}",
+                    "{{.NetworkSettings.SandboxKey}}\n{{.GraphDriver.Data.MergedDir}}\n{{range .Mounts}}{{if eq .Type \"volume\"}}volume:{{.Name}}\n{{end}}{{end}}",
                     &container,
                 ],
                 None,
@@ -245,6 +247,21 @@ impl Cluster {
             .ok_or_else(|| anyhow!("no node {name} in this cluster"))
     }
 
+    /// The tail of every node's kubelet log and static-pod logs, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            out.push_str(&format!("===== {} ({})\n", node.name, node.ip));
+            out.push_str(&format!("--- kubelet\n{}\n", tail(&node.service_log("kubelet"), 25)));
+            let pods = node.sh("ls /var/log/pods 2>/dev/null").map(|o| o.stdout).unwrap_or_default();
+            for dir in pods.split_whitespace() {
+                let logs = node.sh(&format!("tail -n 15 /var/log/pods/{dir}/*/*.log 2>/dev/null")).map(|o| o.stdout).unwrap_or_default();
+                out.push_str(&format!("--- {dir}\n{logs}\n"));
+            }
+        }
+        out
+    }
+
     fn remove_everything(&mut self) -> Result<()> {
         let filter = format!("label={LABEL}={}", self.run_id);
         let ids = docker(&["ps", "-aq", "--filter", &filter], None)?.stdout;
@@ -260,7 +277,7 @@ impl Cluster {
     }
 
     /// Removes the nodes and the network, then checks that no container, network, network
-    /// namespace, mount or process of this run is left.
+    /// namespace, mount, volume or process of this run is left.
     pub fn teardown(mut self) -> Result<Teardown> {
         let started = Instant::now();
         self.remove_everything()?;
@@ -279,11 +296,17 @@ impl Cluster {
                 // The engine releases a removed container's rootfs mount at once; its network
                 // namespace file stays until libnetwork's periodic garbage collection, so for
                 // that one what counts is that no process is left inside the namespace.
-                let gone = wait_until(
-                    &format!("{path} to be released"),
-                    Duration::from_secs(10),
-                    || Ok(!in_use(path)),
-                );
+                let gone = match path.strip_prefix("volume:") {
+                    Some(volume) => match docker(&["volume", "inspect", volume], None)?.ok() {
+                        true => Err(anyhow::anyhow!("volume left")),
+                        false => Ok(()),
+                    },
+                    None => wait_until(
+                        &format!("{path} to be released"),
+                        Duration::from_secs(10),
+                        || Ok(!in_use(path)),
+                    ),
+                };
                 if gone.is_err() {
                     left.push(format!("{path} of {}", node.name));
                 }
@@ -305,6 +328,11 @@ impl Cluster {
             duration: started.elapsed(),
         })
     }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Whether a node's footprint is still live: a mount still mounted, or a network namespace that

@@ -2,6 +2,9 @@
 //! /usr is bind-mounted at /host/usr and the image's /usr is a farm of symlinks into it, so the node
 //! runs the host's etcd, kubectl and tools while the image adds the kubelet package's files
 //! (/usr/bin/kubelet, kubelet.service) and the testbed's systemctl. Cached by a hash of its layout.
+//! At boot the node's init mounts a writable overlay over /usr (lower: /host/usr, upper: a Docker
+//! volume at /var/lib/testbed-usr), so hostPath volumes under /usr (the controller-manager's
+//! flexvolume dir) can be created as on a real host; the symlink farm is only what init boots from.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -12,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::docker::{LABEL, docker};
 
 /// Bump when the layout below changes.
-const LAYOUT_VERSION: &str = "3";
+const LAYOUT_VERSION: &str = "4";
 
 /// The kubelet package's unit (binary-install layout under /etc/systemd/system).
 pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n";
@@ -22,8 +25,8 @@ pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node
 pub const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
 
 /// Binaries the image routes to the testbed's multi-call binary.
-const DOUBLES_IN_USR_BIN: &[&str] = &["kubelet", "systemctl"];
-const DOUBLES_IN_USR_LOCAL_BIN: &[&str] = &[
+pub const DOUBLES_IN_USR_BIN: &[&str] = &["kubelet", "systemctl"];
+pub const DOUBLES_IN_USR_LOCAL_BIN: &[&str] = &[
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
@@ -122,6 +125,7 @@ fn write_tree(root: &Path) -> Result<()> {
         "var/log",
         "etc/kubernetes/manifests",
         "host/usr",
+        "var/lib/testbed-usr",
     ] {
         std::fs::create_dir_all(root.join(dir))?;
     }

@@ -196,7 +196,8 @@ pub fn three_node_cluster(
     }
     wait_until("three registered nodes", Duration::from_secs(90), || {
         Ok(node_names(cp, ADMIN)?.len() == 3)
-    })?;
+    })
+    .with_context(|| cluster.diagnostics())?;
     timings.all_nodes_registered = started.elapsed();
     let names = node_names(cp, ADMIN)?;
     if names != ["node1", "node2", "node3"] {

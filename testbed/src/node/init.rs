@@ -502,6 +502,58 @@ fn serve(manager: &mut Manager, stream: UnixStream) {
     );
 }
 
+/// Where the node's writable /usr layer lives (a Docker volume that survives a node restart).
+const USR_LAYER: &str = "/var/lib/testbed-usr";
+
+/// Mounts a writable overlay over /usr whose lower layer is the host's /usr (bind-mounted
+/// read-only at /host/usr), then routes the kubelet package's and control-plane binaries to the
+/// testbed's multi-call binary, as the image's symlink farm does.
+fn overlay_usr() -> Result<()> {
+    use nix::mount::{MsFlags, mount};
+    use std::os::unix::fs::symlink;
+    let layer = Path::new(USR_LAYER);
+    if !layer.is_dir() || !Path::new("/host/usr/bin").is_dir() {
+        return Ok(());
+    }
+    let (upper, work) = (layer.join("upper"), layer.join("work"));
+    std::fs::create_dir_all(&upper)?;
+    std::fs::create_dir_all(&work)?;
+    let data = format!(
+        "lowerdir=/host/usr,upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        "/usr",
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .context("mount overlay on /usr")?;
+    std::fs::create_dir_all("/usr/local/bin")?;
+    let links = crate::driver::image::DOUBLES_IN_USR_BIN
+        .iter()
+        .map(|n| (format!("/usr/bin/{n}"), "/opt/testbed/bin/tbnode"))
+        .chain(
+            crate::driver::image::DOUBLES_IN_USR_LOCAL_BIN
+                .iter()
+                .map(|n| (format!("/usr/local/bin/{n}"), "/opt/testbed/bin/tbnode")),
+        )
+        .chain([(
+            "/usr/local/bin/kubestrap".to_string(),
+            "/opt/testbed/bin/kubestrap",
+        )]);
+    for (link, target) in links {
+        if std::fs::read_link(&link).is_ok_and(|t| t == Path::new(target)) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&link);
+        symlink(target, &link).with_context(|| format!("link {link}"))?;
+    }
+    Ok(())
+}
+
 pub fn main(_args: &[String]) -> i32 {
     match run() {
         Ok(()) => 0,
@@ -533,6 +585,9 @@ fn run() -> Result<()> {
         std::fs::write("/etc/machine-id", format!("{}\n", hex::encode(id)))?;
     }
     std::fs::create_dir_all("/run/testbed")?;
+    if let Err(e) = overlay_usr() {
+        eprintln!("init: /usr stays read-only: {e:#}");
+    }
     let _ = std::fs::remove_file(SOCKET);
     let listener = UnixListener::bind(SOCKET)?;
     listener.set_nonblocking(true)?;
