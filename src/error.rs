@@ -76,6 +76,25 @@ impl fmt::Display for InvalidInput {
     }
 }
 
+/// An error and its causes joined with ": ", dropping a cause whose text the previous one already
+/// contains (transport errors often repeat their source in their own message).
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !previous.is_empty() && previous.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+        previous = part;
+    }
+    text
+}
+
 /// The exit code a finished command maps to.
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     if err
@@ -98,6 +117,18 @@ mod tests {
             .context("loading configuration");
         assert_eq!(exit_code_for(&err), 2);
         assert_eq!(exit_code_for(&anyhow::anyhow!("boom")), 1);
+    }
+
+    #[test]
+    fn describe_drops_causes_repeated_by_their_parent() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let err = anyhow::Error::new(io)
+            .context("transport error: No such file")
+            .context("connecting to /run/x.sock");
+        assert_eq!(
+            describe(&err),
+            "connecting to /run/x.sock: transport error: No such file"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use clap::Parser;
 fn main() {
     let cli = kubestrap::cli::Cli::parse();
     if let Err(err) = kubestrap::cli::run(cli) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", kubestrap::error::describe(&err));
         std::process::exit(kubestrap::error::exit_code_for(&err));
     }
 }

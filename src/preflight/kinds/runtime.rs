@@ -17,7 +17,10 @@ pub fn cri_answers(probe: &Probe) -> anyhow::Result<Outcome> {
             "{} {} answers on {endpoint} (CRI {})",
             v.runtime_name, v.runtime_version, v.runtime_api_version
         )),
-        Err(e) => Outcome::Fail(format!("container runtime is not running: {e:#}")),
+        Err(e) => Outcome::Fail(format!(
+            "container runtime is not running: {}",
+            crate::error::describe(&e)
+        )),
     })
 }
 
