@@ -371,7 +371,10 @@ fn a_partitioned_worker_goes_unknown_and_recovers() -> Result<()> {
     let mut cp = ControlPlane::generate(ClusterSettings::for_node(cp_node))?;
     let kcm = "/etc/kubernetes/manifests/kube-controller-manager.yaml";
     if let Some((text, _)) = cp.files.get_mut(kcm) {
-        let fast = String::from_utf8_lossy(text).replace("- --leader-elect=true", "- --leader-elect=true\n    - --node-monitor-grace-period=6s");
+        let fast = String::from_utf8_lossy(text).replace(
+            "- --leader-elect=true",
+            "- --leader-elect=true\n    - --node-monitor-grace-period=6s",
+        );
         *text = fast.into_bytes();
     }
     cp.write_to(cp_node)?;
@@ -387,22 +390,38 @@ fn a_partitioned_worker_goes_unknown_and_recovers() -> Result<()> {
     }
     fixture::write_all(worker, &files)?;
     worker.install_kubeadm_dropin()?;
-    worker.systemctl(&["restart", "kubelet"])?.check("restart kubelet")?;
+    worker
+        .systemctl(&["restart", "kubelet"])?
+        .check("restart kubelet")?;
     let ready_status = |n: &Node| -> Result<String> {
         let node = json_of(n, ADMIN, &["get", "node", "node2"])?;
-        let ready = node["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready").cloned().unwrap_or_default();
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+            .unwrap_or_default();
         Ok(ready["status"].as_str().unwrap_or_default().to_string())
     };
-    wait_until("node2 to post its status", Duration::from_secs(30), || Ok(ready_status(cp_node).is_ok_and(|s| s == "False")))?;
+    wait_until("node2 to post its status", Duration::from_secs(30), || {
+        Ok(ready_status(cp_node).is_ok_and(|s| s == "False"))
+    })?;
     worker.partition()?;
-    wait_until("node2 to go Unknown", Duration::from_secs(30), || Ok(ready_status(cp_node)? == "Unknown"))?;
+    wait_until("node2 to go Unknown", Duration::from_secs(30), || {
+        Ok(ready_status(cp_node)? == "Unknown")
+    })?;
     let node2 = json_of(cp_node, ADMIN, &["get", "node", "node2"])?;
     ensure!(
-        node2["spec"]["taints"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable")),
+        node2["spec"]["taints"].as_array().is_some_and(|t| t
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable")),
         "an unreachable node is tainted: {node2}"
     );
     worker.heal()?;
-    wait_until("node2 to report again", Duration::from_secs(30), || Ok(ready_status(cp_node)? == "False"))?;
+    wait_until("node2 to report again", Duration::from_secs(30), || {
+        Ok(ready_status(cp_node)? == "False")
+    })?;
     cluster.teardown()?;
     Ok(())
 }

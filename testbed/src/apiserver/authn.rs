@@ -51,15 +51,15 @@ pub async fn authenticate(
     peer: &Peer,
 ) -> ApiResult<UserInfo> {
     if let Some(leaf) = peer.certs.first() {
-        if let Some(rh) = &server.opts.request_header {
-            if tls::signed_by_any(leaf, &server.front_proxy_cas) {
-                let (cn, _) = tls::subject_of(leaf).map_err(|_| ApiError::unauthorized())?;
-                if !rh.allowed_names.is_empty() && !rh.allowed_names.contains(&cn) {
-                    return Err(ApiError::unauthorized());
-                }
-                if let Some(user) = header_user(headers, rh) {
-                    return Ok(user.authenticated());
-                }
+        if let Some(rh) = &server.opts.request_header
+            && tls::signed_by_any(leaf, &server.front_proxy_cas)
+        {
+            let (cn, _) = tls::subject_of(leaf).map_err(|_| ApiError::unauthorized())?;
+            if !rh.allowed_names.is_empty() && !rh.allowed_names.contains(&cn) {
+                return Err(ApiError::unauthorized());
+            }
+            if let Some(user) = header_user(headers, rh) {
+                return Ok(user.authenticated());
             }
         }
         if tls::signed_by_any(leaf, &server.client_cas) {
@@ -127,13 +127,13 @@ fn header_user(headers: &HeaderMap, rh: &super::options::RequestHeader) -> Optio
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (key, value) in headers {
         for prefix in &rh.extra_prefixes {
-            if let Some(rest) = key.as_str().strip_prefix(&prefix.to_ascii_lowercase()) {
-                if let Ok(v) = value.to_str() {
-                    extra
-                        .entry(rest.to_string())
-                        .or_default()
-                        .push(v.to_string());
-                }
+            if let Some(rest) = key.as_str().strip_prefix(&prefix.to_ascii_lowercase())
+                && let Ok(v) = value.to_str()
+            {
+                extra
+                    .entry(rest.to_string())
+                    .or_default()
+                    .push(v.to_string());
             }
         }
     }

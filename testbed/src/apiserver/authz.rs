@@ -110,9 +110,9 @@ async fn node_decision(
     ) {
         ("", "secrets" | "configmaps" | "persistentvolumeclaims" | "persistentvolumes", "") => {
             if attrs.verb != "get" {
-                return Ok(Decision::Deny(format!(
-                    "can only get individual resources of this type"
-                )));
+                return Ok(Decision::Deny(
+                    "can only get individual resources of this type".to_string(),
+                ));
             }
             Ok(if pod_references(server, node, attrs).await? {
                 Decision::Allow

@@ -59,10 +59,11 @@ impl Write<'_> {
     pub async fn create(&self, obj: &mut Value) -> ApiResult<()> {
         let name = name_of(obj);
         let kind = self.rt.kind.clone();
-        if let Some(ns) = self.namespace {
-            if self.server.opts.admission_enabled("NamespaceLifecycle") && kind != "Namespace" {
-                self.namespace_accepts_creates(ns).await?;
-            }
+        if let Some(ns) = self.namespace
+            && self.server.opts.admission_enabled("NamespaceLifecycle")
+            && kind != "Namespace"
+        {
+            self.namespace_accepts_creates(ns).await?;
         }
         let mut causes = Causes::new();
         validation::name(
@@ -105,12 +106,13 @@ impl Write<'_> {
             }
             ("apiextensions.k8s.io", "CustomResourceDefinition") => create_crd(obj, &mut causes),
             ("coordination.k8s.io", "Lease") => {
-                if let Some(node) = self.node_user() {
-                    if self.namespace == Some("kube-node-lease") && name != node {
-                        return Err(ApiError::forbidden(format!(
-                            "node {node:?} is not allowed to modify lease {name:?}: can only access node lease with the same name as the requesting node"
-                        )));
-                    }
+                if let Some(node) = self.node_user()
+                    && self.namespace == Some("kube-node-lease")
+                    && name != node
+                {
+                    return Err(ApiError::forbidden(format!(
+                        "node {node:?} is not allowed to modify lease {name:?}: can only access node lease with the same name as the requesting node"
+                    )));
                 }
             }
             ("apps", "Deployment" | "DaemonSet" | "ReplicaSet" | "StatefulSet")
@@ -176,12 +178,13 @@ impl Write<'_> {
                 validation::rbac_rules(new, false, &mut causes)
             }
             ("coordination.k8s.io", "Lease", "") => {
-                if let Some(node) = self.node_user() {
-                    if self.namespace == Some("kube-node-lease") && name != node {
-                        return Err(ApiError::forbidden(format!(
-                            "node {node:?} is not allowed to modify lease {name:?}"
-                        )));
-                    }
+                if let Some(node) = self.node_user()
+                    && self.namespace == Some("kube-node-lease")
+                    && name != node
+                {
+                    return Err(ApiError::forbidden(format!(
+                        "node {node:?} is not allowed to modify lease {name:?}"
+                    )));
                 }
             }
             _ => {}
@@ -331,24 +334,24 @@ impl Write<'_> {
                 }
             }
         };
-        if let Some(given) = pod["spec"]["priority"].as_i64() {
-            if given != computed {
-                return Err(ApiError::forbidden(format!(
-                    "pods {name:?} is forbidden: the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {computed} from the given PriorityClass name"
-                )));
-            }
+        if let Some(given) = pod["spec"]["priority"].as_i64()
+            && given != computed
+        {
+            return Err(ApiError::forbidden(format!(
+                "pods {name:?} is forbidden: the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {computed} from the given PriorityClass name"
+            )));
         }
         pod["spec"]["priority"] = json!(computed);
         Ok(())
     }
 
     fn admit_pod_write(&self, pod: &Value) -> ApiResult<()> {
-        if let Some(node) = self.node_user() {
-            if pod["spec"]["nodeName"].as_str() != Some(node) {
-                return Err(ApiError::forbidden(format!(
-                    "node {node:?} can only update or delete pods with spec.nodeName set to itself"
-                )));
-            }
+        if let Some(node) = self.node_user()
+            && pod["spec"]["nodeName"].as_str() != Some(node)
+        {
+            return Err(ApiError::forbidden(format!(
+                "node {node:?} can only update or delete pods with spec.nodeName set to itself"
+            )));
         }
         Ok(())
     }
@@ -365,12 +368,12 @@ impl Write<'_> {
                 "node {node:?} is not allowed to modify node {name:?}"
             )));
         }
-        if let Some(old) = old {
-            if old["spec"]["taints"] != new["spec"]["taints"] {
-                return Err(ApiError::forbidden(format!(
-                    "node {node:?} is not allowed to modify taints"
-                )));
-            }
+        if let Some(old) = old
+            && old["spec"]["taints"] != new["spec"]["taints"]
+        {
+            return Err(ApiError::forbidden(format!(
+                "node {node:?} is not allowed to modify taints"
+            )));
         }
         let old_labels = old
             .map(|o| o["metadata"]["labels"].clone())

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 use ipnet::IpNet;
 
-use crate::common::flags::{COMMON_BOOL_FLAGS, COMMON_VALUE_FLAGS, FlagTable, Flags};
+use crate::common::flags::{COMMON_BOOL_FLAGS, COMMON_VALUE_FLAGS, FlagTable, Flags, leak_concat};
 
 const VALUE_FLAGS: &[&str] = &[
     "admission-control",
@@ -265,15 +265,6 @@ pub fn flag_table() -> FlagTable {
         bool_flags: leak_concat(BOOL_FLAGS, COMMON_BOOL_FLAGS),
         shorthands: &[('v', "v"), ('h', "help")],
     }
-}
-
-/// Joins two static flag lists once per process (flag tables live for the whole run).
-pub fn leak_concat(
-    a: &'static [&'static str],
-    b: &'static [&'static str],
-) -> &'static [&'static str] {
-    let joined: Vec<&'static str> = a.iter().chain(b.iter()).copied().collect();
-    Box::leak(joined.into_boxed_slice())
 }
 
 /// The request-header (front proxy) authentication settings.

@@ -129,7 +129,7 @@ impl Policy {
                         r["metadata"]["name"].as_str() == Some(name)
                             && r["metadata"]["namespace"].as_str() == ns
                     })
-                    .map(|r| rules(r))
+                    .map(rules)
                     .unwrap_or_default()
             }
             _ => Vec::new(),

@@ -121,14 +121,14 @@ async fn dispatch(call: &Call<'_>) -> ApiResult<Response<Body>> {
             "the server could not find the requested resource",
         ));
     }
-    if let Some(sub) = &p.sub {
-        if !rt.subresources.contains(sub) {
-            return Err(ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
-        }
+    if let Some(sub) = &p.sub
+        && !rt.subresources.contains(sub)
+    {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     let verb = verb_for(&call.method, p, &call.query)?;
     let attrs = Attributes::resource(
@@ -204,21 +204,21 @@ fn respond(status: StatusCode, value: &Value) -> ApiResult<Response<Body>> {
 }
 
 fn check_type(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
-    if let Some(av) = obj["apiVersion"].as_str() {
-        if av != rt.api_version() {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({})",
-                rt.api_version()
-            )));
-        }
+    if let Some(av) = obj["apiVersion"].as_str()
+        && av != rt.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            rt.api_version()
+        )));
     }
-    if let Some(kind) = obj["kind"].as_str() {
-        if kind != rt.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({kind}) does not match the expected kind ({})",
-                rt.kind
-            )));
-        }
+    if let Some(kind) = obj["kind"].as_str()
+        && kind != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            rt.kind
+        )));
     }
     Ok(())
 }
@@ -287,12 +287,13 @@ async fn create_object(call: &Call<'_>, rt: &ResourceType, obj: &mut Value) -> A
             "the server could not find the requested resource",
         ));
     }
-    if let (Some(given), Some(url_ns)) = (obj["metadata"]["namespace"].as_str(), ns) {
-        if !given.is_empty() && given != url_ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
+    if let (Some(given), Some(url_ns)) = (obj["metadata"]["namespace"].as_str(), ns)
+        && !given.is_empty()
+        && given != url_ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     if obj["metadata"]["resourceVersion"]
         .as_str()
@@ -305,13 +306,12 @@ async fn create_object(call: &Call<'_>, rt: &ResourceType, obj: &mut Value) -> A
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
-    if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
-        if let Some(prefix) = obj["metadata"]["generateName"]
+    if obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
+        && let Some(prefix) = obj["metadata"]["generateName"]
             .as_str()
             .filter(|g| !g.is_empty())
-        {
-            obj["metadata"]["name"] = json!(format!("{prefix}{}", super::store::name_suffix()));
-        }
+    {
+        obj["metadata"]["name"] = json!(format!("{prefix}{}", super::store::name_suffix()));
     }
     if let Some(meta) = obj["metadata"].as_object_mut() {
         for field in [
@@ -353,12 +353,12 @@ async fn update(
     let p = &call.path;
     let ns = p.namespace.as_deref();
     let name = p.name.as_deref().unwrap_or_default();
-    if let Some(body_name) = new["metadata"]["name"].as_str() {
-        if body_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
+    if let Some(body_name) = new["metadata"]["name"].as_str()
+        && body_name != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
     }
     let current = match read {
         Some(r) => Some(r),
@@ -378,10 +378,9 @@ async fn update(
     if let Some(rv) = new["metadata"]["resourceVersion"]
         .as_str()
         .filter(|r| !r.is_empty())
+        && rv != revision.to_string()
     {
-        if rv != revision.to_string() {
-            return Err(ApiError::conflict(rt, name));
-        }
+        return Err(ApiError::conflict(rt, name));
     }
     let sub = p.sub.as_deref().unwrap_or_default();
     let mut merged = match sub {
@@ -423,10 +422,11 @@ async fn update(
         meta.retain(|_, v| !v.is_null());
         meta.remove("managedFields");
     }
-    if sub.is_empty() && merged["spec"] != old["spec"] {
-        if let Some(g) = old["metadata"]["generation"].as_i64() {
-            merged["metadata"]["generation"] = json!(g + 1);
-        }
+    if sub.is_empty()
+        && merged["spec"] != old["spec"]
+        && let Some(g) = old["metadata"]["generation"].as_i64()
+    {
+        merged["metadata"]["generation"] = json!(g + 1);
     }
     merged["metadata"]["resourceVersion"] = json!(revision.to_string());
     writer(call, rt).update(&old, &mut merged, sub).await?;

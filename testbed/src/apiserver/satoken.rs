@@ -293,7 +293,7 @@ mod tests {
     fn issued_tokens_verify_and_foreign_keys_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let (key, public) = write_pair(dir.path());
-        let keys = TokenKeys::load(&key, &[public.clone()]).unwrap();
+        let keys = TokenKeys::load(&key, std::slice::from_ref(&public)).unwrap();
         let iss = vec!["https://kubernetes.default.svc.cluster.local".to_string()];
         let token = keys
             .issue(&iss[0], &iss, "kube-system", "bootstrap-signer", "u1", 600)

@@ -193,15 +193,15 @@ pub fn filter(items: Vec<Value>, query: &Query) -> ApiResult<Vec<Value>> {
     let fields = query.get("fieldSelector").filter(|s| !s.is_empty());
     let mut out = Vec::new();
     for item in items {
-        if let Some(reqs) = &labels {
-            if !label_matches(reqs, &item["metadata"]["labels"]) {
-                continue;
-            }
+        if let Some(reqs) = &labels
+            && !label_matches(reqs, &item["metadata"]["labels"])
+        {
+            continue;
         }
-        if let Some(f) = fields {
-            if !field_matches(f, &item)? {
-                continue;
-            }
+        if let Some(f) = fields
+            && !field_matches(f, &item)?
+        {
+            continue;
         }
         out.push(item);
     }

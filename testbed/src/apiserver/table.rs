@@ -138,145 +138,147 @@ fn csr_cells(c: &Value) -> Vec<Value> {
     ]
 }
 
+/// Renders a row's cells from an object.
+type Cells = fn(&Value) -> Vec<Value>;
+
 pub fn table(rt: &ResourceType, items: &[Value], include_object: Option<&str>) -> Value {
-    let (columns, cells): (Vec<Value>, fn(&Value) -> Vec<Value>) =
-        match (rt.group.as_str(), rt.kind.as_str()) {
-            ("", "Node") => (
+    let (columns, cells): (Vec<Value>, Cells) = match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Node") => (
+            vec![
+                column(
+                    "Name",
+                    "string",
+                    "Name must be unique within a namespace.",
+                    0,
+                ),
+                column("Status", "string", "The status of the node", 0),
+                column("Roles", "string", "The roles of the node", 0),
+                column("Age", "string", "CreationTimestamp", 0),
+                column(
+                    "Version",
+                    "string",
+                    "Kubelet Version reported by the node.",
+                    0,
+                ),
+                column(
+                    "Internal-IP",
+                    "string",
+                    "List of internal IPs for the node.",
+                    1,
+                ),
+                column(
+                    "External-IP",
+                    "string",
+                    "List of external IPs for this node.",
+                    1,
+                ),
+                column("OS-Image", "string", "OS image reported by the node.", 1),
+                column(
+                    "Kernel-Version",
+                    "string",
+                    "Kernel version reported by the node.",
+                    1,
+                ),
+                column(
+                    "Container-Runtime",
+                    "string",
+                    "Container runtime and version reported by the node.",
+                    1,
+                ),
+            ],
+            node_cells,
+        ),
+        ("", "Pod") => (
+            vec![
+                column(
+                    "Name",
+                    "string",
+                    "Name must be unique within a namespace.",
+                    0,
+                ),
+                column(
+                    "Ready",
+                    "string",
+                    "The aggregate readiness state of this pod for accepting traffic.",
+                    0,
+                ),
+                column(
+                    "Status",
+                    "string",
+                    "The aggregate status of the containers in this pod.",
+                    0,
+                ),
+                column(
+                    "Restarts",
+                    "string",
+                    "The number of times the containers in this pod have been restarted.",
+                    0,
+                ),
+                column("Age", "string", "CreationTimestamp", 0),
+                column("IP", "string", "IP address allocated to the pod.", 1),
+                column(
+                    "Node",
+                    "string",
+                    "Name of the Node to which this pod is assigned.",
+                    1,
+                ),
+            ],
+            pod_cells,
+        ),
+        ("certificates.k8s.io", "CertificateSigningRequest") => (
+            vec![
+                column(
+                    "Name",
+                    "string",
+                    "Name must be unique within a namespace.",
+                    0,
+                ),
+                column("Age", "date", "CreationTimestamp", 0),
+                column(
+                    "SignerName",
+                    "string",
+                    "Only requests with the specified signerName are handled.",
+                    0,
+                ),
+                column(
+                    "Requestor",
+                    "string",
+                    "Name of the user requesting the certificate.",
+                    0,
+                ),
+                column(
+                    "RequestedDuration",
+                    "string",
+                    "Requested certificate duration.",
+                    0,
+                ),
+                column(
+                    "Condition",
+                    "string",
+                    "Approval and issuance state of the request.",
+                    0,
+                ),
+            ],
+            csr_cells,
+        ),
+        _ => (
+            vec![
+                column(
+                    "Name",
+                    "string",
+                    "Name must be unique within a namespace.",
+                    0,
+                ),
+                column("Age", "string", "CreationTimestamp", 0),
+            ],
+            |o| {
                 vec![
-                    column(
-                        "Name",
-                        "string",
-                        "Name must be unique within a namespace.",
-                        0,
-                    ),
-                    column("Status", "string", "The status of the node", 0),
-                    column("Roles", "string", "The roles of the node", 0),
-                    column("Age", "string", "CreationTimestamp", 0),
-                    column(
-                        "Version",
-                        "string",
-                        "Kubelet Version reported by the node.",
-                        0,
-                    ),
-                    column(
-                        "Internal-IP",
-                        "string",
-                        "List of internal IPs for the node.",
-                        1,
-                    ),
-                    column(
-                        "External-IP",
-                        "string",
-                        "List of external IPs for this node.",
-                        1,
-                    ),
-                    column("OS-Image", "string", "OS image reported by the node.", 1),
-                    column(
-                        "Kernel-Version",
-                        "string",
-                        "Kernel version reported by the node.",
-                        1,
-                    ),
-                    column(
-                        "Container-Runtime",
-                        "string",
-                        "Container runtime and version reported by the node.",
-                        1,
-                    ),
-                ],
-                node_cells,
-            ),
-            ("", "Pod") => (
-                vec![
-                    column(
-                        "Name",
-                        "string",
-                        "Name must be unique within a namespace.",
-                        0,
-                    ),
-                    column(
-                        "Ready",
-                        "string",
-                        "The aggregate readiness state of this pod for accepting traffic.",
-                        0,
-                    ),
-                    column(
-                        "Status",
-                        "string",
-                        "The aggregate status of the containers in this pod.",
-                        0,
-                    ),
-                    column(
-                        "Restarts",
-                        "string",
-                        "The number of times the containers in this pod have been restarted.",
-                        0,
-                    ),
-                    column("Age", "string", "CreationTimestamp", 0),
-                    column("IP", "string", "IP address allocated to the pod.", 1),
-                    column(
-                        "Node",
-                        "string",
-                        "Name of the Node to which this pod is assigned.",
-                        1,
-                    ),
-                ],
-                pod_cells,
-            ),
-            ("certificates.k8s.io", "CertificateSigningRequest") => (
-                vec![
-                    column(
-                        "Name",
-                        "string",
-                        "Name must be unique within a namespace.",
-                        0,
-                    ),
-                    column("Age", "date", "CreationTimestamp", 0),
-                    column(
-                        "SignerName",
-                        "string",
-                        "Only requests with the specified signerName are handled.",
-                        0,
-                    ),
-                    column(
-                        "Requestor",
-                        "string",
-                        "Name of the user requesting the certificate.",
-                        0,
-                    ),
-                    column(
-                        "RequestedDuration",
-                        "string",
-                        "Requested certificate duration.",
-                        0,
-                    ),
-                    column(
-                        "Condition",
-                        "string",
-                        "Approval and issuance state of the request.",
-                        0,
-                    ),
-                ],
-                csr_cells,
-            ),
-            _ => (
-                vec![
-                    column(
-                        "Name",
-                        "string",
-                        "Name must be unique within a namespace.",
-                        0,
-                    ),
-                    column("Age", "string", "CreationTimestamp", 0),
-                ],
-                |o| {
-                    vec![
-                        json!(s(&o["metadata"]["name"])),
-                        json!(time::age(&s(&o["metadata"]["creationTimestamp"]))),
-                    ]
-                },
-            ),
-        };
+                    json!(s(&o["metadata"]["name"])),
+                    json!(time::age(&s(&o["metadata"]["creationTimestamp"]))),
+                ]
+            },
+        ),
+    };
     let rows: Vec<Value> = items
         .iter()
         .map(|item| {

@@ -366,14 +366,14 @@ pub fn csr_spec(spec: &Value, causes: &mut Causes) {
             }
         }
     }
-    if let Some(seconds) = spec["expirationSeconds"].as_i64() {
-        if seconds < 600 {
-            causes.push(invalid(
-                "spec.expirationSeconds",
-                &seconds.to_string(),
-                "may not specify a duration less than 600 seconds (10 minutes)",
-            ));
-        }
+    if let Some(seconds) = spec["expirationSeconds"].as_i64()
+        && seconds < 600
+    {
+        causes.push(invalid(
+            "spec.expirationSeconds",
+            &seconds.to_string(),
+            "may not specify a duration less than 600 seconds (10 minutes)",
+        ));
     }
 }
 

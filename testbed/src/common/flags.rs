@@ -241,6 +241,15 @@ pub const COMMON_VALUE_FLAGS: &[&str] = &[
     "log-text-info-buffer-size",
     "version",
 ];
+/// Two flag lists joined into one that lives as long as the process (a component's table).
+pub fn leak_concat(
+    a: &'static [&'static str],
+    b: &'static [&'static str],
+) -> &'static [&'static str] {
+    let joined: Vec<&'static str> = a.iter().chain(b.iter()).copied().collect();
+    Box::leak(joined.into_boxed_slice())
+}
+
 pub const COMMON_BOOL_FLAGS: &[&str] = &["help", "log-text-split-stream"];
 
 #[cfg(test)]

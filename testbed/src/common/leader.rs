@@ -17,6 +17,29 @@ pub struct Election {
 }
 
 impl Election {
+    /// The election a component configures with `--leader-elect*` (None with
+    /// `--leader-elect=false`); the identity is `<hostname>_<uid>` as client-go makes it.
+    pub fn from_flags(
+        flags: &super::flags::Flags,
+        default_name: &str,
+    ) -> anyhow::Result<Option<Election>> {
+        if !flags.bool("leader-elect", true)? {
+            return Ok(None);
+        }
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        Ok(Some(Election {
+            namespace: flags.string("leader-elect-resource-namespace", "kube-system"),
+            name: flags.string("leader-elect-resource-name", default_name),
+            identity: format!("{hostname}_{}", crate::apiserver::store::new_uid()),
+            lease_duration: flags
+                .duration("leader-elect-lease-duration", Duration::from_secs(15))?,
+            retry_period: flags.duration("leader-elect-retry-period", Duration::from_secs(2))?,
+        }))
+    }
+
     fn path(&self) -> String {
         format!(
             "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",

@@ -153,17 +153,17 @@ pub async fn publish_root_ca(
 pub async fn default_service_accounts(lister: &ApiClient, creator: &ApiClient) -> Result<()> {
     for ns in namespaces(lister).await? {
         let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/default");
-        if let Err(e) = lister.get(&path).await {
-            if e.is_not_found() {
-                let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-                match creator
-                    .create(&format!("/api/v1/namespaces/{ns}/serviceaccounts"), &sa)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.is_conflict() => {}
-                    Err(e) => return Err(e.into()),
-                }
+        if let Err(e) = lister.get(&path).await
+            && e.is_not_found()
+        {
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+            match creator
+                .create(&format!("/api/v1/namespaces/{ns}/serviceaccounts"), &sa)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -175,27 +175,22 @@ impl Signer {
     /// Signer-specific checks of the real signers.
     fn validate(signer: &str, cn: &str, orgs: &[String], usages: &[String]) -> Result<()> {
         match signer {
-            "kubernetes.io/kube-apiserver-client-kubelet" => {
-                if !is_node_client(cn, orgs, usages) {
-                    bail!(
-                        "invalid certificate request for signer kubernetes.io/kube-apiserver-client-kubelet: subject must be CN=system:node:<name>, O=system:nodes, usages client auth (and digital signature, key encipherment)"
-                    );
-                }
+            "kubernetes.io/kube-apiserver-client-kubelet" if !is_node_client(cn, orgs, usages) => {
+                bail!(
+                    "invalid certificate request for signer kubernetes.io/kube-apiserver-client-kubelet: subject must be CN=system:node:<name>, O=system:nodes, usages client auth (and digital signature, key encipherment)"
+                );
             }
-            "kubernetes.io/kube-apiserver-client" => {
-                if !usages.iter().any(|u| u == "client auth") {
-                    bail!(
-                        "invalid usages for signer kubernetes.io/kube-apiserver-client: \"client auth\" is required"
-                    );
-                }
+            "kubernetes.io/kube-apiserver-client" if !usages.iter().any(|u| u == "client auth") => {
+                bail!(
+                    "invalid usages for signer kubernetes.io/kube-apiserver-client: \"client auth\" is required"
+                );
             }
-            "kubernetes.io/kubelet-serving" => {
-                if orgs != ["system:nodes"]
+            "kubernetes.io/kubelet-serving"
+                if (orgs != ["system:nodes"]
                     || !cn.starts_with("system:node:")
-                    || !usages.iter().any(|u| u == "server auth")
-                {
-                    bail!("invalid certificate request for signer kubernetes.io/kubelet-serving");
-                }
+                    || !usages.iter().any(|u| u == "server auth")) =>
+            {
+                bail!("invalid certificate request for signer kubernetes.io/kubelet-serving");
             }
             _ => {}
         }

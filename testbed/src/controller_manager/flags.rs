@@ -2,8 +2,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::apiserver::options::leak_concat;
-use crate::common::flags::{COMMON_BOOL_FLAGS, COMMON_VALUE_FLAGS, FlagTable};
+use crate::common::flags::{COMMON_BOOL_FLAGS, COMMON_VALUE_FLAGS, FlagTable, leak_concat};
 
 const VALUE_FLAGS: &[&str] = &[
     "allow-metric-labels",

@@ -252,19 +252,8 @@ async fn run(args: Vec<String>) -> Result<()> {
     serve_health(&flags, 10257, COMPONENT).await?;
     wait_for_api(&own, COMPONENT).await;
 
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
-    let election = Election {
-        namespace: flags.string("leader-elect-resource-namespace", "kube-system"),
-        name: flags.string("leader-elect-resource-name", "kube-controller-manager"),
-        identity: format!("{hostname}_{}", crate::apiserver::store::new_uid()),
-        lease_duration: flags.duration("leader-elect-lease-duration", Duration::from_secs(15))?,
-        retry_period: flags.duration("leader-elect-retry-period", Duration::from_secs(2))?,
-    };
-    let leader_elect = flags.bool("leader-elect", true)?;
-    if leader_elect {
+    let election = Election::from_flags(&flags, "kube-controller-manager")?;
+    if let Some(election) = &election {
         election.acquire(&own).await;
     }
     let creds = std::sync::Arc::new(Credentials {
@@ -354,7 +343,7 @@ async fn run(args: Vec<String>) -> Result<()> {
             move |c| async move { controllers::node_lifecycle(&c, grace).await },
         );
     }
-    if leader_elect {
+    if let Some(election) = &election {
         election.hold(&own).await;
         bail!("leaderelection lost");
     }

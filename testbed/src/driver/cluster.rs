@@ -252,10 +252,21 @@ impl Cluster {
         let mut out = String::new();
         for node in &self.nodes {
             out.push_str(&format!("===== {} ({})\n", node.name, node.ip));
-            out.push_str(&format!("--- kubelet\n{}\n", tail(&node.service_log("kubelet"), 25)));
-            let pods = node.sh("ls /var/log/pods 2>/dev/null").map(|o| o.stdout).unwrap_or_default();
+            out.push_str(&format!(
+                "--- kubelet\n{}\n",
+                tail(&node.service_log("kubelet"), 25)
+            ));
+            let pods = node
+                .sh("ls /var/log/pods 2>/dev/null")
+                .map(|o| o.stdout)
+                .unwrap_or_default();
             for dir in pods.split_whitespace() {
-                let logs = node.sh(&format!("tail -n 15 /var/log/pods/{dir}/*/*.log 2>/dev/null")).map(|o| o.stdout).unwrap_or_default();
+                let logs = node
+                    .sh(&format!(
+                        "tail -n 15 /var/log/pods/{dir}/*/*.log 2>/dev/null"
+                    ))
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
                 out.push_str(&format!("--- {dir}\n{logs}\n"));
             }
         }

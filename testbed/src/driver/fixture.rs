@@ -45,6 +45,16 @@ impl ClusterSettings {
 }
 
 /// A certificate authority and its signer.
+/// A leaf certificate to issue: file stem, issuer, CN, organisations, SANs, key usages.
+type LeafSpec<'a> = (
+    &'a str,
+    &'a Ca,
+    &'a str,
+    Vec<&'a str>,
+    Vec<String>,
+    Vec<ExtendedKeyUsagePurpose>,
+);
+
 pub struct Ca {
     pub cert_pem: String,
     pub key_pem: String,
@@ -263,14 +273,7 @@ impl ControlPlane {
             "127.0.0.1".into(),
             "::1".into(),
         ];
-        let leaves: Vec<(
-            &str,
-            &Ca,
-            &str,
-            Vec<&str>,
-            Vec<String>,
-            Vec<ExtendedKeyUsagePurpose>,
-        )> = vec![
+        let leaves: Vec<LeafSpec> = vec![
             (
                 "apiserver",
                 &ca,

@@ -154,7 +154,16 @@ pub enum Source {
 /// Writes node1's control-plane files from `source` and starts its kubelet.
 pub fn write_control_plane(node: &Node, settings: &ClusterSettings, source: Source) -> Result<()> {
     match source {
-        Source::Kubestrap => kubestrap_init_phases(node, settings, &["certs all", "kubeconfig all", "etcd local", "control-plane all"])?,
+        Source::Kubestrap => kubestrap_init_phases(
+            node,
+            settings,
+            &[
+                "certs all",
+                "kubeconfig all",
+                "etcd local",
+                "control-plane all",
+            ],
+        )?,
         Source::KubestrapPki => {
             kubestrap_init_phases(node, settings, &["certs all", "kubeconfig all"])?;
             fixture::write_all(node, &fixture::manifests(settings)?)?;

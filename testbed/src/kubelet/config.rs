@@ -536,20 +536,22 @@ fn json_kind(v: &Value) -> &'static str {
 fn validate(doc: &Value) -> Vec<String> {
     let mut errors = Vec::new();
     let int = |f: &str| doc[f].as_i64();
-    if let Some(d) = doc["cgroupDriver"].as_str() {
-        if !d.is_empty() && d != "cgroupfs" && d != "systemd" {
-            errors.push(format!("invalid configuration: cgroupDriver (--cgroup-driver) {d:?} must be one of \"cgroupfs\" or \"systemd\""));
-        }
+    if let Some(d) = doc["cgroupDriver"].as_str()
+        && !d.is_empty()
+        && d != "cgroupfs"
+        && d != "systemd"
+    {
+        errors.push(format!("invalid configuration: cgroupDriver (--cgroup-driver) {d:?} must be one of \"cgroupfs\" or \"systemd\""));
     }
     for (field, flag, min) in [
         ("healthzPort", "healthz-port", 0),
         ("port", "port", 1),
         ("readOnlyPort", "read-only-port", 0),
     ] {
-        if let Some(p) = int(field) {
-            if p < min || p > 65535 {
-                errors.push(format!("invalid configuration: {field} (--{flag}) {p} must be between {min} and 65535, inclusive"));
-            }
+        if let Some(p) = int(field)
+            && (p < min || p > 65535)
+        {
+            errors.push(format!("invalid configuration: {field} (--{flag}) {p} must be between {min} and 65535, inclusive"));
         }
     }
     let high = int("imageGCHighThresholdPercent").unwrap_or(85);
@@ -583,20 +585,21 @@ fn validate(doc: &Value) -> Vec<String> {
             ));
         }
     }
-    if let Some(mode) = doc["authorization"]["mode"].as_str() {
-        if mode != "AlwaysAllow" && mode != "Webhook" {
-            errors.push(format!("invalid configuration: authorization.mode {mode:?}: must be one of AlwaysAllow or Webhook"));
-        }
+    if let Some(mode) = doc["authorization"]["mode"].as_str()
+        && mode != "AlwaysAllow"
+        && mode != "Webhook"
+    {
+        errors.push(format!("invalid configuration: authorization.mode {mode:?}: must be one of AlwaysAllow or Webhook"));
     }
-    if let Some(h) = doc["hairpinMode"].as_str() {
-        if !matches!(h, "promiscuous-bridge" | "hairpin-veth" | "none") {
-            errors.push(format!("invalid configuration: option {h:?} specified for hairpinMode (--hairpin-mode). Valid options are \"promiscuous-bridge\", \"hairpin-veth\" or \"none\""));
-        }
+    if let Some(h) = doc["hairpinMode"].as_str()
+        && !matches!(h, "promiscuous-bridge" | "hairpin-veth" | "none")
+    {
+        errors.push(format!("invalid configuration: option {h:?} specified for hairpinMode (--hairpin-mode). Valid options are \"promiscuous-bridge\", \"hairpin-veth\" or \"none\""));
     }
-    if let Some(b) = doc["memorySwap"]["swapBehavior"].as_str() {
-        if !matches!(b, "" | "NoSwap" | "LimitedSwap") {
-            errors.push(format!("invalid configuration: memorySwap.swapBehavior {b:?} must be one of: \"\", \"LimitedSwap\" or \"NoSwap\""));
-        }
+    if let Some(b) = doc["memorySwap"]["swapBehavior"].as_str()
+        && !matches!(b, "" | "NoSwap" | "LimitedSwap")
+    {
+        errors.push(format!("invalid configuration: memorySwap.swapBehavior {b:?} must be one of: \"\", \"LimitedSwap\" or \"NoSwap\""));
     }
     for (gate, value) in doc["featureGates"].as_object().into_iter().flatten() {
         if !FEATURE_GATES.contains(&gate.as_str()) {

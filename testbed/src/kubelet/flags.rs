@@ -6,8 +6,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use crate::apiserver::objects::kubelet_may_set_label;
-use crate::apiserver::options::leak_concat;
-use crate::common::flags::{COMMON_BOOL_FLAGS, COMMON_VALUE_FLAGS, FlagTable, Flags};
+use crate::common::flags::{COMMON_BOOL_FLAGS, COMMON_VALUE_FLAGS, FlagTable, Flags, leak_concat};
 
 const VALUE_FLAGS: &[&str] = &[
     "address",

@@ -673,16 +673,16 @@ impl Runtime {
                 .into_iter()
                 .flatten()
             {
-                if let Some(path) = v["hostPath"]["path"].as_str() {
-                    if let Err(e) = check_host_path(
+                if let Some(path) = v["hostPath"]["path"].as_str()
+                    && let Err(e) = check_host_path(
                         Path::new(path),
                         v["hostPath"]["type"].as_str().unwrap_or_default(),
-                    ) {
-                        volume_error = Some(format!(
-                            "MountVolume.SetUp failed for volume {:?} : {e:#}",
-                            v["name"].as_str().unwrap_or_default()
-                        ));
-                    }
+                    )
+                {
+                    volume_error = Some(format!(
+                        "MountVolume.SetUp failed for volume {:?} : {e:#}",
+                        v["name"].as_str().unwrap_or_default()
+                    ));
                 }
             }
             if let Some(e) = &volume_error {
@@ -807,12 +807,11 @@ impl Runtime {
         let Ok(pods) = self.pods.lock() else {
             return;
         };
-        if let Some(c) = pods.get(file).and_then(|p| p.containers.get(index)) {
-            if c.generation == generation {
-                if let Some(pid) = c.pid {
-                    let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                }
-            }
+        if let Some(c) = pods.get(file).and_then(|p| p.containers.get(index))
+            && c.generation == generation
+            && let Some(pid) = c.pid
+        {
+            let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
         }
     }
 

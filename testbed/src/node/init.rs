@@ -113,10 +113,10 @@ impl Manager {
     }
 
     fn start(&mut self, name: &str) -> Reply {
-        if let Some(s) = self.services.get(name) {
-            if s.pid.is_some() {
-                return Reply::default();
-            }
+        if let Some(s) = self.services.get(name)
+            && s.pid.is_some()
+        {
+            return Reply::default();
         }
         match self.spawn(name) {
             Ok(_) => Reply::default(),

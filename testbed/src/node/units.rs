@@ -102,13 +102,12 @@ pub fn expand(words: &[String], env: &BTreeMap<String, String>) -> Vec<String> {
         if let Some(name) = word
             .strip_prefix('$')
             .filter(|n| !n.starts_with('{') && !n.is_empty())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
-            if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                if let Some(value) = env.get(name) {
-                    out.extend(value.split_whitespace().map(str::to_string));
-                }
-                continue;
+            if let Some(value) = env.get(name) {
+                out.extend(value.split_whitespace().map(str::to_string));
             }
+            continue;
         }
         let mut expanded = String::new();
         let mut rest = word.as_str();

@@ -7,9 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::apiserver::options::leak_concat;
 use crate::common::client::ApiClient;
-use crate::common::flags::{COMMON_BOOL_FLAGS, COMMON_VALUE_FLAGS, FlagTable};
+use crate::common::flags::{COMMON_BOOL_FLAGS, COMMON_VALUE_FLAGS, FlagTable, leak_concat};
 use crate::common::leader::Election;
 use crate::controller_manager::{client_from, serve_health, wait_for_api};
 use crate::logf;
@@ -214,19 +213,8 @@ async fn run(args: Vec<String>) -> Result<()> {
     })?;
     serve_health(&flags, 10259, COMPONENT).await?;
     wait_for_api(&client, COMPONENT).await;
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
-    let election = Election {
-        namespace: flags.string("leader-elect-resource-namespace", "kube-system"),
-        name: flags.string("leader-elect-resource-name", "kube-scheduler"),
-        identity: format!("{hostname}_{}", crate::apiserver::store::new_uid()),
-        lease_duration: flags.duration("leader-elect-lease-duration", Duration::from_secs(15))?,
-        retry_period: flags.duration("leader-elect-retry-period", Duration::from_secs(2))?,
-    };
-    let leader_elect = flags.bool("leader-elect", true)?;
-    if leader_elect {
+    let election = Election::from_flags(&flags, "kube-scheduler")?;
+    if let Some(election) = &election {
         election.acquire(&client).await;
     }
     let scheduling = client.clone();
@@ -238,7 +226,7 @@ async fn run(args: Vec<String>) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-    if leader_elect {
+    if let Some(election) = &election {
         election.hold(&client).await;
         bail!("leaderelection lost");
     }
