@@ -17,6 +17,30 @@ pub struct Binaries {
     pub kubestrap: PathBuf,
 }
 
+impl Binaries {
+    /// `tbnode` and `testbed-kubestrap` from the directory of the running executable (where Cargo
+    /// puts a package's binaries), for programs that are not tests.
+    pub fn beside_current_exe() -> Result<Binaries> {
+        let exe = std::env::current_exe().context("locating the running executable")?;
+        let dir = exe
+            .parent()
+            .ok_or_else(|| anyhow!("{} has no parent directory", exe.display()))?;
+        let binaries = Binaries {
+            tbnode: dir.join("tbnode"),
+            kubestrap: dir.join("testbed-kubestrap"),
+        };
+        for path in [&binaries.tbnode, &binaries.kubestrap] {
+            if !path.is_file() {
+                bail!(
+                    "{} is missing: build the testbed's binaries with `cargo build -p kubestrap-testbed --bins`",
+                    path.display()
+                );
+            }
+        }
+        Ok(binaries)
+    }
+}
+
 /// How to build a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
