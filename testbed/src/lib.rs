@@ -1,10 +1,11 @@
 //! kubestrap's testbed: simulated multi-node clusters on Docker, with real etcd and doubles of
 //! kube-apiserver, kubelet, kube-controller-manager and kube-scheduler driven by the files kubestrap
-//! writes. Never linked into the kubestrap binary.
+//! writes, and a CRI runtime (containerd) double that runs the pods. Never linked into the kubestrap binary.
 
 pub mod apiserver;
 pub mod common;
 pub mod controller_manager;
+pub mod cri;
 pub mod driver;
 pub mod kubelet;
 pub mod node;

@@ -65,12 +65,21 @@ fn reset_deletes_the_node_object_and_cleans_the_control_plane_node() -> Result<(
         files.iter().any(|f| f.ends_with("/etc/kubernetes/manifests/kube-apiserver.yaml")),
         "{files:?}"
     );
+    // The static pods went through the node's CRI runtime: their sandboxes are in the report.
+    let pods = removed_targets(&cp_report, "container");
+    for pod in ["etcd-node1", "kube-apiserver-node1", "kube-scheduler-node1"] {
+        ensure!(
+            pods.iter().any(|p| p.ends_with(&format!("kube-system/{pod}"))),
+            "{pod} not removed through the CRI: {pods:?}"
+        );
+    }
     // Empty directories may stay (kubeadm keeps them too; a fresh init accepts them).
     let left = cp.sh("find /etc/kubernetes /var/lib/etcd /var/lib/kubelet -mindepth 1 ! -type d 2>/dev/null")?;
     ensure!(left.stdout.trim().is_empty(), "left on node1:\n{}", left.stdout);
     let backup = cp.sh("ls -d /var/lib/kubestrap/backup-*/etcd-snapshot.db /var/lib/kubestrap/backup-*/pki/ca.key")?;
     ensure!(backup.stdout.lines().count() == 2, "backup: {}", backup.stdout);
-    let running = cp.sh("pgrep -a -f 'kube-apiserver|etcd --' || true")?;
+    // pgrep without a shell around it: `sh -c "pgrep -f …"` would match its own shell.
+    let running = cp.exec(&["pgrep", "-a", "-f", "kube-apiserver|etcd --"])?;
     ensure!(running.stdout.trim().is_empty(), "still running after reset: {}", running.stdout);
 
     // A second reset is a clean no-op.

@@ -1,5 +1,5 @@
-//! The testbed's multi-call binary: the doubles, the node's service manager and its systemctl,
-//! chosen by the name it runs as or by its first argument.
+//! The testbed's multi-call binary: the doubles (the container runtime among them), the node's
+//! service manager and its systemctl, chosen by the name it runs as or by its first argument.
 
 use std::path::Path;
 
@@ -22,7 +22,8 @@ fn main() {
         "kubelet" => kubestrap_testbed::kubelet::main(&rest),
         "kube-controller-manager" => kubestrap_testbed::controller_manager::main(&rest),
         "kube-scheduler" => kubestrap_testbed::scheduler::main(&rest),
-        "pod-exec" => kubestrap_testbed::kubelet::sandbox::main(&rest),
+        "containerd" => kubestrap_testbed::cri::main(&rest),
+        "pod-exec" => kubestrap_testbed::cri::sandbox::main(&rest),
         // PID 1 runs as `systemd` so that /proc/1/comm names the init system kubestrap drives.
         "init" | "systemd" => kubestrap_testbed::node::init::main(&rest),
         "systemctl" => kubestrap_testbed::node::systemctl::main(&rest),

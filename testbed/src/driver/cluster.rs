@@ -255,11 +255,7 @@ impl Cluster {
             });
         }
         for node in &cluster.nodes {
-            wait_until(
-                &format!("{}'s service manager", node.name),
-                Duration::from_secs(20),
-                || Ok(node.exec(&["test", "-S", crate::node::init::SOCKET])?.ok()),
-            )?;
+            node.wait_booted()?;
         }
         Ok(cluster)
     }
@@ -271,7 +267,7 @@ impl Cluster {
             .ok_or_else(|| anyhow!("no node {name} in this cluster"))
     }
 
-    /// The tail of every node's kubelet log and static-pod logs, for failure messages.
+    /// The tail of every node's kubelet, container runtime and static-pod logs, for failure messages.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
         for node in &self.nodes {
@@ -279,6 +275,10 @@ impl Cluster {
             out.push_str(&format!(
                 "--- kubelet\n{}\n",
                 tail(&node.service_log("kubelet"), 25)
+            ));
+            out.push_str(&format!(
+                "--- containerd\n{}\n",
+                tail(&node.service_log("containerd"), 15)
             ));
             let pods = node
                 .sh("ls /var/log/pods 2>/dev/null")
@@ -489,10 +489,18 @@ impl Node {
     /// Boots a stopped node again (same IP, same disk, fresh /run).
     pub fn start(&self) -> Result<()> {
         docker(&["start", &self.container], None)?.check(&format!("start {}", self.name))?;
+        self.wait_booted()
+    }
+
+    /// Waits for the node's service manager and container runtime to answer on their sockets.
+    fn wait_booted(&self) -> Result<()> {
         wait_until(
-            &format!("{}'s service manager", self.name),
+            &format!("{}'s service manager and container runtime", self.name),
             Duration::from_secs(20),
-            || Ok(self.exec(&["test", "-S", crate::node::init::SOCKET])?.ok()),
+            || {
+                let (init, cri) = (crate::node::init::SOCKET, crate::cri::SOCKET);
+                Ok(self.exec(&["test", "-S", init, "-a", "-S", cri])?.ok())
+            },
         )
     }
 
@@ -555,9 +563,31 @@ impl Node {
             .unwrap_or_default()
     }
 
-    /// The log of a static pod's container (/var/log/pods/<ns>_<pod>_<uid>/<container>/*.log).
+    /// The log of a static pod's container, by the manifest's pod name: the kubelet names the
+    /// pod `<pod>-<node>` (/var/log/pods/<ns>_<pod>-<node>_<uid>/<container>/*.log).
     pub fn pod_log(&self, pod: &str, container: &str) -> String {
-        let script = format!("cat /var/log/pods/*_{pod}_*/{container}/*.log 2>/dev/null");
+        let script = format!(
+            "cat /var/log/pods/*_{pod}-{}_*/{container}/*.log 2>/dev/null",
+            self.name
+        );
         self.sh(&script).map(|o| o.stdout).unwrap_or_default()
+    }
+
+    /// Where a path inside the node is reachable from the machine running the test (through
+    /// the node's PID 1: `/proc/<pid>/root/<path>`), e.g. the node's CRI socket for kubestrap's
+    /// CRI client.
+    pub fn host_path(&self, path: &str) -> Result<std::path::PathBuf> {
+        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &self.container], None)?
+            .check("inspect the node's PID")?
+            .stdout
+            .trim()
+            .to_string();
+        if pid.is_empty() || pid == "0" {
+            bail!("node {} is not running", self.name);
+        }
+        Ok(std::path::PathBuf::from(format!(
+            "/proc/{pid}/root/{}",
+            path.trim_start_matches('/')
+        )))
     }
 }

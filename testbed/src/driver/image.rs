@@ -1,7 +1,8 @@
 //! The node image: a tiny root filesystem made by `docker import` in about a second. The host's
 //! /usr is bind-mounted at /host/usr and the image's /usr is a farm of symlinks into it, so the node
 //! runs the host's etcd, kubectl and tools while the image adds the kubelet package's files
-//! (/usr/bin/kubelet, kubelet.service) and the testbed's systemctl. Cached by a hash of its layout.
+//! (/usr/bin/kubelet, kubelet.service), the container runtime's (/usr/bin/containerd,
+//! containerd.service) and the testbed's systemctl. Cached by a hash of its layout.
 //! At boot the node's init mounts a writable overlay over /usr (lower: /host/usr, upper: a Docker
 //! volume at /var/lib/testbed-usr), so hostPath volumes under /usr (the controller-manager's
 //! flexvolume dir) can be created as on a real host; the symlink farm is only what init boots from.
@@ -15,17 +16,21 @@ use sha2::{Digest, Sha256};
 use super::docker::{LABEL, docker};
 
 /// Bump when the layout below changes.
-const LAYOUT_VERSION: &str = "4";
+const LAYOUT_VERSION: &str = "5";
 
 /// The kubelet package's unit (binary-install layout under /etc/systemd/system).
 pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n";
+
+/// The container runtime's unit, as containerd's release ships it (`KillMode=process`: stopping the
+/// runtime leaves the containers running), enabled at boot.
+pub const CONTAINERD_UNIT: &str = "[Unit]\nDescription=containerd container runtime\nDocumentation=https://containerd.io\nAfter=network.target local-fs.target\n\n[Service]\nExecStart=/usr/bin/containerd\nKillMode=process\nDelegate=yes\nRestart=always\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n";
 
 /// The drop-in the kubeadm package ships, for tests that start a kubelet before kubestrap's own
 /// kubelet-start phase writes one.
 pub const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
 
 /// Binaries the image routes to the testbed's multi-call binary.
-pub const DOUBLES_IN_USR_BIN: &[&str] = &["kubelet", "systemctl"];
+pub const DOUBLES_IN_USR_BIN: &[&str] = &["kubelet", "systemctl", "containerd"];
 pub const DOUBLES_IN_USR_LOCAL_BIN: &[&str] = &[
     "kube-apiserver",
     "kube-controller-manager",
@@ -48,6 +53,7 @@ pub fn tag() -> String {
     let mut h = Sha256::new();
     h.update(LAYOUT_VERSION);
     h.update(KUBELET_UNIT);
+    h.update(CONTAINERD_UNIT);
     for name in entries("/usr").iter().chain(entries("/usr/bin").iter()) {
         h.update(name);
         h.update(b"\0");
@@ -109,11 +115,18 @@ fn write_tree(root: &Path) -> Result<()> {
         "PRETTY_NAME=\"kubestrap testbed node\"\nNAME=\"kubestrap testbed\"\nID=debian\nVERSION_ID=\"12\"\n",
     )?;
     std::fs::write(etc.join("machine-id"), "")?;
-    std::fs::write(etc.join("systemd/system/kubelet.service"), KUBELET_UNIT)?;
-    symlink(
-        "/etc/systemd/system/kubelet.service",
-        etc.join("systemd/system/multi-user.target.wants/kubelet.service"),
-    )?;
+    for (unit, text) in [
+        ("kubelet.service", KUBELET_UNIT),
+        ("containerd.service", CONTAINERD_UNIT),
+    ] {
+        std::fs::write(etc.join("systemd/system").join(unit), text)?;
+        symlink(
+            format!("/etc/systemd/system/{unit}"),
+            etc.join("systemd/system/multi-user.target.wants").join(unit),
+        )?;
+    }
+    std::fs::create_dir_all(root.join("var"))?;
+    symlink("/run", root.join("var/run"))?;
     for dir in [
         "proc",
         "sys",

@@ -1,17 +1,16 @@
 //! The kubelet double: reads its command line, config file and kubeconfigs as the kubelet does,
 //! serves /healthz on the healthz port, TLS-bootstraps its client certificate, runs the static pods
-//! of staticPodPath as sandboxed processes, registers its Node and posts mirror pods.
+//! of staticPodPath through the node's CRI runtime, registers its Node and posts mirror pods.
 
 pub mod bootstrap;
 pub mod config;
+pub mod cri;
 pub mod flags;
 pub mod node;
 pub mod pods;
 pub mod probes;
-pub mod sandbox;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -115,7 +114,7 @@ async fn run(args: Vec<String>) -> Result<()> {
         node_ip: ip.clone(),
         manifest_dir: config.static_pod_path.clone(),
         pods: Arc::new(Mutex::new(Default::default())),
-        exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/opt/testbed/bin/tbnode")),
+        cri: cri::Cri::new(&config.container_runtime_endpoint),
     };
 
     let client = bootstrap::client(&kflags, &name).await?;

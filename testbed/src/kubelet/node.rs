@@ -1,5 +1,5 @@
-//! The kubelet's API-side duties: register the Node, post its status (Ready only once a CNI config
-//! exists, as the runtime reports NetworkReady), renew its Lease in kube-node-lease, and keep one
+//! The kubelet's API-side duties: register the Node, post its status (Ready only while the container
+//! runtime answers and reports NetworkReady), renew its Lease in kube-node-lease, and keep one
 //! mirror pod per static pod with the static pod's status.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::config::KubeletConfig;
+use super::cri::RuntimeHealth;
 use super::flags::KubeletFlags;
 use super::pods::{Runtime, pod_status};
 use crate::common::client::{ApiClient, PatchType};
@@ -30,18 +31,6 @@ fn read_trimmed(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Whether the container runtime would report NetworkReady: a CNI network config exists.
-pub fn network_ready() -> bool {
-    std::fs::read_dir("/etc/cni/net.d")
-        .map(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                name.ends_with(".conf") || name.ends_with(".conflist") || name.ends_with(".json")
-            })
-        })
-        .unwrap_or(false)
-}
-
 fn memory_kib() -> u64 {
     read_trimmed("/proc/meminfo")
         .lines()
@@ -55,22 +44,42 @@ impl NodeAgent {
         &self.runtime.node_name
     }
 
+    fn runtime_health(&self) -> RuntimeHealth {
+        self.runtime
+            .cri
+            .health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    }
+
     fn conditions(&self) -> Value {
         let now = time::now();
         let c = |t: &str, status: &str, reason: &str, message: &str| json!({"type": t, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now});
-        let ready = if network_ready() {
+        let health = self.runtime_health();
+        let ready = if !health.reachable {
+            c(
+                "Ready",
+                "False",
+                "KubeletNotReady",
+                "container runtime is down",
+            )
+        } else if !health.network_ready {
+            c(
+                "Ready",
+                "False",
+                "KubeletNotReady",
+                &format!(
+                    "container runtime network not ready: NetworkReady=false reason:{} message:{}",
+                    health.network_reason, health.network_message
+                ),
+            )
+        } else {
             c(
                 "Ready",
                 "True",
                 "KubeletReady",
                 "kubelet is posting ready status",
-            )
-        } else {
-            c(
-                "Ready",
-                "False",
-                "KubeletNotReady",
-                "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
             )
         };
         json!([
@@ -380,7 +389,8 @@ impl NodeAgent {
         let mut last_lease = last_status;
         let mut last_ready = None;
         loop {
-            let ready = network_ready();
+            let health = self.runtime_health();
+            let ready = (health.reachable, health.network_ready);
             if last_status.elapsed() >= self.config.node_status_update_frequency
                 || last_ready != Some(ready)
             {

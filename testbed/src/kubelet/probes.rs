@@ -127,7 +127,7 @@ pub async fn run(rt: Runtime, file: PathBuf, index: usize, generation: u64) {
                     "kubelet",
                     "Startup probe failed for container {name}; killing it"
                 );
-                rt.kill_container(&file, index, generation);
+                rt.kill_container(&file, index, generation).await;
                 return;
             }
             tokio::time::sleep(seconds(startup, "periodSeconds", 10)).await;
@@ -201,7 +201,7 @@ pub async fn run(rt: Runtime, file: PathBuf, index: usize, generation: u64) {
                         "kubelet",
                         "Liveness probe failed for container {name}; killing it"
                     );
-                    rt.kill_container(&file, index, generation);
+                    rt.kill_container(&file, index, generation).await;
                     return;
                 }
             }

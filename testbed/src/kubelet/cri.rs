@@ -1,0 +1,525 @@
+//! The kubelet double's side of the CRI: a client of the node's container runtime (kubestrap's own
+//! client, reconnected when the runtime was down), blocking calls for the pod workers, the runtime's
+//! health for the Node's Ready condition, and the translation of a static pod into the sandbox and
+//! container configs the real kubelet sends (metadata, `io.kubernetes.*` labels and annotations,
+//! log paths under /var/log/pods, hostPath and emptyDir volumes as mounts).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use kubestrap::host::runtime::cri::{self, api};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use api::runtime_service_client::RuntimeServiceClient;
+
+pub const POD_NAME: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const POD_UID: &str = "io.kubernetes.pod.uid";
+pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+pub const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+
+/// What the runtime last said about itself (for the Node's Ready condition).
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeHealth {
+    pub reachable: bool,
+    pub network_ready: bool,
+    pub network_reason: String,
+    pub network_message: String,
+}
+
+/// The pods and containers the runtime has, as one relist (the kubelet's PLEG).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub sandboxes: Vec<api::PodSandbox>,
+    pub containers: Vec<api::Container>,
+}
+
+impl Snapshot {
+    pub fn sandbox_ready(&self, id: &str) -> bool {
+        self.sandboxes
+            .iter()
+            .any(|s| s.id == id && s.state == api::PodSandboxState::SandboxReady as i32)
+    }
+
+    pub fn container_state(&self, id: &str) -> Option<api::ContainerState> {
+        self.containers
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| api::ContainerState::try_from(c.state).ok())
+    }
+
+    pub fn containers_of<'a>(&'a self, sandbox: &'a str) -> impl Iterator<Item = &'a api::Container> {
+        self.containers
+            .iter()
+            .filter(move |c| c.pod_sandbox_id == sandbox)
+    }
+}
+
+/// A connection to the runtime at `endpoint`, made on first use and again after a failure.
+#[derive(Clone)]
+pub struct Cri {
+    endpoint: String,
+    client: Arc<Mutex<Option<RuntimeServiceClient<Channel>>>>,
+    handle: Handle,
+    pub health: Arc<Mutex<RuntimeHealth>>,
+}
+
+impl Cri {
+    /// Must be made inside the kubelet's async runtime.
+    pub fn new(endpoint: &str) -> Cri {
+        Cri {
+            endpoint: endpoint.to_string(),
+            client: Arc::new(Mutex::new(None)),
+            handle: Handle::current(),
+            health: Arc::new(Mutex::new(RuntimeHealth::default())),
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn client(&self) -> Result<RuntimeServiceClient<Channel>> {
+        let cached = self.client.lock().ok().and_then(|c| c.clone());
+        if let Some(client) = cached {
+            return Ok(client);
+        }
+        let client = cri::connect(&self.endpoint).await?;
+        if let Ok(mut slot) = self.client.lock() {
+            *slot = Some(client.clone());
+        }
+        Ok(client)
+    }
+
+    fn forget_on_unavailable(&self, status: &Status) {
+        if status.code() == tonic::Code::Unavailable
+            && let Ok(mut slot) = self.client.lock()
+        {
+            *slot = None;
+        }
+    }
+
+    /// One RuntimeService call from async code; errors carry the runtime's message.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(RuntimeServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let client = self.client().await?;
+        match f(client).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => {
+                self.forget_on_unavailable(&status);
+                Err(anyhow!("{}", status.message()))
+            }
+        }
+    }
+
+    /// The same from the pod workers' blocking thread.
+    pub fn blocking<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(RuntimeServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.handle.block_on(self.call(f))
+    }
+
+    /// Relists the runtime's pods and containers and refreshes its health.
+    pub fn relist(&self) -> Result<Snapshot> {
+        let listed = self.blocking(|mut c| async move {
+            let sandboxes = c
+                .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+                .await?
+                .into_inner()
+                .items;
+            let containers = c
+                .list_containers(api::ListContainersRequest { filter: None })
+                .await?
+                .into_inner()
+                .containers;
+            let status = c
+                .status(api::StatusRequest { verbose: false })
+                .await?
+                .into_inner();
+            Ok(tonic::Response::new((sandboxes, containers, status)))
+        });
+        let health = match &listed {
+            Ok((_, _, status)) => {
+                let network = status
+                    .status
+                    .iter()
+                    .flat_map(|s| &s.conditions)
+                    .find(|c| c.r#type == "NetworkReady");
+                RuntimeHealth {
+                    reachable: true,
+                    network_ready: network.is_some_and(|c| c.status),
+                    network_reason: network.map(|c| c.reason.clone()).unwrap_or_default(),
+                    network_message: network.map(|c| c.message.clone()).unwrap_or_default(),
+                }
+            }
+            Err(_) => RuntimeHealth::default(),
+        };
+        if let Ok(mut h) = self.health.lock() {
+            *h = health;
+        }
+        let (sandboxes, containers, _) = listed?;
+        Ok(Snapshot {
+            sandboxes,
+            containers,
+        })
+    }
+
+    pub fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
+        let request = api::ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: false,
+        };
+        self.blocking(|mut c| async move { c.container_status(request).await })?
+            .status
+            .ok_or_else(|| anyhow!("the runtime returned no status for container {id}"))
+    }
+
+    /// StopContainer with the pod's grace period (TERM, then KILL).
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let request = api::StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: i64::try_from(grace.as_secs()).unwrap_or(30),
+        };
+        self.call(|mut c| async move { c.stop_container(request).await })
+            .await
+            .map(|_| ())
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<()> {
+        let request = api::RemoveContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.blocking(|mut c| async move { c.remove_container(request).await })
+            .map(|_| ())
+    }
+
+    /// Kills a pod as the kubelet does: its running containers get their grace period (together),
+    /// then the sandbox is stopped and removed.
+    pub fn kill_pod(&self, sandbox: &str, running: &[String], grace: Duration) -> Result<()> {
+        let sandbox = sandbox.to_string();
+        let running = running.to_vec();
+        self.handle.block_on(async {
+            let stops = running.iter().map(|id| self.stop_container(id, grace));
+            for result in futures_util::future::join_all(stops).await {
+                result?;
+            }
+            let stop = api::StopPodSandboxRequest {
+                pod_sandbox_id: sandbox.clone(),
+            };
+            self.call(|mut c| async move { c.stop_pod_sandbox(stop).await })
+                .await?;
+            let remove = api::RemovePodSandboxRequest {
+                pod_sandbox_id: sandbox,
+            };
+            self.call(|mut c| async move { c.remove_pod_sandbox(remove).await })
+                .await
+                .map(|_| ())
+        })
+    }
+
+    pub fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String> {
+        let request = api::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        Ok(self
+            .blocking(|mut c| async move { c.run_pod_sandbox(request).await })?
+            .pod_sandbox_id)
+    }
+
+    /// Pulls the image unless the runtime has it (`imagePullPolicy: IfNotPresent`).
+    pub fn ensure_image(&self, image: &str) -> Result<()> {
+        let images = [image.to_string()];
+        let present = cri::images_present(&self.endpoint, &images)?;
+        if present.iter().all(|(_, here)| *here) {
+            return Ok(());
+        }
+        cri::pull_image(&self.endpoint, image, Duration::from_secs(60)).map(|_| ())
+    }
+
+    pub fn create_container(
+        &self,
+        sandbox: &str,
+        config: api::ContainerConfig,
+        sandbox_config: api::PodSandboxConfig,
+    ) -> Result<String> {
+        let request = api::CreateContainerRequest {
+            pod_sandbox_id: sandbox.to_string(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        };
+        Ok(self
+            .blocking(|mut c| async move { c.create_container(request).await })?
+            .container_id)
+    }
+
+    pub fn start_container(&self, id: &str) -> Result<()> {
+        let request = api::StartContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.blocking(|mut c| async move { c.start_container(request).await })
+            .map(|_| ())
+    }
+}
+
+/// What the kubelet knows about one pod when it talks to the runtime.
+pub struct PodIdentity<'a> {
+    /// The pod's name as the kubelet names static pods: `<manifest name>-<node name>`.
+    pub name: String,
+    pub namespace: &'a str,
+    pub uid: &'a str,
+    pub attempt: u32,
+    pub manifest: &'a Value,
+    pub hostname: &'a str,
+}
+
+impl PodIdentity<'_> {
+    /// `/var/log/pods/<namespace>_<name>_<uid>`.
+    pub fn log_directory(&self) -> PathBuf {
+        PathBuf::from("/var/log/pods").join(format!(
+            "{}_{}_{}",
+            self.namespace, self.name, self.uid
+        ))
+    }
+
+    fn pod_labels(&self) -> HashMap<String, String> {
+        [
+            (POD_NAME, self.name.clone()),
+            (POD_NAMESPACE, self.namespace.to_string()),
+            (POD_UID, self.uid.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    pub fn sandbox_config(&self, seen: &str) -> api::PodSandboxConfig {
+        let string_map = |v: &Value| -> HashMap<String, String> {
+            v.as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        };
+        let mut labels = string_map(&self.manifest["metadata"]["labels"]);
+        labels.extend(self.pod_labels());
+        let mut annotations = string_map(&self.manifest["metadata"]["annotations"]);
+        for (k, v) in [
+            ("kubernetes.io/config.hash", self.uid),
+            ("kubernetes.io/config.seen", seen),
+            ("kubernetes.io/config.source", "file"),
+        ] {
+            annotations.insert(k.to_string(), v.to_string());
+        }
+        let spec = &self.manifest["spec"];
+        let mode = |host: bool| {
+            if host {
+                api::NamespaceMode::Node as i32
+            } else {
+                api::NamespaceMode::Pod as i32
+            }
+        };
+        api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: self.name.clone(),
+                uid: self.uid.to_string(),
+                namespace: self.namespace.to_string(),
+                attempt: self.attempt,
+            }),
+            hostname: self.hostname.to_string(),
+            log_directory: self.log_directory().to_string_lossy().into_owned(),
+            labels,
+            annotations,
+            linux: Some(api::LinuxPodSandboxConfig {
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: Some(api::NamespaceOption {
+                        network: mode(spec["hostNetwork"].as_bool().unwrap_or(false)),
+                        pid: mode(spec["hostPID"].as_bool().unwrap_or(false)),
+                        ipc: mode(spec["hostIPC"].as_bool().unwrap_or(false)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The config of container `index` for run `restart_count`, with the pod's resolved env.
+    pub fn container_config(
+        &self,
+        index: usize,
+        restart_count: u32,
+        env: Vec<(String, String)>,
+        grace: Duration,
+    ) -> Result<api::ContainerConfig> {
+        let c = &self.manifest["spec"]["containers"][index];
+        let name = c["name"].as_str().unwrap_or_default().to_string();
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect()
+        };
+        let mut labels = self.pod_labels();
+        labels.insert(CONTAINER_NAME.into(), name.clone());
+        let hash = Sha256::digest(c.to_string().as_bytes());
+        let annotations = [
+            ("io.kubernetes.container.hash", hex::encode(&hash[..4])),
+            (RESTART_COUNT, restart_count.to_string()),
+            (
+                "io.kubernetes.container.terminationMessagePath",
+                c["terminationMessagePath"]
+                    .as_str()
+                    .unwrap_or("/dev/termination-log")
+                    .to_string(),
+            ),
+            (
+                "io.kubernetes.container.terminationMessagePolicy",
+                c["terminationMessagePolicy"]
+                    .as_str()
+                    .unwrap_or("File")
+                    .to_string(),
+            ),
+            (
+                "io.kubernetes.pod.terminationGracePeriod",
+                grace.as_secs().to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Ok(api::ContainerConfig {
+            metadata: Some(api::ContainerMetadata {
+                name: name.clone(),
+                attempt: restart_count,
+            }),
+            image: Some(api::ImageSpec {
+                image: c["image"].as_str().unwrap_or_default().to_string(),
+                ..Default::default()
+            }),
+            command: strings(&c["command"]),
+            args: strings(&c["args"]),
+            working_dir: c["workingDir"].as_str().unwrap_or_default().to_string(),
+            envs: env
+                .into_iter()
+                .map(|(key, value)| api::KeyValue { key, value })
+                .collect(),
+            mounts: self.mounts(c)?,
+            labels,
+            annotations,
+            log_path: format!("{name}/{restart_count}.log"),
+            ..Default::default()
+        })
+    }
+
+    /// The container's volumeMounts as CRI mounts: hostPath volumes (with subPath) as they are,
+    /// emptyDir volumes from the pod's directory under /var/lib/kubelet/pods.
+    fn mounts(&self, c: &Value) -> Result<Vec<api::Mount>> {
+        let volumes = self.manifest["spec"]["volumes"].as_array();
+        let mut mounts = Vec::new();
+        for vm in c["volumeMounts"].as_array().into_iter().flatten() {
+            let vname = vm["name"].as_str().unwrap_or_default();
+            let volume = volumes
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"].as_str() == Some(vname))
+                .ok_or_else(|| anyhow!("volumeMount {vname:?} names no volume of the pod"))?;
+            let host_path = if let Some(path) = volume["hostPath"]["path"].as_str() {
+                match vm["subPath"].as_str().filter(|s| !s.is_empty()) {
+                    Some(sub) => Path::new(path).join(sub),
+                    None => PathBuf::from(path),
+                }
+            } else {
+                let dir = PathBuf::from("/var/lib/kubelet/pods")
+                    .join(self.uid)
+                    .join("volumes/kubernetes.io~empty-dir")
+                    .join(vname);
+                std::fs::create_dir_all(&dir)?;
+                dir
+            };
+            mounts.push(api::Mount {
+                container_path: vm["mountPath"].as_str().unwrap_or_default().to_string(),
+                host_path: host_path.to_string_lossy().into_owned(),
+                readonly: vm["readOnly"].as_bool().unwrap_or(false),
+                ..Default::default()
+            });
+        }
+        Ok(mounts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_static_pod_becomes_the_configs_the_kubelet_sends() {
+        let manifest = json!({
+            "metadata": {"name": "kube-scheduler", "namespace": "kube-system", "labels": {"tier": "control-plane"}},
+            "spec": {
+                "hostNetwork": true,
+                "containers": [{
+                    "name": "kube-scheduler", "image": "registry.k8s.io/kube-scheduler:v1.34.3",
+                    "command": ["kube-scheduler", "--v=2"],
+                    "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/kubernetes/scheduler.conf", "readOnly": true}]
+                }],
+                "volumes": [{"name": "kubeconfig", "hostPath": {"path": "/etc/kubernetes/scheduler.conf", "type": "FileOrCreate"}}]
+            }
+        });
+        let pod = PodIdentity {
+            name: "kube-scheduler-node1".into(),
+            namespace: "kube-system",
+            uid: "0123abcd",
+            attempt: 1,
+            manifest: &manifest,
+            hostname: "node1",
+        };
+        let sandbox = pod.sandbox_config("2026-01-01T00:00:00Z");
+        let meta = sandbox.metadata.clone().unwrap();
+        assert_eq!(
+            (meta.name.as_str(), meta.namespace.as_str(), meta.uid.as_str(), meta.attempt),
+            ("kube-scheduler-node1", "kube-system", "0123abcd", 1)
+        );
+        assert_eq!(sandbox.labels[POD_UID], "0123abcd");
+        assert_eq!(sandbox.labels["tier"], "control-plane");
+        assert_eq!(sandbox.annotations["kubernetes.io/config.source"], "file");
+        assert_eq!(
+            sandbox.log_directory,
+            "/var/log/pods/kube-system_kube-scheduler-node1_0123abcd"
+        );
+        let config = pod
+            .container_config(0, 3, vec![("A".into(), "b".into())], Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(config.labels[CONTAINER_NAME], "kube-scheduler");
+        assert_eq!(config.labels[POD_NAME], "kube-scheduler-node1");
+        assert_eq!(config.labels[POD_NAMESPACE], "kube-system");
+        assert_eq!(config.annotations[RESTART_COUNT], "3");
+        assert_eq!(config.metadata.unwrap().attempt, 3);
+        assert_eq!(config.log_path, "kube-scheduler/3.log");
+        assert_eq!(config.mounts[0].host_path, "/etc/kubernetes/scheduler.conf");
+        assert!(config.mounts[0].readonly);
+        let mut broken = manifest.clone();
+        broken["spec"]["volumes"] = json!([]);
+        let pod = PodIdentity {
+            manifest: &broken,
+            ..pod
+        };
+        assert!(pod.container_config(0, 0, Vec::new(), Duration::ZERO).is_err());
+    }
+}
