@@ -29,9 +29,17 @@ fn reset_deletes_the_node_object_and_cleans_the_control_plane_node() -> Result<(
     let cp = cluster.node("node1")?;
     let worker = cluster.node("node2")?;
     let settings = ClusterSettings::for_node(cp);
-    cp.write_file("/root/kubestrap.yaml", scenario::kubestrap_config(&settings)?.as_bytes(), 0o600)?;
-    cp.kubestrap(&["init", "--config=/root/kubestrap.yaml", "--ignore-preflight-errors=all"])?
-        .check("kubestrap init")?;
+    cp.write_file(
+        "/root/kubestrap.yaml",
+        scenario::kubestrap_config(&settings)?.as_bytes(),
+        0o600,
+    )?;
+    cp.kubestrap(&[
+        "init",
+        "--config=/root/kubestrap.yaml",
+        "--ignore-preflight-errors=all",
+    ])?
+    .check("kubestrap init")?;
     scenario::start_kubelet(cp, &settings)?;
     scenario::wait_for_api(cp, SUPER_ADMIN, Duration::from_secs(90))?;
     scenario::bind_cluster_admins(cp)?;
@@ -46,44 +54,77 @@ fn reset_deletes_the_node_object_and_cleans_the_control_plane_node() -> Result<(
 
     // An admin copied admin.conf to the worker: its reset deletes the worker's own Node object.
     worker.write_file(ADMIN, &cp.read_file(ADMIN)?, 0o600)?;
-    let out = worker.kubestrap(&["reset", "--force", "-o", "json"])?.check("reset on node2")?;
+    let out = worker
+        .kubestrap(&["reset", "--force", "-o", "json"])?
+        .check("reset on node2")?;
     let worker_report = report(&out.stdout)?;
-    ensure!(worker_report["left"] == serde_json::json!([]), "{worker_report}");
+    ensure!(
+        worker_report["left"] == serde_json::json!([]),
+        "{worker_report}"
+    );
     ensure!(
         scenario::node_names(cp, ADMIN)? == ["node1"],
         "node2's Node object is still listed"
     );
-    ensure!(!worker.exists("/etc/kubernetes/kubelet.conf")?, "kubelet.conf left on node2");
+    ensure!(
+        !worker.exists("/etc/kubernetes/kubelet.conf")?,
+        "kubelet.conf left on node2"
+    );
 
     // The control-plane node: the last etcd member is backed up, not removed; everything else goes.
-    let out = cp.kubestrap(&["reset", "--force", "-o", "json"])?.check("reset on node1")?;
+    let out = cp
+        .kubestrap(&["reset", "--force", "-o", "json"])?
+        .check("reset on node1")?;
     let cp_report = report(&out.stdout)?;
     ensure!(cp_report["left"] == serde_json::json!([]), "{cp_report}");
     ensure!(cp_report["reboot_required"] == false, "{cp_report}");
     let files = removed_targets(&cp_report, "path");
     ensure!(
-        files.iter().any(|f| f.ends_with("/etc/kubernetes/manifests/kube-apiserver.yaml")),
+        files
+            .iter()
+            .any(|f| f.ends_with("/etc/kubernetes/manifests/kube-apiserver.yaml")),
         "{files:?}"
     );
     // The static pods went through the node's CRI runtime: their sandboxes are in the report.
     let pods = removed_targets(&cp_report, "container");
     for pod in ["etcd-node1", "kube-apiserver-node1", "kube-scheduler-node1"] {
         ensure!(
-            pods.iter().any(|p| p.ends_with(&format!("kube-system/{pod}"))),
+            pods.iter()
+                .any(|p| p.ends_with(&format!("kube-system/{pod}"))),
             "{pod} not removed through the CRI: {pods:?}"
         );
     }
     // Empty directories may stay (kubeadm keeps them too; a fresh init accepts them).
-    let left = cp.sh("find /etc/kubernetes /var/lib/etcd /var/lib/kubelet -mindepth 1 ! -type d 2>/dev/null")?;
-    ensure!(left.stdout.trim().is_empty(), "left on node1:\n{}", left.stdout);
-    let backup = cp.sh("ls -d /var/lib/kubestrap/backup-*/etcd-snapshot.db /var/lib/kubestrap/backup-*/pki/ca.key")?;
-    ensure!(backup.stdout.lines().count() == 2, "backup: {}", backup.stdout);
+    let left = cp.sh(
+        "find /etc/kubernetes /var/lib/etcd /var/lib/kubelet -mindepth 1 ! -type d 2>/dev/null",
+    )?;
+    ensure!(
+        left.stdout.trim().is_empty(),
+        "left on node1:\n{}",
+        left.stdout
+    );
+    let backup = cp.sh(
+        "ls -d /var/lib/kubestrap/backup-*/etcd-snapshot.db /var/lib/kubestrap/backup-*/pki/ca.key",
+    )?;
+    ensure!(
+        backup.stdout.lines().count() == 2,
+        "backup: {}",
+        backup.stdout
+    );
     // pgrep without a shell around it: `sh -c "pgrep -f …"` would match its own shell.
     let running = cp.exec(&["pgrep", "-a", "-f", "kube-apiserver|etcd --"])?;
-    ensure!(running.stdout.trim().is_empty(), "still running after reset: {}", running.stdout);
+    ensure!(
+        running.stdout.trim().is_empty(),
+        "still running after reset: {}",
+        running.stdout
+    );
 
     // A second reset is a clean no-op.
-    let again = report(&cp.kubestrap(&["reset", "--force", "-o", "json"])?.check("second reset")?.stdout)?;
+    let again = report(
+        &cp.kubestrap(&["reset", "--force", "-o", "json"])?
+            .check("second reset")?
+            .stdout,
+    )?;
     ensure!(again["removed"] == serde_json::json!([]), "{again}");
     cluster.teardown()?;
     Ok(())

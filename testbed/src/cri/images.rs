@@ -197,7 +197,10 @@ mod tests {
             "registry.k8s.io/kube-apiserver:v1.34.3"
         );
         assert_eq!(normalize("localhost:5000/x"), "localhost:5000/x:latest");
-        assert_eq!(image_id("nginx"), image_id("docker.io/library/nginx:latest"));
+        assert_eq!(
+            image_id("nginx"),
+            image_id("docker.io/library/nginx:latest")
+        );
     }
 
     #[test]
@@ -205,9 +208,9 @@ mod tests {
         let status = pull_error("registry.k8s.io/coredns/coredns:v1.12.1", "no registry");
         assert_eq!(status.code(), tonic::Code::NotFound);
         assert!(
-            status
-                .message()
-                .starts_with("failed to pull and unpack image \"registry.k8s.io/coredns/coredns:v1.12.1\""),
+            status.message().starts_with(
+                "failed to pull and unpack image \"registry.k8s.io/coredns/coredns:v1.12.1\""
+            ),
             "{}",
             status.message()
         );

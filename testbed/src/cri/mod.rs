@@ -54,7 +54,11 @@ impl Service<http::Request<Body>> for Routes {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path().starts_with("/runtime.v1.ImageService/") {
+        if request
+            .uri()
+            .path()
+            .starts_with("/runtime.v1.ImageService/")
+        {
             self.images.call(request)
         } else {
             self.runtime.call(request)

@@ -131,7 +131,9 @@ fn container_record(
         .metadata
         .ok_or_else(|| Status::invalid_argument("container config must include metadata"))?;
     if metadata.name.is_empty() {
-        return Err(Status::invalid_argument("container metadata must include a name"));
+        return Err(Status::invalid_argument(
+            "container metadata must include a name",
+        ));
     }
     let image = config.image.map(|i| i.image).unwrap_or_default();
     images::binaries(&image).map_err(|_| {
@@ -157,7 +159,11 @@ fn container_record(
         command: config.command,
         args: config.args,
         working_dir: config.working_dir,
-        envs: config.envs.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+        envs: config
+            .envs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect(),
         mounts: config
             .mounts
             .into_iter()
@@ -248,12 +254,16 @@ impl RuntimeService for Runtime {
             .config
             .ok_or_else(|| Status::invalid_argument("sandbox config is required"))?;
         if config.metadata.as_ref().is_none_or(|m| m.name.is_empty()) {
-            return Err(Status::invalid_argument("sandbox config must include metadata with a name"));
+            return Err(Status::invalid_argument(
+                "sandbox config must include metadata with a name",
+            ));
         }
         let id = self
             .store
             .add_sandbox(sandbox_record(config, request.runtime_handler))?;
-        Ok(Response::new(api::RunPodSandboxResponse { pod_sandbox_id: id }))
+        Ok(Response::new(api::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
     }
 
     async fn stop_pod_sandbox(
@@ -351,7 +361,9 @@ impl RuntimeService for Runtime {
         let id = self
             .store
             .add_container(container_record(&sandbox, config)?)?;
-        Ok(Response::new(api::CreateContainerResponse { container_id: id }))
+        Ok(Response::new(api::CreateContainerResponse {
+            container_id: id,
+        }))
     }
 
     async fn start_container(
@@ -441,7 +453,10 @@ mod tests {
         assert!(id_matches("ab", "abc"));
         assert!(!id_matches("b", "abc"));
         let labels: BTreeMap<String, String> = [
-            ("io.kubernetes.pod.name".to_string(), "etcd-node1".to_string()),
+            (
+                "io.kubernetes.pod.name".to_string(),
+                "etcd-node1".to_string(),
+            ),
             ("tier".to_string(), "control-plane".to_string()),
         ]
         .into();
@@ -491,9 +506,8 @@ mod tests {
             "/var/log/pods/kube-system_kube-scheduler-node1_u1/kube-scheduler/2.log"
         );
         assert_eq!(record.attempt, 2);
-        let missing =
-            container_record(&sandbox, config("registry.k8s.io/coredns/coredns:v1.12.1"))
-                .unwrap_err();
+        let missing = container_record(&sandbox, config("registry.k8s.io/coredns/coredns:v1.12.1"))
+            .unwrap_err();
         assert_eq!(missing.code(), tonic::Code::NotFound);
     }
 }

@@ -266,7 +266,12 @@ impl Store {
                     .pulled
                     .iter()
                     .cloned()
-                    .chain(state.containers.values().map(|c| images::normalize(&c.image)))
+                    .chain(
+                        state
+                            .containers
+                            .values()
+                            .map(|c| images::normalize(&c.image)),
+                    )
                     .collect()
             })
             .unwrap_or_default()
@@ -325,7 +330,12 @@ impl Store {
                             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
                         Err(_) => 255,
                     };
-                    store.exited(&id, pid, code, if code == 0 { "Completed" } else { "Error" });
+                    store.exited(
+                        &id,
+                        pid,
+                        code,
+                        if code == 0 { "Completed" } else { "Error" },
+                    );
                 });
                 Ok(())
             }
@@ -343,7 +353,11 @@ impl Store {
         }
     }
 
-    fn spawn(&self, c: &ContainerRecord, spec: &SandboxSpec) -> anyhow::Result<std::process::Child> {
+    fn spawn(
+        &self,
+        c: &ContainerRecord,
+        spec: &SandboxSpec,
+    ) -> anyhow::Result<std::process::Child> {
         let dir = self.container_dir(c);
         std::fs::create_dir_all(&dir)?;
         let spec_path = dir.join("spec.json");
@@ -395,7 +409,11 @@ impl Store {
             c.finished_at = now_nanos();
             c.reason = reason.to_string();
             c.pid = None;
-            logf!(COMPONENT, "Container {id} ({}) exited with code {code}", c.name);
+            logf!(
+                COMPONENT,
+                "Container {id} ({}) exited with code {code}",
+                c.name
+            );
             self.save(&state);
         }
     }
@@ -454,7 +472,11 @@ impl Store {
         };
         let group = Pid::from_raw(-pid);
         if !timeout.is_zero() {
-            logf!(COMPONENT, "StopContainer for {id} with timeout {}s", timeout.as_secs());
+            logf!(
+                COMPONENT,
+                "StopContainer for {id} with timeout {}s",
+                timeout.as_secs()
+            );
             let _ = kill(group, Signal::SIGTERM);
             if self.wait_exit(id, timeout).await {
                 return Ok(());
@@ -479,7 +501,11 @@ impl Store {
         let mut state = self.lock()?;
         if let Some(c) = state.containers.remove(id) {
             let _ = std::fs::remove_dir_all(self.container_dir(&c));
-            logf!(COMPONENT, "RemoveContainer for {id} ({}) returns successfully", c.name);
+            logf!(
+                COMPONENT,
+                "RemoveContainer for {id} ({}) returns successfully",
+                c.name
+            );
         }
         self.save(&state);
         Ok(())
@@ -510,7 +536,12 @@ impl Store {
             && s.ready
         {
             s.ready = false;
-            logf!(COMPONENT, "StopPodSandbox for {id} ({}/{}) returns successfully", s.namespace, s.name);
+            logf!(
+                COMPONENT,
+                "StopPodSandbox for {id} ({}/{}) returns successfully",
+                s.namespace,
+                s.name
+            );
         }
         self.save(&state);
         Ok(())
@@ -527,7 +558,12 @@ impl Store {
         }
         let mut state = self.lock()?;
         if let Some(s) = state.sandboxes.remove(id) {
-            logf!(COMPONENT, "RemovePodSandbox for {id} ({}/{}) returns successfully", s.namespace, s.name);
+            logf!(
+                COMPONENT,
+                "RemovePodSandbox for {id} ({}/{}) returns successfully",
+                s.namespace,
+                s.name
+            );
         }
         let _ = std::fs::remove_dir_all(self.dir.join(id));
         self.save(&state);
@@ -639,7 +675,11 @@ mod tests {
         let wrong = sandbox_spec(dir, &container(&["etcd"]), "node1").unwrap_err();
         assert!(wrong.contains("executable file not found"), "{wrong}");
         assert!(sandbox_spec(dir, &container(&["/opt/kube-scheduler"]), "n").is_err());
-        assert!(sandbox_spec(dir, &container(&[]), "n").unwrap_err().contains("no command"));
+        assert!(
+            sandbox_spec(dir, &container(&[]), "n")
+                .unwrap_err()
+                .contains("no command")
+        );
     }
 
     #[test]
@@ -672,6 +712,9 @@ mod tests {
         // The state survives a restart of the runtime.
         let reopened = Store::open(dir.path(), PathBuf::from("/nonexistent"));
         assert_eq!(reopened.containers().unwrap().len(), 2);
-        assert_eq!(reopened.sandbox(&sandbox).unwrap().name, "kube-scheduler-node1");
+        assert_eq!(
+            reopened.sandbox(&sandbox).unwrap().name,
+            "kube-scheduler-node1"
+        );
     }
 }

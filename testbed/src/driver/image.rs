@@ -122,7 +122,8 @@ fn write_tree(root: &Path) -> Result<()> {
         std::fs::write(etc.join("systemd/system").join(unit), text)?;
         symlink(
             format!("/etc/systemd/system/{unit}"),
-            etc.join("systemd/system/multi-user.target.wants").join(unit),
+            etc.join("systemd/system/multi-user.target.wants")
+                .join(unit),
         )?;
     }
     std::fs::create_dir_all(root.join("var"))?;

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use kubestrap::host::runtime::cri::{self, api};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::runtime::Handle;
+use tokio::runtime::Runtime;
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -55,7 +55,10 @@ impl Snapshot {
             .and_then(|c| api::ContainerState::try_from(c.state).ok())
     }
 
-    pub fn containers_of<'a>(&'a self, sandbox: &'a str) -> impl Iterator<Item = &'a api::Container> {
+    pub fn containers_of<'a>(
+        &'a self,
+        sandbox: &'a str,
+    ) -> impl Iterator<Item = &'a api::Container> {
         self.containers
             .iter()
             .filter(move |c| c.pod_sandbox_id == sandbox)
@@ -63,23 +66,33 @@ impl Snapshot {
 }
 
 /// A connection to the runtime at `endpoint`, made on first use and again after a failure.
+///
+/// The connection lives on an async runtime of its own: the pod workers call the CRI while holding
+/// the pods lock, which the kubelet's other tasks take too, so the gRPC connection must never wait
+/// for a worker thread of the kubelet's runtime that is blocked on that lock.
 #[derive(Clone)]
 pub struct Cri {
     endpoint: String,
     client: Arc<Mutex<Option<RuntimeServiceClient<Channel>>>>,
-    handle: Handle,
+    runtime: &'static Runtime,
     pub health: Arc<Mutex<RuntimeHealth>>,
 }
 
 impl Cri {
-    /// Must be made inside the kubelet's async runtime.
-    pub fn new(endpoint: &str) -> Cri {
-        Cri {
+    /// One per kubelet process: its runtime lives as long as the process.
+    pub fn new(endpoint: &str) -> Result<Cri> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cri-client")
+            .enable_all()
+            .build()
+            .context("start the CRI client's async runtime")?;
+        Ok(Cri {
             endpoint: endpoint.to_string(),
             client: Arc::new(Mutex::new(None)),
-            handle: Handle::current(),
+            runtime: Box::leak(Box::new(runtime)),
             health: Arc::new(Mutex::new(RuntimeHealth::default())),
-        }
+        })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -106,8 +119,8 @@ impl Cri {
         }
     }
 
-    /// One RuntimeService call from async code; errors carry the runtime's message.
-    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    /// One RuntimeService call (on the client's runtime); errors carry the runtime's message.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnOnce(RuntimeServiceClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
@@ -122,13 +135,13 @@ impl Cri {
         }
     }
 
-    /// The same from the pod workers' blocking thread.
-    pub fn blocking<T, F, Fut>(&self, f: F) -> Result<T>
+    /// One call from the pod workers' blocking thread.
+    fn blocking<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnOnce(RuntimeServiceClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        self.handle.block_on(self.call(f))
+        self.runtime.block_on(self.call(f))
     }
 
     /// Relists the runtime's pods and containers and refreshes its health.
@@ -187,7 +200,7 @@ impl Cri {
     }
 
     /// StopContainer with the pod's grace period (TERM, then KILL).
-    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
         let request = api::StopContainerRequest {
             container_id: id.to_string(),
             timeout: i64::try_from(grace.as_secs()).unwrap_or(30),
@@ -195,6 +208,15 @@ impl Cri {
         self.call(|mut c| async move { c.stop_container(request).await })
             .await
             .map(|_| ())
+    }
+
+    /// StopContainer from the kubelet's async tasks (a failed probe).
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let (cri, id) = (self.clone(), id.to_string());
+        self.runtime
+            .spawn(async move { cri.stop(&id, grace).await })
+            .await
+            .context("the CRI client's task failed")?
     }
 
     pub fn remove_container(&self, id: &str) -> Result<()> {
@@ -210,8 +232,8 @@ impl Cri {
     pub fn kill_pod(&self, sandbox: &str, running: &[String], grace: Duration) -> Result<()> {
         let sandbox = sandbox.to_string();
         let running = running.to_vec();
-        self.handle.block_on(async {
-            let stops = running.iter().map(|id| self.stop_container(id, grace));
+        self.runtime.block_on(async {
+            let stops = running.iter().map(|id| self.stop(id, grace));
             for result in futures_util::future::join_all(stops).await {
                 result?;
             }
@@ -288,10 +310,8 @@ pub struct PodIdentity<'a> {
 impl PodIdentity<'_> {
     /// `/var/log/pods/<namespace>_<name>_<uid>`.
     pub fn log_directory(&self) -> PathBuf {
-        PathBuf::from("/var/log/pods").join(format!(
-            "{}_{}_{}",
-            self.namespace, self.name, self.uid
-        ))
+        PathBuf::from("/var/log/pods")
+            .join(format!("{}_{}_{}", self.namespace, self.name, self.uid))
     }
 
     fn pod_labels(&self) -> HashMap<String, String> {
@@ -493,7 +513,12 @@ mod tests {
         let sandbox = pod.sandbox_config("2026-01-01T00:00:00Z");
         let meta = sandbox.metadata.clone().unwrap();
         assert_eq!(
-            (meta.name.as_str(), meta.namespace.as_str(), meta.uid.as_str(), meta.attempt),
+            (
+                meta.name.as_str(),
+                meta.namespace.as_str(),
+                meta.uid.as_str(),
+                meta.attempt
+            ),
             ("kube-scheduler-node1", "kube-system", "0123abcd", 1)
         );
         assert_eq!(sandbox.labels[POD_UID], "0123abcd");
@@ -504,7 +529,12 @@ mod tests {
             "/var/log/pods/kube-system_kube-scheduler-node1_0123abcd"
         );
         let config = pod
-            .container_config(0, 3, vec![("A".into(), "b".into())], Duration::from_secs(30))
+            .container_config(
+                0,
+                3,
+                vec![("A".into(), "b".into())],
+                Duration::from_secs(30),
+            )
             .unwrap();
         assert_eq!(config.labels[CONTAINER_NAME], "kube-scheduler");
         assert_eq!(config.labels[POD_NAME], "kube-scheduler-node1");
@@ -520,6 +550,9 @@ mod tests {
             manifest: &broken,
             ..pod
         };
-        assert!(pod.container_config(0, 0, Vec::new(), Duration::ZERO).is_err());
+        assert!(
+            pod.container_config(0, 0, Vec::new(), Duration::ZERO)
+                .is_err()
+        );
     }
 }

@@ -114,7 +114,7 @@ async fn run(args: Vec<String>) -> Result<()> {
         node_ip: ip.clone(),
         manifest_dir: config.static_pod_path.clone(),
         pods: Arc::new(Mutex::new(Default::default())),
-        cri: cri::Cri::new(&config.container_runtime_endpoint),
+        cri: cri::Cri::new(&config.container_runtime_endpoint)?,
     };
 
     let client = bootstrap::client(&kflags, &name).await?;

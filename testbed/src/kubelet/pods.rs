@@ -226,7 +226,6 @@ fn check_host_path(path: &Path, kind: &str) -> Result<()> {
     Ok(())
 }
 
-
 /// The container's `env`, resolved as the kubelet does for a static pod (the image's own variables,
 /// PATH among them, are the runtime's).
 fn container_env(rt: &Runtime, pod: &Value, c: &Value) -> Result<Vec<(String, String)>> {
@@ -265,7 +264,6 @@ fn container_env(rt: &Runtime, pod: &Value, c: &Value) -> Result<Vec<(String, St
     }
     Ok(env)
 }
-
 
 impl Runtime {
     /// The manifests on disk now: file → (uid, pod), skipping invalid ones with a log line.
@@ -401,7 +399,12 @@ impl Runtime {
     }
 
     fn kill(&self, doomed: &Doomed) {
-        logf!(COMPONENT, "Killing {} (sandbox {})", doomed.what, doomed.sandbox);
+        logf!(
+            COMPONENT,
+            "Killing {} (sandbox {})",
+            doomed.what,
+            doomed.sandbox
+        );
         if let Err(e) = self
             .cri
             .kill_pod(&doomed.sandbox, &doomed.running, doomed.grace)
@@ -456,8 +459,12 @@ impl Runtime {
         self.cri
             .ensure_image(&image)
             .map_err(|e| fail("ErrImagePull", e))?;
-        let env = container_env(self, &pod.manifest, &pod.manifest["spec"]["containers"][index])
-            .map_err(|e| fail("CreateContainerConfigError", e))?;
+        let env = container_env(
+            self,
+            &pod.manifest,
+            &pod.manifest["spec"]["containers"][index],
+        )
+        .map_err(|e| fail("CreateContainerConfigError", e))?;
         let restart_count = pod.containers[index].restart_count;
         let identity = pod.identity(&self.node_name);
         let config = identity
@@ -482,7 +489,11 @@ impl Runtime {
         if let Some(previous) = c.id.take()
             && let Err(e) = self.cri.remove_container(&previous)
         {
-            logf!(COMPONENT, "Failed to remove the previous run of {}: {e:#}", c.name);
+            logf!(
+                COMPONENT,
+                "Failed to remove the previous run of {}: {e:#}",
+                c.name
+            );
         }
         let id = self
             .cri
@@ -609,7 +620,11 @@ impl Runtime {
                     Err((reason, message)) => {
                         let c = &mut pod.containers[i];
                         if c.waiting.as_ref().map(|(_, m)| m) != Some(&message) {
-                            logf!(COMPONENT, "Error starting container {}: {reason}: {message}", c.name);
+                            logf!(
+                                COMPONENT,
+                                "Error starting container {}: {reason}: {message}",
+                                c.name
+                            );
                         }
                         c.waiting = Some((reason, message));
                         c.next_start = Some(Instant::now() + Duration::from_secs(10));
@@ -722,8 +737,7 @@ impl Runtime {
         let target = self.pods.lock().ok().and_then(|pods| {
             let pod = pods.get(file)?;
             let c = pod.containers.get(index)?;
-            (c.generation == generation && c.running)
-                .then(|| (c.id.clone(), pod.grace()))
+            (c.generation == generation && c.running).then(|| (c.id.clone(), pod.grace()))
         });
         if let Some((Some(id), grace)) = target
             && let Err(e) = self.cri.stop_container(&id, grace).await
@@ -767,7 +781,6 @@ impl Runtime {
             .then(|| pod.manifest["spec"]["containers"][index].clone())
     }
 }
-
 
 /// The pod status the kubelet reports for a static pod (mirror pod status).
 pub fn pod_status(pod: &StaticPod, node_ip: &str) -> Value {
