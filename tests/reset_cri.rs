@@ -84,6 +84,7 @@ fn reset_removes_cri_pods_and_their_network_state() {
     if !common::enter_sandbox("reset_removes_cri_pods_and_their_network_state") {
         return;
     }
+    let _runtime = common::runtime_lock();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let runtime = containerd::start(

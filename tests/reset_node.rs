@@ -486,3 +486,37 @@ fn a_subtree_whose_mount_will_not_go_is_never_deleted() {
         "the rest of the kubelet dir is cleaned: {text}"
     );
 }
+
+/// The Node object reset deletes is the one the kubelet's credentials name, not the host name.
+#[test]
+fn the_node_name_comes_from_the_kubelets_credentials() {
+    if !common::enter_sandbox("the_node_name_comes_from_the_kubelets_credentials") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let init = Command::new(KUBESTRAP)
+        .arg("--root")
+        .arg(root)
+        .args([
+            "init",
+            "--node-name",
+            "cp-renamed",
+            "--apiserver-advertise-address",
+            "192.0.2.10",
+        ])
+        .args(["--skip-phases", "preflight,etcd,control-plane"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let (code, _, output) = reset(root, &["--dry-run"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("Would delete the Node object \"cp-renamed\""),
+        "{output}"
+    );
+}

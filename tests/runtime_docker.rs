@@ -30,6 +30,7 @@ impl Drop for Cleanup {
 #[test]
 fn docker_teardown_takes_kubernetes_containers_only() {
     common::require(&["docker", "/bin/busybox"]);
+    let _engine = common::runtime_lock();
     let info = docker::info().expect("the Docker engine must be running");
     assert!(
         !info.cgroup_driver.is_empty() && !info.server_version.is_empty(),

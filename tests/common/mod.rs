@@ -34,6 +34,25 @@ pub fn enter_sandbox(test_name: &str) -> bool {
     false
 }
 
+/// Held while a test uses the shared Docker engine or runs a containerd: such tests run one at a time
+/// across the whole project (the testbed takes the same lock file).
+pub struct RuntimeLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+pub fn runtime_lock() -> RuntimeLock {
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/kubestrap-shared-runtime.lock")
+        .expect("open the shared runtime lock");
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock the shared runtime lock");
+    RuntimeLock { _lock: lock }
+}
+
 /// Runs a shell script, panicking with its output when it fails.
 pub fn sh(script: &str) -> String {
     let out = Command::new("sh")

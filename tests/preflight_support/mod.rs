@@ -6,7 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-pub use common::require;
+pub use common::{RuntimeLock, require, runtime_lock};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,11 +25,13 @@ pub fn write_file(path: &Path, text: &str) {
 pub struct PrivateContainerd {
     dir: tempfile::TempDir,
     child: Child,
+    _runtime: RuntimeLock,
 }
 
 impl PrivateContainerd {
     pub fn start() -> PrivateContainerd {
         require(&["containerd", "ctr", "unshare"]);
+        let runtime = runtime_lock();
         let dir = tempfile::Builder::new()
             .prefix("preflight-containerd-")
             .tempdir()
@@ -65,7 +67,11 @@ impl PrivateContainerd {
             .stderr(log)
             .spawn()
             .unwrap();
-        let containerd = PrivateContainerd { dir, child };
+        let containerd = PrivateContainerd {
+            dir,
+            child,
+            _runtime: runtime,
+        };
         let started = Instant::now();
         while kubestrap::host::runtime::cri::version(&containerd.endpoint()).is_err() {
             assert!(

@@ -12,7 +12,9 @@ use nix::fcntl::{Flock, FlockArg};
 pub const LABEL: &str = "io.kubestrap.testbed";
 
 /// Lock file shared by every process that drives the engine for the testbed.
-const LOCK_PATH: &str = "/tmp/kubestrap-testbed-docker.lock";
+/// One lock for every test of the project that uses the shared Docker engine or starts a containerd
+/// (tests/common/mod.rs in the root package takes the same file), so those tests run one at a time.
+const LOCK_PATH: &str = "/tmp/kubestrap-shared-runtime.lock";
 
 /// Output of a finished command as text.
 #[derive(Debug, Clone)]

@@ -4,58 +4,43 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use base64::Engine;
-use serde::Deserialize;
 
 use super::super::ResetData;
 use crate::host::runtime::block_on;
 use crate::host::{NodePath, well_known};
+use crate::kubeconfig::{self, KubeConfig};
+use crate::pki::inspect::CertInfo;
 
-#[derive(Deserialize)]
-struct Kubeconfig {
-    #[serde(default)]
-    clusters: Vec<ClusterEntry>,
-    #[serde(default)]
-    users: Vec<UserEntry>,
-}
-
-#[derive(Deserialize)]
-struct ClusterEntry {
-    cluster: ClusterData,
-}
-
-#[derive(Deserialize)]
-struct ClusterData {
-    server: String,
-    #[serde(rename = "certificate-authority-data", default)]
-    ca_data: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct UserEntry {
-    user: UserData,
-}
-
-#[derive(Deserialize)]
-struct UserData {
-    #[serde(rename = "client-certificate-data", default)]
-    cert_data: Option<String>,
-    #[serde(rename = "client-key-data", default)]
-    key_data: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-}
-
-/// This node's name: the kubelet's `--hostname-override`, else the lowercased host name.
+/// This node's name as the cluster knows it: the CN of the kubelet's client certificate
+/// (`system:node:<name>`), else the kubelet's `--hostname-override`, else the lowercased host name.
 pub fn node_name(data: &ResetData) -> Option<String> {
-    let flags = data
-        .host
-        .read_string(&NodePath::new(well_known::KUBELET_DIR).join("kubeadm-flags.env"))
-        .unwrap_or_default();
-    super::flag_values(&flags, "--hostname-override")
-        .into_iter()
-        .next()
+    kubelet_identity(data)
+        .or_else(|| {
+            let flags = data
+                .host
+                .read_string(&NodePath::new(well_known::KUBELET_DIR).join("kubeadm-flags.env"))
+                .unwrap_or_default();
+            super::flag_values(&flags, "--hostname-override")
+                .into_iter()
+                .next()
+        })
         .or_else(|| data.host.facts().hostname().ok().map(|h| h.to_lowercase()))
+}
+
+/// The node name in kubelet.conf's client certificate (embedded, or the file it points at).
+fn kubelet_identity(data: &ResetData) -> Option<String> {
+    let path = NodePath::new(well_known::KUBERNETES_DIR).join("kubelet.conf");
+    let config = kubeconfig::load(&data.host, &path).ok()??;
+    let user = &config.current().ok()?.user.user;
+    let pem = match (&user.client_certificate_data, &user.client_certificate) {
+        (Some(data), _) => data.0.clone(),
+        (None, Some(file)) => data.host.read(&NodePath::new(file)).ok()?,
+        (None, None) => return None,
+    };
+    let cert = CertInfo::from_pem(&pem).ok()?;
+    cert.common_name
+        .strip_prefix("system:node:")
+        .map(str::to_string)
 }
 
 /// Deletes the Node object; a missing admin.conf or an unreachable API server is only a notice.
@@ -86,41 +71,21 @@ pub fn delete_node(data: &mut ResetData) {
     }
 }
 
-fn decode(field: &Option<String>, what: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    field
-        .as_ref()
-        .map(|d| {
-            base64::engine::general_purpose::STANDARD
-                .decode(d.trim())
-                .with_context(|| format!("decoding {what}"))
-        })
-        .transpose()
-}
-
 /// DELETE /api/v1/nodes/<name>: true when deleted, false when there was none.
-pub fn delete(kubeconfig: &str, name: &str) -> anyhow::Result<bool> {
-    let config: Kubeconfig = crate::yaml::from_str(kubeconfig).context("parsing admin.conf")?;
-    let cluster = &config
-        .clusters
-        .first()
-        .context("admin.conf names no cluster")?
-        .cluster;
-    let user = &config
-        .users
-        .first()
-        .context("admin.conf names no user")?
-        .user;
+pub fn delete(kubeconfig_text: &str, name: &str) -> anyhow::Result<bool> {
+    let config = KubeConfig::parse(kubeconfig_text).context("parsing admin.conf")?;
+    let current = config.current().context("admin.conf")?;
+    let cluster = &current.cluster.cluster;
+    let user = &current.user.user;
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));
-    if let Some(ca) = decode(&cluster.ca_data, "the cluster CA")? {
-        builder = builder.tls_certs_only([reqwest::Certificate::from_pem(&ca)?]);
+    if let Some(ca) = &cluster.certificate_authority_data {
+        builder = builder.tls_certs_only([reqwest::Certificate::from_pem(&ca.0)?]);
     }
-    if let (Some(mut cert), Some(key)) = (
-        decode(&user.cert_data, "the client certificate")?,
-        decode(&user.key_data, "the client key")?,
-    ) {
-        cert.push(b'\n');
-        cert.extend(key);
-        builder = builder.identity(reqwest::Identity::from_pem(&cert)?);
+    if let (Some(cert), Some(key)) = (&user.client_certificate_data, &user.client_key_data) {
+        let mut identity = cert.0.clone();
+        identity.push(b'\n');
+        identity.extend(&key.0);
+        builder = builder.identity(reqwest::Identity::from_pem(&identity)?);
     }
     let client = builder.build()?;
     let url = format!(
