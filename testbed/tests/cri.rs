@@ -1,6 +1,6 @@
 //! The CRI runtime double on testbed nodes, through kubestrap's own CRI client: the kubelet's static
-//! pods are listed with the kubelet's metadata, survive a stopped kubelet, go when removed through
-//! the CRI and come back only while their manifest exists; images answer from the testbed's mapping;
+//! pods are listed with the kubelet's metadata, survive a stopped kubelet and a restarted runtime,
+//! go when removed through the CRI and come back only while their manifest exists; images answer from the testbed's mapping;
 //! kubestrap's preflight finds the runtime.
 
 use std::collections::HashMap;
@@ -234,6 +234,22 @@ fn the_kubelets_pods_are_the_runtimes_and_kubestraps_cri_client_controls_them() 
         .check("stop the kubelet")?;
     std::thread::sleep(Duration::from_secs(1));
     ensure!(pod_names(&ep)? == all, "pods went with the kubelet");
+    ensure!(
+        pid_of(node, "etcd")? == Some(etcd_pid.clone()),
+        "etcd was restarted"
+    );
+
+    // A restarted runtime finds the containers it left running (containerd's KillMode=process).
+    node.systemctl(&["restart", "containerd"])?
+        .check("restart containerd")?;
+    wait_until("the runtime back", Duration::from_secs(10), || {
+        Ok(pod_names(&ep).is_ok_and(|p| p == all))
+    })?;
+    let (_, containers) = cri::scan(&ep)?;
+    ensure!(
+        containers.iter().filter(|c| c.running).count() == 4,
+        "{containers:?}"
+    );
     ensure!(
         pid_of(node, "etcd")? == Some(etcd_pid.clone()),
         "etcd was restarted"

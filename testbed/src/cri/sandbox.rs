@@ -1,8 +1,8 @@
-//! The container of a static pod's container: `tbnode pod-exec <spec>` makes a private mount
-//! namespace whose root holds only the "image" (the node's /usr, read-only), the pod's hostPath
-//! volumes at their mountPaths and the host-network files, then chroots into it and execs the
-//! container's command. A manifest that forgets a volume therefore fails here as it would in a
-//! real container: the file is simply not there.
+//! A container's process: `tbnode pod-exec <spec>` (started by the runtime double) makes a private
+//! mount namespace whose root holds only the "image" (the node's /usr, read-only), the container's
+//! mounts (the pod's volumes) at their paths and the host-network files, then chroots into it and
+//! execs the container's command. A manifest that forgets a volume therefore fails here as it would
+//! in a real container: the file is simply not there.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
