@@ -151,7 +151,6 @@ fn container_record(
             .into_owned(),
     };
     Ok(ContainerRecord {
-        id: String::new(),
         sandbox_id: sandbox.id.clone(),
         name: metadata.name,
         attempt: metadata.attempt,
@@ -176,15 +175,7 @@ fn container_record(
         labels: map(&config.labels),
         annotations: map(&config.annotations),
         log_path,
-        phase: Phase::Created,
-        created_at: 0,
-        started_at: 0,
-        finished_at: 0,
-        exit_code: 0,
-        reason: String::new(),
-        message: String::new(),
-        pid: None,
-        start_ticks: None,
+        ..Default::default()
     })
 }
 

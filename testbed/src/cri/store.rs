@@ -52,8 +52,9 @@ pub struct SandboxRecord {
     pub ready: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
+    #[default]
     Created,
     Running,
     Exited,
@@ -66,8 +67,8 @@ pub struct MountRecord {
     pub readonly: bool,
 }
 
-/// What a container runs, as its creator asked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a container runs, as its creator asked, and how its run went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub id: String,
     pub sandbox_id: String,
@@ -637,29 +638,16 @@ mod tests {
             id: "c1".into(),
             sandbox_id: "s1".into(),
             name: "kube-scheduler".into(),
-            attempt: 0,
             image: "registry.k8s.io/kube-scheduler:v1.34.3".into(),
             command: command.iter().map(|s| s.to_string()).collect(),
             args: vec!["--v=2".into()],
-            working_dir: String::new(),
             envs: vec![("PATH".into(), "/bin".into())],
             mounts: vec![MountRecord {
                 container_path: "/etc/kubernetes/scheduler.conf".into(),
                 host_path: "/etc/kubernetes/scheduler.conf".into(),
                 readonly: true,
             }],
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            log_path: String::new(),
-            phase: Phase::Created,
-            created_at: 0,
-            started_at: 0,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            pid: None,
-            start_ticks: None,
+            ..Default::default()
         }
     }
 

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,10 @@ use tokio::runtime::Runtime;
 use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::logf;
 use api::runtime_service_client::RuntimeServiceClient;
+
+const COMPONENT: &str = "kubelet";
 
 pub const POD_NAME: &str = "io.kubernetes.pod.name";
 pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -76,6 +80,8 @@ pub struct Cri {
     client: Arc<Mutex<Option<RuntimeServiceClient<Channel>>>>,
     runtime: &'static Runtime,
     pub health: Arc<Mutex<RuntimeHealth>>,
+    /// Whether the runtime's first failure to answer has been logged.
+    down_reported: Arc<AtomicBool>,
 }
 
 impl Cri {
@@ -92,11 +98,8 @@ impl Cri {
             client: Arc::new(Mutex::new(None)),
             runtime: Box::leak(Box::new(runtime)),
             health: Arc::new(Mutex::new(RuntimeHealth::default())),
+            down_reported: Arc::new(AtomicBool::new(false)),
         })
-    }
-
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
     }
 
     async fn client(&self) -> Result<RuntimeServiceClient<Channel>> {
@@ -144,8 +147,9 @@ impl Cri {
         self.runtime.block_on(self.call(f))
     }
 
-    /// Relists the runtime's pods and containers and refreshes its health.
-    pub fn relist(&self) -> Result<Snapshot> {
+    /// Relists the runtime's pods and containers and refreshes its health; says once when the
+    /// runtime stops answering.
+    pub fn relist(&self) -> Option<Snapshot> {
         let listed = self.blocking(|mut c| async move {
             let sandboxes = c
                 .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
@@ -179,14 +183,27 @@ impl Cri {
             }
             Err(_) => RuntimeHealth::default(),
         };
-        if let Ok(mut h) = self.health.lock() {
-            *h = health;
+        let was_reachable = self
+            .health
+            .lock()
+            .map(|mut h| std::mem::replace(&mut *h, health).reachable)
+            .unwrap_or(false);
+        match listed {
+            Ok((sandboxes, containers, _)) => Some(Snapshot {
+                sandboxes,
+                containers,
+            }),
+            Err(e) => {
+                if was_reachable || !self.down_reported.swap(true, Ordering::SeqCst) {
+                    logf!(
+                        COMPONENT,
+                        "Container runtime at {} is not answering: {e:#}",
+                        self.endpoint
+                    );
+                }
+                None
+            }
         }
-        let (sandboxes, containers, _) = listed?;
-        Ok(Snapshot {
-            sandboxes,
-            containers,
-        })
     }
 
     pub fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
@@ -233,15 +250,23 @@ impl Cri {
         let sandbox = sandbox.to_string();
         let running = running.to_vec();
         self.runtime.block_on(async {
+            // A container that cannot be stopped gently is killed with its sandbox below, and
+            // RemovePodSandbox stops a sandbox that is still running: only its failure counts.
             let stops = running.iter().map(|id| self.stop(id, grace));
-            for result in futures_util::future::join_all(stops).await {
-                result?;
+            for (id, result) in running
+                .iter()
+                .zip(futures_util::future::join_all(stops).await)
+            {
+                if let Err(e) = result {
+                    logf!(COMPONENT, "StopContainer {id} failed: {e:#}");
+                }
             }
             let stop = api::StopPodSandboxRequest {
                 pod_sandbox_id: sandbox.clone(),
             };
-            self.call(|mut c| async move { c.stop_pod_sandbox(stop).await })
-                .await?;
+            let _ = self
+                .call(|mut c| async move { c.stop_pod_sandbox(stop).await })
+                .await;
             let remove = api::RemovePodSandboxRequest {
                 pod_sandbox_id: sandbox,
             };

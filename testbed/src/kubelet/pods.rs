@@ -639,16 +639,8 @@ impl Runtime {
     fn sync(&self, reported: &mut BTreeMap<PathBuf, String>) -> Vec<(PathBuf, usize, u64)> {
         let mut started = Vec::new();
         let desired = self.desired(reported);
-        let snapshot = match self.cri.relist() {
-            Ok(s) => s,
-            Err(e) => {
-                logf!(
-                    COMPONENT,
-                    "Container runtime at {} is not answering: {e:#}",
-                    self.cri.endpoint()
-                );
-                return started;
-            }
+        let Some(snapshot) = self.cri.relist() else {
+            return started;
         };
         let mut doomed = BTreeMap::new();
         {
