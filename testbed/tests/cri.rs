@@ -165,6 +165,16 @@ fn the_kubelets_pods_are_the_runtimes_and_kubestraps_cri_client_controls_them() 
         || Ok(get_mirror()?.ok()),
     )?;
     let mirror: Value = serde_json::from_str(&get_mirror()?.stdout)?;
+    let runtime_version = format!("testbed://{}", version.runtime_version);
+    wait_until(
+        "the Node's runtime version",
+        Duration::from_secs(15),
+        || {
+            let jsonpath = "-o=jsonpath={.status.nodeInfo.containerRuntimeVersion}";
+            let out = node.kubectl_with(SUPER_ADMIN, &["get", "node", "node1", jsonpath])?;
+            Ok(out.stdout.trim() == runtime_version)
+        },
+    )?;
     ensure!(
         meta.name == "kube-scheduler-node1"
             && meta.namespace == "kube-system"

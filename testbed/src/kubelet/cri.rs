@@ -33,6 +33,8 @@ pub const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeHealth {
     pub reachable: bool,
+    /// `<name>://<version>`, as the Node's `containerRuntimeVersion`.
+    pub version: String,
     pub network_ready: bool,
     pub network_reason: String,
     pub network_message: String,
@@ -165,10 +167,18 @@ impl Cri {
                 .status(api::StatusRequest { verbose: false })
                 .await?
                 .into_inner();
-            Ok(tonic::Response::new((sandboxes, containers, status)))
+            let version = c
+                .version(api::VersionRequest {
+                    version: "v1".into(),
+                })
+                .await?
+                .into_inner();
+            Ok(tonic::Response::new((
+                sandboxes, containers, status, version,
+            )))
         });
         let health = match &listed {
-            Ok((_, _, status)) => {
+            Ok((_, _, status, version)) => {
                 let network = status
                     .status
                     .iter()
@@ -176,6 +186,7 @@ impl Cri {
                     .find(|c| c.r#type == "NetworkReady");
                 RuntimeHealth {
                     reachable: true,
+                    version: format!("{}://{}", version.runtime_name, version.runtime_version),
                     network_ready: network.is_some_and(|c| c.status),
                     network_reason: network.map(|c| c.reason.clone()).unwrap_or_default(),
                     network_message: network.map(|c| c.message.clone()).unwrap_or_default(),
@@ -189,7 +200,7 @@ impl Cri {
             .map(|mut h| std::mem::replace(&mut *h, health).reachable)
             .unwrap_or(false);
         match listed {
-            Ok((sandboxes, containers, _)) => Some(Snapshot {
+            Ok((sandboxes, containers, _, _)) => Some(Snapshot {
                 sandboxes,
                 containers,
             }),

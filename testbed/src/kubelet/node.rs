@@ -135,7 +135,7 @@ impl NodeAgent {
                 "bootID": read_trimmed("/proc/sys/kernel/random/boot_id"),
                 "kernelVersion": kernel,
                 "osImage": "kubestrap testbed node",
-                "containerRuntimeVersion": "testbed://1.0.0",
+                "containerRuntimeVersion": self.runtime_health().version,
                 "kubeletVersion": self.version,
                 "kubeProxyVersion": "",
                 "operatingSystem": "linux",
