@@ -199,3 +199,44 @@ fn completion_scripts_are_generated() {
         assert!(text.contains("kubestrap"), "{shell}");
     }
 }
+
+#[test]
+fn images_pull_names_the_runtime_and_refuses_bad_sockets() {
+    let out = kubestrap()
+        .args([
+            "config",
+            "images",
+            "pull",
+            "--cri-socket",
+            "unix:///nonexistent/kubestrap-test.sock",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("failed to pull image registry.k8s.io/kube-apiserver:v1.34.3")
+            && stderr.contains("/nonexistent/kubestrap-test.sock"),
+        "{stderr}"
+    );
+    let out = kubestrap()
+        .args([
+            "config",
+            "images",
+            "pull",
+            "--cri-socket",
+            "containerd.sock",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cri-socket"));
+    let plan = stdout_of(&["--dry-run", "config", "images", "pull"]);
+    assert_eq!(
+        plan.lines()
+            .filter(|l| l.starts_with("[dry-run] Would pull "))
+            .count(),
+        7,
+        "{plan}"
+    );
+}

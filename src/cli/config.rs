@@ -1,6 +1,7 @@
 //! `kubestrap config`: print kubeadm-style defaults, validate a configuration file, list images.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -41,6 +42,17 @@ pub enum PrintCmd {
 pub enum ImagesCmd {
     /// List the images init would use
     List(ImagesArgs),
+    /// Pull the images init would use through the node's container runtime (CRI)
+    Pull(ImagesPullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesPullArgs {
+    #[command(flatten)]
+    pub images: ImagesArgs,
+    /// CRI socket to pull through (default: nodeRegistration.criSocket)
+    #[arg(long, value_name = "SOCKET")]
+    pub cri_socket: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +73,7 @@ pub fn run(global: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
         ConfigCmd::Print(which) => print_defaults(which),
         ConfigCmd::Validate { config } => validate_file(global, &config),
         ConfigCmd::Images(ImagesCmd::List(args)) => images_list(global, &args),
+        ConfigCmd::Images(ImagesCmd::Pull(args)) => images_pull(global, &args),
     }
 }
 
@@ -233,7 +246,8 @@ struct ImageList {
     images: Vec<String>,
 }
 
-fn images_list(global: &GlobalOpts, args: &ImagesArgs) -> anyhow::Result<()> {
+/// The configuration the image commands work from: the file or the flags, plus defaults.
+fn image_settings(args: &ImagesArgs) -> anyhow::Result<init::InitSettings> {
     let mut file = match &args.config {
         Some(path) => {
             if args.kubernetes_version.is_some() || args.image_repository.is_some() {
@@ -261,7 +275,11 @@ fn images_list(global: &GlobalOpts, args: &ImagesArgs) -> anyhow::Result<()> {
         image_repository: args.image_repository.clone(),
         ..Default::default()
     };
-    let settings = init::resolve_file(file, &flags, &Facts::from_env())?;
+    Ok(init::resolve_file(file, &flags, &Facts::from_env())?)
+}
+
+fn images_list(global: &GlobalOpts, args: &ImagesArgs) -> anyhow::Result<()> {
+    let settings = image_settings(args)?;
     let list = ImageList {
         kind: "Images",
         api_version: "output.kubeadm.k8s.io/v1alpha3",
@@ -270,4 +288,40 @@ fn images_list(global: &GlobalOpts, args: &ImagesArgs) -> anyhow::Result<()> {
     global.ui().result(&list, || {
         list.images.iter().map(|i| format!("{i}\n")).collect()
     })
+}
+
+/// How long one image may take to pull before the pull is called hung.
+const PULL_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn images_pull(global: &GlobalOpts, args: &ImagesPullArgs) -> anyhow::Result<()> {
+    let settings = image_settings(&args.images)?;
+    let socket = match &args.cri_socket {
+        Some(flag) => {
+            let mut errors = Vec::new();
+            let socket = v::cri_socket("--cri-socket", flag, &mut errors);
+            InvalidInput::check(errors)?;
+            socket.unwrap_or_default()
+        }
+        None => settings
+            .init
+            .node_registration
+            .cri_socket
+            .clone()
+            .unwrap_or_default(),
+    };
+    let ui = global.ui();
+    for image in crate::images::required_images(&settings) {
+        if global.dry_run {
+            ui.line(format!("[dry-run] Would pull {image} through {socket}"));
+            continue;
+        }
+        crate::host::runtime::cri::pull_image(&socket, &image, PULL_TIMEOUT).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to pull image {image}: {}; check the registry is reachable from this node, or set --image-repository",
+                crate::error::describe(&e)
+            )
+        })?;
+        ui.line(format!("[config/images] Pulled {image}"));
+    }
+    Ok(())
 }

@@ -381,6 +381,40 @@ fn preflight_finds_the_testbed_runtime() -> Result<()> {
         message.contains("coredns") && !message.contains("kube-apiserver"),
         "{images}"
     );
+
+    // `config images pull` goes through the same runtime: every image of a cluster without the addons
+    // pulls, and the addons' images (which the testbed cannot run) fail, naming the image.
+    node.write_file(
+        "/root/no-addons.yaml",
+        b"apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ndns:\n  disabled: true\nproxy:\n  disabled: true\netcd:\n  local:\n    imageTag: 3.4.23-0\n",
+        0o600,
+    )?;
+    let pulled = node
+        .kubestrap(&[
+            "config",
+            "images",
+            "pull",
+            "--config",
+            "/root/no-addons.yaml",
+        ])?
+        .check("config images pull")?;
+    ensure!(
+        pulled
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("[config/images] Pulled "))
+            .count()
+            == 5,
+        "{pulled:?}"
+    );
+    let failed = node.kubestrap(&["config", "images", "pull"])?;
+    ensure!(
+        failed.code == 1
+            && failed
+                .stderr
+                .contains("failed to pull image registry.k8s.io/kube-proxy"),
+        "{failed:?}"
+    );
     cluster.teardown()?;
     Ok(())
 }
