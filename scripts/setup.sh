@@ -23,4 +23,6 @@ done
 if [ ${#pip_missing[@]} -gt 0 ]; then
   echo "[setup] installing Python packages: ${pip_missing[*]}"
   python3 -m pip install -q "${pip_missing[@]}"
+  # pyenv only puts new console scripts (kubernetes-validate) on PATH after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
