@@ -1,14 +1,16 @@
 //! Clusters of testbed nodes: Docker containers on a private bridge network, each with its own IP,
 //! hostname and filesystem, running the testbed's init as PID 1. Tests start a cluster, drive
-//! nodes (kubestrap, kubectl, files, systemctl), stop, restart or cut nodes off, and tear down.
+//! nodes (kubestrap, kubectl, files, systemctl), stop, restart or cut nodes off, and tear down;
+//! the command line creates clusters that outlive it and tears them down the same way.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::docker::{EngineLock, Finished, LABEL, docker, require_engine, sweep_leftovers};
-use super::image;
+use super::docker::{EngineLock, Finished, docker, require_engine, sweep_leftovers};
+use super::identity::{IMAGE_LABEL, IP_LABEL, NODE_LABEL, Owner};
+use super::{image, inspect};
 
 /// The binaries the nodes run: the testbed's multi-call binary and kubestrap itself.
 #[derive(Debug, Clone)]
@@ -62,23 +64,31 @@ pub struct Node {
     pub name: String,
     pub container: String,
     pub ip: String,
-    network: String,
-    /// Host paths that must be gone after teardown (the network namespace and the rootfs mount).
-    footprint: Vec<String>,
+    pub(crate) network: String,
 }
 
 pub struct Cluster {
+    /// The test run's id, or the command-line cluster's name.
     pub run_id: String,
+    pub owner: Owner,
     pub network: String,
+    /// The cluster network's subnet (`10.213.x.0/24` for a test run, `10.214.x.0/24` for the
+    /// command line's clusters).
+    pub subnet: String,
+    /// The node image the nodes were made from.
+    pub image: String,
     pub nodes: Vec<Node>,
     torn_down: bool,
-    _lock: EngineLock,
+    _lock: Option<EngineLock>,
 }
 
-/// What teardown found and how long it took.
+/// What teardown removed and how long it took.
 #[derive(Debug)]
 pub struct Teardown {
     pub duration: Duration,
+    pub containers: usize,
+    pub networks: usize,
+    pub volumes: usize,
 }
 
 /// Polls `check` every 200 ms until it returns true; fails with `what` after `timeout`.
@@ -116,78 +126,158 @@ fn random_byte() -> u8 {
     b[0]
 }
 
-impl Cluster {
-    /// Starts the nodes. Holds the engine lock until the cluster is dropped.
-    pub fn start(binaries: &Binaries, spec: &ClusterSpec) -> Result<Cluster> {
-        for (what, path) in [
-            ("tbnode", &binaries.tbnode),
-            ("kubestrap", &binaries.kubestrap),
-        ] {
-            if !path.is_file() {
-                bail!(
-                    "the {what} binary {} does not exist (build it first)",
-                    path.display()
-                );
-            }
+/// Fails unless both binaries exist and a Docker engine answers.
+fn preflight(binaries: &Binaries) -> Result<()> {
+    for (what, path) in [
+        ("tbnode", &binaries.tbnode),
+        ("kubestrap", &binaries.kubestrap),
+    ] {
+        if !path.is_file() {
+            bail!(
+                "the {what} binary {} does not exist (build it first)",
+                path.display()
+            );
         }
-        require_engine()?;
+    }
+    require_engine()
+}
+
+impl Cluster {
+    /// Starts a test run's nodes. Holds the engine lock until the cluster is dropped, and first
+    /// removes what crashed test runs left (never a command-line cluster: see `identity`).
+    pub fn start(binaries: &Binaries, spec: &ClusterSpec) -> Result<Cluster> {
+        preflight(binaries)?;
         let lock = EngineLock::acquire()?;
+        Self::start_test_run(lock, binaries, spec)
+    }
+
+    /// As `start`, under an engine lock the caller already holds (e.g. a test that drives the
+    /// command line and the driver in turn); the cluster keeps a clone of it.
+    pub fn start_holding(
+        lock: EngineLock,
+        binaries: &Binaries,
+        spec: &ClusterSpec,
+    ) -> Result<Cluster> {
+        preflight(binaries)?;
+        Self::start_test_run(lock, binaries, spec)
+    }
+
+    fn start_test_run(
+        lock: EngineLock,
+        binaries: &Binaries,
+        spec: &ClusterSpec,
+    ) -> Result<Cluster> {
         sweep_leftovers()?;
+        Self::launch(Owner::new_test_run(), Some(lock), binaries, spec)
+    }
+
+    /// Starts a command-line cluster: it takes no engine lock (it lives beside test runs, on its
+    /// own network range and label) and is not removed when the value is dropped, only by
+    /// `teardown`. A failed start removes what it made.
+    pub fn create(owner: Owner, binaries: &Binaries, spec: &ClusterSpec) -> Result<Cluster> {
+        if owner.removed_on_drop() {
+            bail!("Cluster::create is for command-line clusters; tests use Cluster::start");
+        }
+        preflight(binaries)?;
+        Self::launch(owner, None, binaries, spec)
+    }
+
+    /// A cluster value for nodes that already run (a command-line cluster found again from its
+    /// labels, see `persistent`).
+    pub(super) fn assemble(
+        owner: Owner,
+        network: String,
+        subnet: String,
+        image: String,
+        nodes: Vec<Node>,
+    ) -> Cluster {
+        Cluster {
+            run_id: owner.id().to_string(),
+            owner,
+            network,
+            subnet,
+            image,
+            nodes,
+            torn_down: false,
+            _lock: None,
+        }
+    }
+
+    fn launch(
+        owner: Owner,
+        lock: Option<EngineLock>,
+        binaries: &Binaries,
+        spec: &ClusterSpec,
+    ) -> Result<Cluster> {
         let image = image::ensure()?;
-        let run_id = format!(
-            "tb{}x{:02x}{:02x}",
-            std::process::id(),
-            random_byte(),
-            random_byte()
-        );
-        let network = format!("kubestrap-testbed-{run_id}");
-        let label = format!("{LABEL}={run_id}");
+        let network = owner.network_name();
+        let mut create_network: Vec<String> =
+            ["network", "create", "--driver", "bridge", "--subnet", ""]
+                .map(String::from)
+                .into();
+        for label in owner.labels() {
+            create_network.extend(["--label".to_string(), label]);
+        }
+        create_network.push(network.clone());
         let mut prefix = None;
         for _ in 0..32 {
-            let candidate = format!("10.213.{}", random_byte());
-            let subnet = format!("{candidate}.0/24");
-            let out = docker(
-                &[
-                    "network", "create", "--driver", "bridge", "--subnet", &subnet, "--label",
-                    &label, &network,
-                ],
-                None,
-            )?;
+            let candidate = format!("{}.{}", owner.address_range(), random_byte());
+            create_network[5] = format!("{candidate}.0/24");
+            let args: Vec<&str> = create_network.iter().map(String::as_str).collect();
+            let out = docker(&args, None)?;
             if out.ok() {
                 prefix = Some(candidate);
                 break;
+            }
+            if out.stderr.contains("already exists") {
+                bail!(
+                    "a Docker network named {network} already exists: {}",
+                    out.stderr.trim()
+                );
             }
             if !out.stderr.contains("overlap") {
                 bail!("docker network create failed: {}", out.stderr);
             }
         }
-        let prefix = prefix
-            .ok_or_else(|| anyhow!("no free 10.213.x.0/24 subnet for the testbed network"))?;
+        let prefix = prefix.ok_or_else(|| {
+            anyhow!(
+                "no free {}.x.0/24 subnet for the testbed network",
+                owner.address_range()
+            )
+        })?;
         let mut cluster = Cluster {
-            run_id: run_id.clone(),
+            run_id: owner.id().to_string(),
+            owner,
             network: network.clone(),
+            subnet: format!("{prefix}.0/24"),
+            image: image.clone(),
             nodes: Vec::new(),
             torn_down: false,
             _lock: lock,
         };
+        let label = cluster.owner.label();
         for (i, name) in spec.nodes.iter().enumerate() {
             let ip = format!("{prefix}.{}", 11 + i);
-            let container = format!("kubestrap-testbed-{run_id}-{name}");
+            let container = cluster.owner.container_name(name);
             let tbnode = format!("{}:/opt/testbed/bin/tbnode:ro", binaries.tbnode.display());
             let kubestrap = format!(
                 "{}:/opt/testbed/bin/kubestrap:ro",
                 binaries.kubestrap.display()
             );
             let kubelet_version = format!("TESTBED_KUBELET_VERSION={}", spec.kubelet_version);
-            let args = [
-                "run",
-                "-d",
-                "--name",
-                &container,
-                "--hostname",
-                name,
-                "--label",
-                &label,
+            let usr_volume =
+                format!("type=volume,destination=/var/lib/testbed-usr,volume-label={label}");
+            let mut labels: Vec<String> = cluster.owner.labels();
+            labels.extend([
+                format!("{NODE_LABEL}={name}"),
+                format!("{IP_LABEL}={ip}"),
+                format!("{IMAGE_LABEL}={image}"),
+            ]);
+            let mut args = vec!["run", "-d", "--name", &container, "--hostname", name];
+            for label in &labels {
+                args.extend(["--label", label]);
+            }
+            args.extend([
                 "--network",
                 &network,
                 "--ip",
@@ -206,8 +296,8 @@ impl Cluster {
                 "/run:rw,exec,mode=755",
                 "-v",
                 "/usr:/host/usr:ro",
-                "-v",
-                "/var/lib/testbed-usr",
+                "--mount",
+                &usr_volume,
                 "-v",
                 "/etc/ssl:/etc/ssl:ro",
                 "-v",
@@ -224,38 +314,24 @@ impl Cluster {
                 &kubelet_version,
                 &image,
                 "/opt/testbed/bin/systemd",
-            ];
+            ]);
             let started = docker(&args, None)?.check(&format!("start node {name}"));
             if let Err(e) = started {
                 let _ = cluster.remove_everything();
                 return Err(e);
             }
-            let footprint = docker(
-                &[
-                    "inspect",
-                    "-f",
-                    "{{.NetworkSettings.SandboxKey}}\n{{.GraphDriver.Data.MergedDir}}\n{{range .Mounts}}{{if eq .Type \"volume\"}}volume:{{.Name}}\n{{end}}{{end}}",
-                    &container,
-                ],
-                None,
-            )?
-            .check("inspect node")?
-            .stdout
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && *l != "<no value>")
-            .map(str::to_string)
-            .collect();
             cluster.nodes.push(Node {
                 name: name.clone(),
                 container,
                 ip,
                 network: network.clone(),
-                footprint,
             });
         }
         for node in &cluster.nodes {
-            node.wait_booted()?;
+            if let Err(e) = node.wait_booted() {
+                let _ = cluster.remove_everything();
+                return Err(e);
+            }
         }
         Ok(cluster)
     }
@@ -297,37 +373,57 @@ impl Cluster {
         out
     }
 
-    fn remove_everything(&mut self) -> Result<()> {
-        let filter = format!("label={LABEL}={}", self.run_id);
-        let ids = docker(&["ps", "-aq", "--filter", &filter], None)?.stdout;
+    /// Removes every container (with its anonymous volumes), network and volume that carries the
+    /// cluster's label, whether or not this value knows it (a crashed start leaves some behind).
+    /// Returns how many of each it removed.
+    fn remove_everything(&mut self) -> Result<(usize, usize, usize)> {
+        let filter = self.owner.filter();
+        let ids = docker(&["ps", "-aq", "--filter", &filter], None)?
+            .check("list the cluster's containers")?
+            .stdout;
         let ids: Vec<&str> = ids.split_whitespace().collect();
+        let volumes = inspect::volumes(&filter)?.len();
         if !ids.is_empty() {
             let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids);
+            args.extend(&ids);
             docker(&args, None)?.check("remove node containers")?;
         }
-        let _ = docker(&["network", "rm", &self.network], None);
+        let networks = docker(&["network", "ls", "-q", "--filter", &filter], None)?
+            .check("list the cluster's networks")?
+            .stdout;
+        let networks: Vec<&str> = networks.split_whitespace().collect();
+        for id in &networks {
+            docker(&["network", "rm", id], None)?.check("remove the cluster network")?;
+        }
+        for volume in inspect::volumes(&filter)? {
+            docker(&["volume", "rm", "-f", &volume], None)?.check("remove a node volume")?;
+        }
         self.torn_down = true;
-        Ok(())
+        Ok((ids.len(), networks.len(), volumes))
     }
 
-    /// Removes the nodes and the network, then checks that no container, network, network
-    /// namespace, mount, volume or process of this run is left.
+    /// Removes the nodes, the network and the volumes, then checks that no container, network,
+    /// volume, network namespace, rootfs mount or process of this cluster is left.
     pub fn teardown(mut self) -> Result<Teardown> {
         let started = Instant::now();
-        self.remove_everything()?;
-        let filter = format!("label={LABEL}={}", self.run_id);
+        let filter = self.owner.filter();
+        let before = inspect::containers(&filter)?;
+        let (containers, networks, volumes) = self.remove_everything()?;
         let mut left = Vec::new();
-        let containers = docker(&["ps", "-aq", "--filter", &filter], None)?.stdout;
-        if !containers.trim().is_empty() {
-            left.push(format!("containers: {}", containers.trim()));
+        let still = docker(&["ps", "-aq", "--filter", &filter], None)?.stdout;
+        if !still.trim().is_empty() {
+            left.push(format!("containers: {}", still.trim()));
         }
-        let networks = docker(&["network", "ls", "-q", "--filter", &filter], None)?.stdout;
-        if !networks.trim().is_empty() {
-            left.push(format!("networks: {}", networks.trim()));
+        let still = docker(&["network", "ls", "-q", "--filter", &filter], None)?.stdout;
+        if !still.trim().is_empty() {
+            left.push(format!("networks: {}", still.trim()));
         }
-        for node in &self.nodes {
-            for path in &node.footprint {
+        let still = inspect::volumes(&filter)?;
+        if !still.is_empty() {
+            left.push(format!("volumes: {}", still.join(" ")));
+        }
+        for container in &before {
+            for path in container.footprint() {
                 // The engine releases a removed container's rootfs mount at once; its network
                 // namespace file stays until libnetwork's periodic garbage collection, so for
                 // that one what counts is that no process is left inside the namespace.
@@ -339,19 +435,35 @@ impl Cluster {
                     None => wait_until(
                         &format!("{path} to be released"),
                         Duration::from_secs(10),
-                        || Ok(!in_use(path)),
+                        || Ok(!in_use(&path)),
                     ),
                 };
                 if gone.is_err() {
-                    left.push(format!("{path} of {}", node.name));
+                    left.push(format!("{path} of {}", container.name()));
                 }
             }
         }
-        let processes = std::process::Command::new("pgrep")
-            .args(["-f", &self.run_id])
-            .output();
-        if let Ok(p) = processes {
-            let pids = String::from_utf8_lossy(&p.stdout).trim().to_string();
+        // Nothing may run on for a removed node: not a runtime shim (its command line names the
+        // container id) nor a docker client still attached to it (it names the container).
+        let names: Vec<String> = before
+            .iter()
+            .flat_map(|c| [c.id.clone(), c.name().to_string()])
+            .collect();
+        if !names.is_empty() {
+            let pattern = format!("(^| )({})( |$)", names.join("|"));
+            let mut pids = String::new();
+            let _ = wait_until(
+                "the nodes' processes to end",
+                Duration::from_secs(10),
+                || {
+                    let out = std::process::Command::new("pgrep")
+                        .args(["-f", &pattern])
+                        .output()
+                        .context("run pgrep")?;
+                    pids = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    Ok(pids.is_empty())
+                },
+            );
             if !pids.is_empty() {
                 left.push(format!("processes: {pids}"));
             }
@@ -361,6 +473,9 @@ impl Cluster {
         }
         Ok(Teardown {
             duration: started.elapsed(),
+            containers,
+            networks,
+            volumes,
         })
     }
 }
@@ -393,7 +508,7 @@ fn in_use(path: &str) -> bool {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if !self.torn_down {
+        if !self.torn_down && self.owner.removed_on_drop() {
             let _ = self.remove_everything();
         }
     }

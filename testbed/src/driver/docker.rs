@@ -1,15 +1,16 @@
-//! The Docker CLI, and the process-wide lock that keeps Docker-based tests one at a time on the
-//! shared engine.
+//! The Docker CLI, and the machine-wide lock that keeps Docker-based tests one at a time on the
+//! shared engine (command-line clusters never take it: they live beside test runs).
 
 use std::fs::File;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::{Flock, FlockArg};
 
-/// The label every container and network the testbed creates carries (value: the run id).
-pub const LABEL: &str = "io.kubestrap.testbed";
+/// The label every container, network and volume of a test run carries (value: the run id).
+pub const LABEL: &str = super::identity::TEST_LABEL;
 
 /// Lock file shared by every process that drives the engine for the testbed.
 /// One lock for every test of the project that uses the shared Docker engine or starts a containerd
@@ -91,12 +92,15 @@ pub fn require_engine() -> Result<()> {
     Ok(())
 }
 
-/// Holds the engine for one test at a time; released on drop.
+/// Holds the engine for one test at a time; released when the last clone is dropped. A test that
+/// holds it can hand a clone to `Cluster::start_holding` to start a cluster under the same hold.
+#[derive(Clone)]
 pub struct EngineLock {
-    _lock: Flock<File>,
+    _lock: Arc<Flock<File>>,
 }
 
 impl EngineLock {
+    /// Waits until no other holder is left (other processes, or other threads of this one).
     pub fn acquire() -> Result<EngineLock> {
         let file = File::options()
             .create(true)
@@ -106,12 +110,15 @@ impl EngineLock {
             .with_context(|| format!("open {LOCK_PATH}"))?;
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| anyhow!("lock {LOCK_PATH}: {e}"))?;
-        Ok(EngineLock { _lock: lock })
+        Ok(EngineLock {
+            _lock: Arc::new(lock),
+        })
     }
 }
 
-/// Removes every container and network carrying the testbed label. Only called while holding
-/// the engine lock, so nothing labelled can belong to a live run.
+/// Removes every container, network and volume carrying the test-run label. Only called while
+/// holding the engine lock, so nothing so labelled can belong to a live run; command-line clusters
+/// carry another label key and are never selected.
 pub fn sweep_leftovers() -> Result<()> {
     let filter = format!("label={LABEL}");
     let containers =
@@ -126,6 +133,11 @@ pub fn sweep_leftovers() -> Result<()> {
         .check("list testbed networks")?;
     for id in networks.stdout.split_whitespace() {
         docker(&["network", "rm", id], None)?.check("remove a leftover testbed network")?;
+    }
+    let volumes = docker(&["volume", "ls", "-q", "--filter", &filter], None)?
+        .check("list testbed volumes")?;
+    for name in volumes.stdout.split_whitespace() {
+        docker(&["volume", "rm", "-f", name], None)?.check("remove a leftover testbed volume")?;
     }
     Ok(())
 }

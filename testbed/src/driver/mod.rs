@@ -1,10 +1,15 @@
-//! The host side of the testbed: node images, clusters of Docker nodes, and the scenario helpers
-//! tests use to drive them.
+//! The host side of the testbed: node images, clusters of Docker nodes (a test run's, or the command
+//! line's that outlive it), and the scenario helpers tests use to drive them.
 
 pub mod cluster;
 pub mod docker;
 pub mod fixture;
+pub mod identity;
 pub mod image;
+pub mod inspect;
+pub mod node_state;
+pub mod persistent;
 pub mod scenario;
+pub mod transfer;
 
 pub use cluster::{Binaries, Cluster, ClusterSpec, Node, wait_until};
