@@ -3,6 +3,7 @@
 //! writes, and a CRI runtime (containerd) double that runs the pods. Never linked into the kubestrap binary.
 
 pub mod apiserver;
+pub mod cli;
 pub mod common;
 pub mod controller_manager;
 pub mod cri;
