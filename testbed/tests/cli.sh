@@ -148,6 +148,8 @@ contains "$err" "no node \"node9\" in cluster \"$name\" (its nodes: node1, node2
 expect 2 tb --name "nosuch-$$" exec node1 -- true
 contains "$err" "no testbed cluster named \"nosuch-$$\"" "an unknown cluster"
 contains "$err" "$name" "the unknown cluster's hint"
+expect 2 env KUBESTRAP_TESTBED_STATE="$tmp/unused" "$TESTBED_CLI" down --name "$name"
+[ ! -e "$tmp/unused" ] || fail "a refused down wrote its state directory"
 expect 2 tb exec "other-$$/node1" --name "$name" -- true
 contains "$err" "--name says" "a node of another cluster than --name"
 expect 2 tb up --name Not_A_Name

@@ -13,7 +13,8 @@ pub fn run(ctx: &Context, all: bool) -> CliResult<i32> {
     }
     require_engine()?;
     let root = ctx.state()?;
-    let _lock = root.lock()?;
+    // What to remove is settled before the lock (which writes the state directory's lock file),
+    // so naming an unknown cluster writes nothing.
     let names: Vec<String> = if all {
         let (mine, _) = clusters::list(&root)?;
         let mut names: Vec<String> = mine.into_iter().map(|p| p.name).collect();
@@ -26,11 +27,16 @@ pub fn run(ctx: &Context, all: bool) -> CliResult<i32> {
         }
         names
     } else {
-        vec![ctx.cluster_name().to_string()]
+        let name = ctx.cluster_name();
+        if clusters::find(&root, name)?.is_none() && !root.cluster_dir(name).exists() {
+            return Err(clusters::unknown_cluster(&root, name));
+        }
+        vec![name.to_string()]
     };
+    let _lock = root.lock()?;
     let mut failures = Vec::new();
     for name in &names {
-        match remove(&root, name, all) {
+        match remove(&root, name) {
             Ok(report) => println!("{report}"),
             Err(e) if names.len() == 1 => return Err(e),
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -43,13 +49,10 @@ pub fn run(ctx: &Context, all: bool) -> CliResult<i32> {
     }
 }
 
-/// Removes one cluster and says what went.
-fn remove(root: &StateRoot, name: &str, listed: bool) -> CliResult<String> {
+/// Removes one cluster (whatever is left of it) and says what went.
+fn remove(root: &StateRoot, name: &str) -> CliResult<String> {
     let found = clusters::find(root, name)?;
     let dir = root.cluster_dir(name);
-    if found.is_none() && !dir.exists() && !listed {
-        return Err(clusters::unknown_cluster(root, name));
-    }
     let removed = match found {
         Some(found) => {
             let torn = found.attach().teardown()?;

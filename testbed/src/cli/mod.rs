@@ -160,7 +160,7 @@ impl Context {
     }
 
     pub fn state(&self) -> CliResult<StateRoot> {
-        Ok(StateRoot::open(self.state_dir.as_deref())?)
+        Ok(StateRoot::locate(self.state_dir.as_deref())?)
     }
 }
 

@@ -32,18 +32,27 @@ pub struct StateRoot {
 }
 
 impl StateRoot {
-    /// Opens (creating it) the directory given, or the default one.
-    pub fn open(given: Option<&Path>) -> Result<StateRoot> {
+    /// The directory given, or the default one, without creating it (commands that only read
+    /// write nothing): resolved when it exists, else made absolute.
+    pub fn locate(given: Option<&Path>) -> Result<StateRoot> {
         let path = match given {
             Some(p) => p.to_path_buf(),
             None => default_root()?,
         };
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("create the state directory {}", path.display()))?;
-        let path = path
-            .canonicalize()
-            .with_context(|| format!("resolve the state directory {}", path.display()))?;
+        let path = if path.exists() {
+            path.canonicalize()
+        } else {
+            std::path::absolute(&path)
+        }
+        .with_context(|| format!("resolve the state directory {}", path.display()))?;
         Ok(StateRoot { path })
+    }
+
+    /// Creates the directory (for `up`) and resolves it.
+    pub fn create(self) -> Result<StateRoot> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("create the state directory {}", self.path.display()))?;
+        StateRoot::locate(Some(&self.path))
     }
 
     pub fn path(&self) -> &Path {
@@ -56,6 +65,9 @@ impl StateRoot {
 
     /// Names of the clusters that have a directory here.
     pub fn cluster_dirs(&self) -> Result<Vec<String>> {
+        if !self.path.exists() {
+            return Ok(Vec::new());
+        }
         let mut names: Vec<String> = std::fs::read_dir(&self.path)
             .with_context(|| format!("read {}", self.path.display()))?
             .flatten()
@@ -69,6 +81,8 @@ impl StateRoot {
 
     /// Serialises `up` and `down` of this directory's clusters (held until dropped).
     pub fn lock(&self) -> Result<Flock<File>> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("create the state directory {}", self.path.display()))?;
         let path = self.path.join(".lock");
         let file = File::options()
             .create(true)
@@ -135,8 +149,11 @@ mod tests {
             tbnode: build.join("tbnode"),
             kubestrap: build.join("my-kubestrap"),
         };
-        // A relative state directory is made absolute.
-        let root = StateRoot::open(Some(&tmp.path().join("state/../state"))).unwrap();
+        // Locating the state directory writes nothing; `up` creates it, resolved.
+        let root = StateRoot::locate(Some(&tmp.path().join("state/../state"))).unwrap();
+        assert!(!tmp.path().join("state").exists());
+        assert!(root.cluster_dirs().unwrap().is_empty());
+        let root = root.create().unwrap();
         assert_eq!(
             root.path(),
             tmp.path().canonicalize().unwrap().join("state")
@@ -164,7 +181,7 @@ mod tests {
     #[test]
     fn a_missing_binary_is_named() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = StateRoot::open(Some(tmp.path())).unwrap();
+        let root = StateRoot::locate(Some(tmp.path())).unwrap();
         let from = Binaries {
             tbnode: tmp.path().join("nowhere/tbnode"),
             kubestrap: tmp.path().join("nowhere/kubestrap"),

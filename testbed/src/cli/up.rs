@@ -10,6 +10,7 @@ use super::Context;
 use super::clusters::{self, require_engine};
 use super::error::{CliResult, usage};
 use crate::driver::identity::Owner;
+use crate::driver::persistent;
 use crate::driver::{Binaries, Cluster, ClusterSpec};
 
 pub fn run(ctx: &Context, nodes: u8, kubestrap: Option<&Path>) -> CliResult<i32> {
@@ -25,12 +26,18 @@ pub fn run(ctx: &Context, nodes: u8, kubestrap: Option<&Path>) -> CliResult<i32>
         source.kubestrap = path.to_path_buf();
     }
     require_engine()?;
-    let root = ctx.state()?;
+    let root = ctx.state()?.create()?;
     let _lock = root.lock()?;
-    if let Some(found) = clusters::find(&root, name)? {
+    if let Some(found) = persistent::find(name)? {
         let nodes: Vec<&str> = found.nodes().map(|(n, _, _)| n).collect();
+        let elsewhere = match &found.state_root {
+            Some(dir) if !clusters::belongs_to(&found, &root) => {
+                format!(", state directory {}", dir.display())
+            }
+            _ => String::new(),
+        };
         return Err(usage(format!(
-            "a testbed cluster named {name:?} already exists (nodes: {}): use it, or remove it with `kubestrap-testbed down --name {name}`",
+            "a testbed cluster named {name:?} already exists (nodes: {}{elsewhere}): use it, or remove it with `kubestrap-testbed down --name {name}`",
             if nodes.is_empty() {
                 "none".to_string()
             } else {
