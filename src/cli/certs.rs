@@ -194,15 +194,15 @@ fn generate_csr(global: &GlobalOpts, args: &GenerateCsrArgs) -> anyhow::Result<(
     })
 }
 
-/// Runs a command that writes files in one session: under the node lock, journaled, an unfinished
-/// earlier run rolled back first, and this one rolled back on failure.
+/// Runs a command that writes files in one session: under the node lock, journaled, refused while an
+/// earlier run is unfinished, and rolled back on failure.
 fn run_journaled(
     host: &Host,
     command: &str,
     body: impl FnOnce(&Host) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let undoers: [&dyn UndoEntry; 1] = [host];
-    let session = Session::begin(host, command, Recovery::RollBack, &undoers)?;
+    let session = Session::begin(host, command, Recovery::Refuse, &undoers)?;
     let result = body(host);
     session.finish(host, result, false, &undoers)
 }

@@ -95,7 +95,7 @@ pub struct InitFlags {
     /// Where certificates are stored
     #[arg(long, global = true, allow_hyphen_values = true, value_name = "DIR")]
     pub cert_dir: Option<String>,
-    /// Upload the control-plane certificates to the kubeadm-certs Secret
+    /// Upload the control-plane certificates to the kubeadm-certs Secret (not built yet: refused)
     #[arg(long, global = true)]
     pub upload_certs: bool,
     /// Key (64 hex characters) that encrypts the uploaded certificates
@@ -122,7 +122,7 @@ pub struct InitFlags {
         value_name = "IDS"
     )]
     pub ignore_preflight_errors: Option<Vec<String>>,
-    /// Do not print the bootstrap token at the end
+    /// Do not print the bootstrap token at the end (not built yet: refused)
     #[arg(long, global = true)]
     pub skip_token_print: bool,
     /// Pod-network addon of the cluster: decides the default pod subnet and the preflight checks
@@ -135,7 +135,7 @@ pub struct InitFlags {
         value_name = "ADDON"
     )]
     pub pod_network: Option<PodNetwork>,
-    /// Leave the control-plane node schedulable (no NoSchedule taint)
+    /// Leave the control-plane node schedulable, without the NoSchedule taint (not built yet: refused)
     #[arg(long, global = true)]
     pub schedule_on_control_plane: bool,
     /// Port of the token-signed discovery endpoint: checked free by preflight (serving the endpoint
@@ -221,7 +221,7 @@ pub struct JoinFlags {
         value_name = "FILE|URL"
     )]
     pub discovery_file: Option<String>,
-    /// kubestrap's token-signed discovery endpoint (https://HOST:9898)
+    /// kubestrap's token-signed discovery endpoint, https://HOST:9898 (not built yet: refused)
     #[arg(long, global = true, allow_hyphen_values = true, value_name = "URL")]
     pub discovery_url: Option<String>,
     /// Token the kubelet uses for its TLS bootstrap
@@ -269,7 +269,7 @@ pub struct JoinFlags {
     /// Apply safe preflight fixes (sysctls through an /etc/sysctl.d drop-in)
     #[arg(long, global = true)]
     pub fix: bool,
-    /// Do not roll back a failed run (not available for join yet)
+    /// Do not roll back a failed run (not built yet for join: refused)
     #[arg(long, global = true)]
     pub keep_on_failure: bool,
 }

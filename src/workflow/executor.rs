@@ -217,6 +217,22 @@ mod tests {
     }
 
     #[test]
+    fn a_maintenance_command_refuses_while_a_run_is_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = data(dir.path());
+        d.host.start_journal("init").unwrap();
+        drop(d);
+        let d = data(dir.path());
+        let err = Session::begin(&d.host, "certs renew all", Recovery::Refuse, &d.undoers())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'kubestrap init'") && err.contains("did not finish"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_dry_run_neither_journals_nor_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let d = Data {

@@ -10,8 +10,11 @@ use crate::host::lock::NodeLock;
 /// What a command does about an earlier run that never ended (its process was killed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
-    /// Say so and roll it back before this run (init, join, certs renew: a re-run then converges).
+    /// Say so and roll it back before this run (init, join: a re-run then converges).
     RollBack,
+    /// Refuse to run until it is dealt with (maintenance commands such as `certs renew`, which must not
+    /// undo a half-made node nor build on one).
+    Refuse,
     /// Leave it: the command undoes every run itself (reset).
     Leave,
 }
@@ -37,6 +40,14 @@ impl Session {
             Some(NodeLock::acquire(host.root(), command)?)
         };
         let earlier = journal::unfinished_runs(&journal::read(host.root())?);
+        if recovery == Recovery::Refuse
+            && let Some(run) = earlier.last()
+        {
+            anyhow::bail!(
+                "{}: run it again (it rolls the unfinished run back first) or 'kubestrap reset' before '{command}'",
+                describe(run)
+            );
+        }
         host.start_journal(command)?;
         if recovery == Recovery::RollBack {
             for run in earlier.iter().rev() {
@@ -91,13 +102,17 @@ impl Session {
     }
 }
 
+fn describe(run: &UnfinishedRun) -> String {
+    format!(
+        "an earlier run ('kubestrap {}', pid {}, started {}) did not finish",
+        run.command, run.pid, run.started
+    )
+}
+
 /// Reports an earlier run that never ended and undoes its effects (in a dry run: only reports).
 fn recover(host: &Host, run: &UnfinishedRun, undoers: &[&dyn UndoEntry]) -> anyhow::Result<()> {
     let ui = host.ui();
-    let what = format!(
-        "an earlier run ('kubestrap {}', pid {}, started {}) did not finish",
-        run.command, run.pid, run.started
-    );
+    let what = describe(run);
     if host.dry_run() {
         ui.line(format!(
             "[dry-run] {what}: a real run rolls back its changes first"
