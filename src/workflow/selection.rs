@@ -107,3 +107,59 @@ impl<W: PhaseTree> Subcommand for PhaseSelection<W> {
         W::tree().iter().any(|p| p.name == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Deep;
+
+    impl PhaseTree for Deep {
+        fn tree() -> Vec<PhaseInfo> {
+            let leaf = |name| PhaseInfo {
+                name,
+                help: "",
+                children: Vec::new(),
+            };
+            vec![
+                leaf("a"),
+                PhaseInfo {
+                    name: "b",
+                    help: "",
+                    children: vec![PhaseInfo {
+                        name: "deep",
+                        help: "",
+                        children: vec![leaf("d1"), leaf("d2")],
+                    }],
+                },
+            ]
+        }
+
+        fn positional() -> Option<(&'static str, &'static str)> {
+            Some(("endpoint", ""))
+        }
+    }
+
+    fn select(args: &[&str]) -> PhaseSelection<Deep> {
+        let cmd = PhaseSelection::<Deep>::augment_subcommands(Command::new("phase"));
+        let matches = cmd
+            .try_get_matches_from(std::iter::once("phase").chain(args.iter().copied()))
+            .unwrap();
+        PhaseSelection::<Deep>::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn subcommands_reach_every_depth_with_all_and_the_positional() {
+        assert_eq!(
+            select(&["b", "deep", "d2"]).target.path,
+            ["b", "deep", "d2"]
+        );
+        assert_eq!(
+            select(&["b", "deep", "all"]).target.path,
+            ["b", "deep", "all"]
+        );
+        let with_endpoint = select(&["b", "deep", "d1", "10.0.0.1:6443"]);
+        assert_eq!(with_endpoint.positional.as_deref(), Some("10.0.0.1:6443"));
+        assert_eq!(select(&["a"]).target.path, ["a"]);
+    }
+}
