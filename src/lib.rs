@@ -1,12 +1,13 @@
 //! kubestrap: bootstraps Kubernetes clusters the way kubeadm does (init, join, reset).
 
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod etcd;
 pub mod host;
-pub mod images;
 pub mod kubeconfig;
+pub mod model;
 pub mod net;
 pub mod output;
 pub mod patches;

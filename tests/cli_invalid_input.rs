@@ -209,6 +209,49 @@ fn cases() -> Vec<Case> {
             &["--patches", "/nonexistent/kubestrap-patches"],
             &["patches.directory", "/nonexistent/kubestrap-patches"],
         ),
+        case(
+            "pod CIDR list with a space",
+            &["--pod-network-cidr", "10.244.0.0/16, fd00:10:244::/56"],
+            &[
+                "podSubnet",
+                "10.244.0.0/16, fd00:10:244::/56",
+                "without spaces",
+            ],
+        ),
+        case(
+            "service CIDR list with a space",
+            &["--service-cidr", "10.96.0.0/12 ,fd00:10:96::/112"],
+            &[
+                "serviceSubnet",
+                "10.96.0.0/12 ,fd00:10:96::/112",
+                "without spaces",
+            ],
+        ),
+        case(
+            "negative token TTL",
+            &["--token-ttl", "-5m"],
+            &["--token-ttl", "-5m", "negative"],
+        ),
+        case(
+            "phase to skip that does not exist",
+            &["--skip-phases", "nosuchphase"],
+            &["--skip-phases", "nosuchphase"],
+        ),
+        case(
+            "certificate upload not built yet",
+            &["--upload-certs"],
+            &["--upload-certs", "does not exist yet"],
+        ),
+        case(
+            "token print flag not built yet",
+            &["--skip-token-print"],
+            &["--skip-token-print", "does not exist yet"],
+        ),
+        case(
+            "untainted control plane not built yet",
+            &["--schedule-on-control-plane"],
+            &["--schedule-on-control-plane", "does not exist yet"],
+        ),
         case("verbosity out of range", &["-v", "9"], &["9"]),
         case("unknown output format", &["-o", "xml"], &["xml"]),
         case(
@@ -403,6 +446,79 @@ fn every_invalid_input_exits_2_names_the_field_and_writes_nothing() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn flag_and_configuration_errors_are_reported_together() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{HEAD}kind: InitConfiguration\nlocalAPIEndpoint: {{advertiseAddress: 192.0.2.10}}\nnodeRegistration: {{name: cp-1}}\n---\n{}",
+            cluster("networking:\n  serviceSubnet: 10.0.0.0/8\n")
+        ),
+    )
+    .unwrap();
+    let output = Command::cargo_bin("kubestrap")
+        .unwrap()
+        .arg("--root")
+        .arg(root.path())
+        .args(["init", "--config"])
+        .arg(&path)
+        .args([
+            "--skip-phases",
+            "nosuchphase",
+            "--upload-certs",
+            "--ignore-preflight-errors",
+            "all,Swap",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "invalid input (4 errors)",
+        "networking.serviceSubnet",
+        "\"nosuchphase\"",
+        "--upload-certs",
+        "all,Swap",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert_empty_dir(root.path(), "several errors");
+}
+
+#[test]
+fn join_refuses_flags_whose_feature_does_not_exist_yet() {
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::cargo_bin("kubestrap")
+        .unwrap()
+        .arg("--root")
+        .arg(root.path())
+        .args([
+            "join",
+            "--node-name",
+            "w-1",
+            "--token",
+            "abcdef.0123456789abcdef",
+            "--discovery-token-unsafe-skip-ca-verification",
+            "--discovery-url",
+            "https://10.0.0.1:9898",
+            "--keep-on-failure",
+            "phase",
+            "preflight",
+            "10.0.0.1:6443",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--discovery-url"), "{stderr}");
+    assert!(stderr.contains("--keep-on-failure"), "{stderr}");
+    assert_eq!(stderr.matches("does not exist yet").count(), 2, "{stderr}");
+    assert_empty_dir(root.path(), "join");
 }
 
 #[test]

@@ -19,20 +19,30 @@ use std::process::Command;
 use kubestrap::config::flags::PodNetwork;
 use kubestrap::config::versions::KubeVersion;
 use kubestrap::host::{Facts, Host, Root};
+use kubestrap::model::resolve::{ClusterChoices, ClusterDocuments, cluster_from_documents};
+use kubestrap::model::{ClusterSpec, EtcdSpec, ExternalEtcdSpec, LocalApiEndpoint};
+use kubestrap::net::cidr::CidrList;
 use kubestrap::output::Ui;
 use kubestrap::preflight::catalogue::{self, Condition, Entry};
 use kubestrap::preflight::kinds::Kind;
 use kubestrap::preflight::{
-    CheckResult, ClockSource, Environment, NodeSettings, Role, Severity, Status, evaluate_one,
+    CheckResult, ClockSource, Environment, PreflightInput, Role, Severity, Status, evaluate_one,
 };
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use preflight_support::{PrivateContainerd, require, require_docker_engine, write_file};
 
+/// kubeadm's default cluster with kubestrap's default pod network.
+fn default_cluster() -> ClusterSpec {
+    cluster_from_documents(ClusterDocuments::default(), ClusterChoices::default())
+        .unwrap()
+        .0
+}
+
 /// A node described by files, plus what a scenario keeps alive (listeners) and mounts.
 struct Fixture {
     dir: tempfile::TempDir,
-    node: NodeSettings,
+    node: PreflightInput,
     env: Environment,
     kernel_options: BTreeMap<String, String>,
     keep: Vec<Box<dyn Any>>,
@@ -110,11 +120,9 @@ impl Fixture {
         }
         write_script(&bin.join("kubelet"), "echo 'Kubernetes v1.34.3'");
 
-        let mut node = NodeSettings::defaults(role, "localhost");
-        node.kubernetes_version = Some(KubeVersion::parse("v1.34.3").unwrap());
-        node.pod_network = Some(PodNetwork::Flannel);
-        node.pod_subnets = vec!["10.244.0.0/16".parse().unwrap()];
-        node.service_subnets = vec!["10.96.0.0/12".parse().unwrap()];
+        // v1.34.3, flannel, pods 10.244.0.0/16, services 10.96.0.0/12, stacked etcd.
+        let mut node = PreflightInput::defaults(role, "localhost");
+        node.cluster = Some(default_cluster());
         let mut env = Environment::with(vec![bin], &[]);
         env.clock = ClockSource::Assume { synchronized: true };
         let kernel_options = all_kernel_options();
@@ -130,6 +138,19 @@ impl Fixture {
 
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// The node's cluster (kubeadm's defaults unless a scenario changed them).
+    fn cluster(&mut self) -> &mut ClusterSpec {
+        self.node.cluster.get_or_insert_with(default_cluster)
+    }
+
+    /// Makes the node advertise `ip` on kubeadm's port.
+    fn advertise(&mut self, ip: &str) {
+        self.node.node.local_api_endpoint = Some(LocalApiEndpoint {
+            advertise_address: ip.parse().unwrap(),
+            bind_port: 6443,
+        });
     }
 
     fn write(&self, rel: &str, text: &str) {
@@ -155,25 +176,19 @@ impl Fixture {
     fn satisfy(&mut self, conditions: &[Condition]) {
         for condition in conditions {
             match condition {
-                Condition::LocalEtcd => {
-                    self.node.local_etcd = true;
-                    self.node.external_etcd = false;
-                }
-                Condition::ExternalEtcd => {
-                    self.node.local_etcd = false;
-                    self.node.external_etcd = true;
-                }
+                Condition::LocalEtcd => self.cluster().etcd = default_cluster().etcd,
+                Condition::ExternalEtcd => self.external_etcd(&[]),
                 Condition::Ipv4 => {}
-                Condition::Ipv6 => self
-                    .node
-                    .service_subnets
-                    .push("fd00:10:96::/112".parse().unwrap()),
+                Condition::Ipv6 => {
+                    self.cluster().networking.service_subnets =
+                        CidrList::parse("10.96.0.0/12,fd00:10:96::/112").unwrap()
+                }
                 Condition::PodNetwork(names) => {
-                    self.node.pod_network = Some(match names[0].as_str() {
+                    self.cluster().pod_network.addon = match names[0].as_str() {
                         "flannel" => PodNetwork::Flannel,
                         "calico" => PodNetwork::Calico,
                         _ => PodNetwork::Weave,
-                    })
+                    }
                 }
                 Condition::DockerEngine => {
                     let socket = self.path("docker.sock");
@@ -184,6 +199,17 @@ impl Fixture {
                 }
             }
         }
+    }
+
+    /// An external etcd with these client files.
+    fn external_etcd(&mut self, files: &[&str]) {
+        let file = |i: usize| files.get(i).map(kubestrap::host::NodePath::new);
+        self.cluster().etcd = EtcdSpec::External(ExternalEtcdSpec {
+            endpoints: vec!["https://10.0.0.9:2379".into()],
+            ca_file: file(0),
+            cert_file: file(1),
+            key_file: file(2),
+        });
     }
 
     /// A tmpfs of the given size at a state directory, in the scenario's own mount namespace.
@@ -263,7 +289,7 @@ fn addresses(f: &Fixture, ips: &[&str]) {
 
 /// The pass and fail scenarios of a catalogue entry, by its kind.
 fn scenarios(entry: &Entry) -> (Setup, Setup) {
-    let default_node = NodeSettings::defaults(Role::Init, "node");
+    let default_node = PreflightInput::defaults(Role::Init, "node");
     match entry.check.clone() {
         Kind::Privileged => (
             nothing(),
@@ -347,7 +373,7 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
             nothing(),
             setup(|f| f.write("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io pids\n")),
         ),
-        Kind::Hostname => (nothing(), setup(|f| f.node.node_name = "Bad_Name".into())),
+        Kind::Hostname => (nothing(), setup(|f| f.node.node.name = "Bad_Name".into())),
         Kind::ResolvConf => (
             nothing(),
             setup(|f| f.write("root/etc/resolv.conf", "nameserver 127.0.0.53\n")),
@@ -368,33 +394,33 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
         Kind::AdvertiseAddress => (
             setup(|f| {
                 addresses(f, &["198.51.100.7/32"]);
-                f.node.advertise_address = Some("198.51.100.7".parse().unwrap());
+                f.advertise("198.51.100.7");
             }),
             setup(|f| {
                 addresses(f, &["198.51.100.7/32"]);
-                f.node.advertise_address = Some("198.51.100.8".parse().unwrap());
+                f.advertise("198.51.100.8");
             }),
         ),
         Kind::AdvertiseAddressChoice => (
             setup(|f| {
                 addresses(f, &["198.51.100.7/32", "203.0.113.9/32"]);
-                f.node.advertise_address = Some("198.51.100.7".parse().unwrap());
+                f.advertise("198.51.100.7");
                 f.node.advertise_address_detected = false;
             }),
             setup(|f| {
                 addresses(f, &["198.51.100.7/32", "203.0.113.9/32"]);
-                f.node.advertise_address = Some("198.51.100.7".parse().unwrap());
+                f.advertise("198.51.100.7");
                 f.node.advertise_address_detected = true;
             }),
         ),
         Kind::InterfaceMtu { .. } => (
             setup(|f| {
                 addresses(f, &["198.51.100.7/32"]);
-                f.node.advertise_address = Some("198.51.100.7".parse().unwrap());
+                f.advertise("198.51.100.7");
             }),
             setup(|f| {
                 addresses(f, &["198.51.100.7/32"]);
-                f.node.advertise_address = Some("198.51.100.7".parse().unwrap());
+                f.advertise("198.51.100.7");
                 f.write("sys/class/net/lo/mtu", "1300\n");
             }),
         ),
@@ -408,7 +434,7 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
         }
         Kind::HttpProxy => (
             setup(|f| {
-                f.node.advertise_address = Some("198.51.100.7".parse().unwrap());
+                f.advertise("198.51.100.7");
                 f.env
                     .vars
                     .insert("https_proxy".into(), "http://proxy:3128".into());
@@ -417,7 +443,7 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
                     .insert("no_proxy".into(), "198.51.100.0/24".into());
             }),
             setup(|f| {
-                f.node.advertise_address = Some("198.51.100.7".parse().unwrap());
+                f.advertise("198.51.100.7");
                 f.node.api_endpoint = Some(("198.51.100.7".into(), 6443));
                 f.env
                     .vars
@@ -460,8 +486,7 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
             ];
             let files = FILES;
             let with = move |f: &mut Fixture| {
-                f.node.external_etcd_files =
-                    files.iter().map(kubestrap::host::NodePath::new).collect();
+                f.external_etcd(&files);
             };
             (
                 setup(move |f| {
@@ -479,10 +504,10 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
         Kind::Cri => (
             setup(|f| {
                 let containerd = PrivateContainerd::start();
-                f.node.cri_socket = containerd.endpoint();
+                f.node.node.cri_socket = containerd.endpoint();
                 f.keep.push(Box::new(containerd));
             }),
-            setup(|f| f.node.cri_socket = format!("unix://{}", f.path("dead.sock").display())),
+            setup(|f| f.node.node.cri_socket = format!("unix://{}", f.path("dead.sock").display())),
         ),
         Kind::Images { .. } => (
             setup(|f| {
@@ -492,14 +517,14 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
                     "registry.k8s.io/kube-apiserver:v1.34.3".into(),
                 ];
                 containerd.import(&f.node.images);
-                f.node.cri_socket = containerd.endpoint();
+                f.node.node.cri_socket = containerd.endpoint();
                 f.keep.push(Box::new(containerd));
             }),
             setup(|f| {
                 let containerd = PrivateContainerd::start();
                 f.node.images = vec!["registry.k8s.io/pause:3.10.1".into()];
-                f.node.image_pull_policy = "Never".into();
-                f.node.cri_socket = containerd.endpoint();
+                f.node.node.image_pull_policy = "Never".into();
+                f.node.node.cri_socket = containerd.endpoint();
                 f.keep.push(Box::new(containerd));
             }),
         ),
@@ -512,16 +537,16 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
                     .cgroup_driver
             };
             (
-                setup(move |f| f.node.kubelet.cgroup_driver = engine(f)),
+                setup(move |f| f.cluster().kubelet.cgroup_driver = engine(f)),
                 setup(move |f| {
                     let driver = engine(f);
-                    f.node.kubelet.cgroup_driver = if driver == "systemd" {
+                    f.cluster().kubelet.cgroup_driver = if driver == "systemd" {
                         "cgroupfs"
                     } else {
                         "systemd"
                     }
                     .into();
-                    f.node.cri_socket = "unix:///var/run/cri-dockerd.sock".into();
+                    f.node.node.cri_socket = "unix:///var/run/cri-dockerd.sock".into();
                 }),
             )
         }
@@ -698,7 +723,7 @@ fn every_check_passes_and_fails_as_its_scenarios_say() {
 #[test]
 fn every_role_has_its_own_set_and_init_has_at_least_forty() {
     let entries = catalogue::catalogue().unwrap();
-    let node = NodeSettings::defaults(Role::Init, "node");
+    let node = PreflightInput::defaults(Role::Init, "node");
     let ids_for = |role: Role| -> BTreeSet<String> {
         entries
             .iter()
@@ -746,7 +771,7 @@ fn every_role_has_its_own_set_and_init_has_at_least_forty() {
 }
 
 fn entry(role: Role, id: &str) -> &'static Entry {
-    let node = NodeSettings::defaults(role, "node");
+    let node = PreflightInput::defaults(role, "node");
     catalogue::catalogue()
         .unwrap()
         .iter()
@@ -765,9 +790,7 @@ fn unmet_conditions_skip_the_check_and_say_why() {
         "FileContent--proc-sys-net-ipv6-conf-default-forwarding",
         setup(|f| {
             f.write("proc/sys/net/ipv6/conf/default/forwarding", "0\n");
-            f.node
-                .service_subnets
-                .retain(|n| matches!(n, ipnet::IpNet::V4(_)));
+            f.cluster().networking.service_subnets = CidrList::parse("10.96.0.0/12").unwrap();
         }),
     );
     assert_eq!(ipv4_only.status, Status::Skip);
@@ -775,14 +798,14 @@ fn unmet_conditions_skip_the_check_and_say_why() {
     let calico = result_for(
         Role::Init,
         "KernelConfig-Flannel",
-        setup(|f| f.node.pod_network = Some(PodNetwork::Calico)),
+        setup(|f| f.cluster().pod_network.addon = PodNetwork::Calico),
     );
     assert_eq!(calico.status, Status::Skip);
     assert!(calico.message.contains("flannel"), "{}", calico.message);
     let joining = result_for(
         Role::Init,
         "KernelConfig-Flannel",
-        setup(|f| f.node.pod_network = None),
+        setup(|f| f.node.cluster = None),
     );
     assert!(
         joining.message.contains("after discovery"),
@@ -833,7 +856,7 @@ fn messages_name_what_was_found() {
                 "proc/swaps",
                 "Filename\tType\tSize\tUsed\tPriority\n/swapfile\tfile\t1048572\t0\t-2\n",
             );
-            f.node.kubelet.fail_swap_on = false;
+            f.cluster().kubelet.fail_swap_on = false;
         }),
     );
     assert_eq!(
@@ -910,7 +933,7 @@ fn messages_name_what_was_found() {
         "AdvertiseAddressChoice",
         setup(|f| {
             addresses(f, &["198.51.100.7/32", "203.0.113.9/32"]);
-            f.node.advertise_address = Some("198.51.100.7".parse().unwrap());
+            f.advertise("198.51.100.7");
             f.node.advertise_address_detected = true;
         }),
     );
@@ -948,7 +971,7 @@ fn messages_name_what_was_found() {
     let unresolvable = result_for(
         Role::Init,
         "Hostname",
-        setup(|f| f.node.node_name = "kubestrap-preflight-no-such-host.invalid".into()),
+        setup(|f| f.node.node.name = "kubestrap-preflight-no-such-host.invalid".into()),
     );
     assert_eq!(unresolvable.severity, Severity::Warning);
     assert!(unresolvable.message.contains("could not be reached"));
@@ -986,7 +1009,7 @@ fn cgroup_v1_is_an_error_for_kubelets_that_refuse_it() {
         "CgroupsVersion",
         setup(|f| {
             f.remove("sys/fs/cgroup/cgroup.controllers");
-            f.node.kubernetes_version = Some(KubeVersion::parse("v1.35.0").unwrap());
+            f.cluster().kubernetes_version = KubeVersion::parse("v1.35.0").unwrap();
         }),
     );
     assert_eq!(v1_135.severity, Severity::Error);
@@ -995,8 +1018,8 @@ fn cgroup_v1_is_an_error_for_kubelets_that_refuse_it() {
         "CgroupsVersion",
         setup(|f| {
             f.remove("sys/fs/cgroup/cgroup.controllers");
-            f.node.kubernetes_version = Some(KubeVersion::parse("v1.35.0").unwrap());
-            f.node.kubelet.fail_cgroup_v1 = Some(false);
+            f.cluster().kubernetes_version = KubeVersion::parse("v1.35.0").unwrap();
+            f.cluster().kubelet.fail_cgroup_v1 = Some(false);
         }),
     );
     assert_eq!(allowed.severity, Severity::Warning);

@@ -7,8 +7,9 @@ use std::process::Command;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kubestrap::config::flags::InitFlags;
-use kubestrap::config::init::{InitSettings, resolve_file};
 use kubestrap::host::{Facts, Host, Root};
+use kubestrap::model::Model;
+use kubestrap::model::resolve::init::resolve_file;
 use kubestrap::output::Ui;
 use kubestrap::patches::{PatchSet, Schema};
 use kubestrap::render::{RenderError, Renderer, TEMPLATES};
@@ -23,11 +24,11 @@ const DEBIAN_CA_DIRS: [&str; 3] = [
 ];
 
 /// Node `cp1` at 192.168.8.201 (v1.34.3, pod CIDR 10.244.0.0/16) plus `extra` configuration documents.
-fn settings(extra: &str) -> InitSettings {
+fn settings(extra: &str) -> Model {
     settings_with(extra, InitFlags::default())
 }
 
-fn settings_with(extra: &str, flags: InitFlags) -> InitSettings {
+fn settings_with(extra: &str, flags: InitFlags) -> Model {
     let mut text = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n\
                     nodeRegistration: {name: cp1}\nlocalAPIEndpoint: {advertiseAddress: 192.168.8.201}\n"
         .to_string();
@@ -37,7 +38,9 @@ fn settings_with(extra: &str, flags: InitFlags) -> InitSettings {
         text = format!("{text}---\n{extra}");
     }
     let file = kubestrap::config::load::parse(&text).expect("test configuration parses");
-    resolve_file(file, &flags, &Facts::default()).expect("test configuration is valid")
+    resolve_file(file, &flags, &Facts::default(), &[])
+        .expect("test configuration is valid")
+        .model
 }
 
 fn cluster(body: &str) -> String {
@@ -68,16 +71,17 @@ impl Node {
     }
 
     /// Host inputs without the test process's proxy variables, so results do not depend on CI.
-    fn inputs(&self, settings: &InitSettings) -> HostInputs {
+    fn inputs(&self, model: &Model) -> HostInputs {
         HostInputs {
             proxy_env: Vec::new(),
-            ..HostInputs::gather(&self.host, settings)
+            ..HostInputs::gather(&self.host, &model.cluster.certificates.dir)
         }
     }
 
-    fn create(&self, settings: &InitSettings, component: Component) -> (Pod, String) {
+    fn create(&self, model: &Model, component: Component) -> (Pod, String) {
+        let cp = model.control_plane().unwrap();
         let pod =
-            staticpods::create(&self.host, settings, &self.inputs(settings), component).unwrap();
+            staticpods::create(&self.host, &cp, &self.inputs(model), component, None).unwrap();
         let text = std::fs::read_to_string(self.manifest(component)).unwrap();
         (pod, text)
     }
@@ -87,8 +91,9 @@ impl Node {
     }
 }
 
-fn render(settings: &InitSettings, inputs: &HostInputs, component: Component) -> Pod {
-    staticpods::render(&Renderer::new().unwrap(), component, settings, inputs).unwrap()
+fn render(model: &Model, inputs: &HostInputs, component: Component) -> Pod {
+    let cp = model.control_plane().unwrap();
+    staticpods::render(&Renderer::new().unwrap(), component, &cp, inputs).unwrap()
 }
 
 fn container(pod: &Pod) -> &Container {
@@ -574,7 +579,7 @@ fn external_etcd_endpoints_files_and_mounts() {
         "etcd:\n  external:\n    endpoints: [\"https://10.0.0.5:2379\", \"https://10.0.0.6:2379\"]\n\
          \x20   caFile: /etc/etcd/pki/ca.crt\n    certFile: /etc/etcd/pki/client.crt\n    keyFile: /etc/etcd/pki/client.key\n",
     ));
-    assert!(s.external_etcd);
+    assert!(s.cluster.etcd.is_external());
     let api = render(&s, &HostInputs::default(), Component::KubeApiServer);
     let cmd = command(&api);
     for expected in [
@@ -716,7 +721,9 @@ fn templates_with(name: &str, text: &str) -> Vec<(&'static str, String)> {
 #[test]
 fn template_mistakes_are_rejected_at_render_time() {
     let s = settings("");
-    let values = staticpods::values::values(Component::KubeScheduler, &s, &HostInputs::default());
+    let cp = s.control_plane().unwrap();
+    let values =
+        staticpods::values::values(Component::KubeScheduler, &cp, &HostInputs::default()).unwrap();
     let scheduler = TEMPLATES
         .iter()
         .find(|(n, _)| *n == "static-pods/kube-scheduler.yaml")
@@ -787,7 +794,7 @@ fn template_mistakes_are_rejected_at_render_time() {
 #[test]
 fn every_rendered_manifest_passes_kubernetes_validate() {
     let out = tempfile::tempdir().unwrap();
-    let variants: BTreeMap<&str, InitSettings> = BTreeMap::from([
+    let variants: BTreeMap<&str, Model> = BTreeMap::from([
         ("default", settings("")),
         (
             "etcd34",

@@ -5,13 +5,16 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
-use crate::config::flags::{InitFlags, PodNetwork};
-use crate::config::{EncryptionAlgorithm, defaults, load, validate as v};
+use crate::certs::renew::{self, PkiLayout, Renewal};
+use crate::certs::{expiration, requests};
+use crate::config::flags::InitFlags;
+use crate::config::{load, validate as v};
 use crate::error::{FieldError, InvalidInput};
-use crate::host::lock::NodeLock;
 use crate::host::{Host, NodePath};
-use crate::pki::renew::{self, PkiParams, Renewal};
-use crate::pki::{expiration, requests};
+use crate::model::resolve::{ClusterChoices, ClusterDocuments, cluster_from_documents};
+use crate::model::{ClusterSpec, record};
+use crate::workflow::rollback::UndoEntry;
+use crate::workflow::session::{Recovery, Session};
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCmd {
@@ -74,62 +77,63 @@ pub fn certificate_key() -> anyhow::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-/// The PKI parameters from `--config` (ClusterConfiguration) and `--cert-dir`, defaulted as kubeadm does.
-pub fn pki_params(args: &PkiArgs, kubeconfig_dir: &str) -> Result<PkiParams, InvalidInput> {
-    let file = match &args.config {
-        Some(path) => load::read_file(path)?,
-        None => load::ConfigFile::default(),
+/// The cluster the certs commands work on: `--config` (its ClusterConfiguration), else the model this
+/// node recorded at init, else kubeadm's defaults; `--cert-dir` overrides the certificates folder.
+pub fn certs_cluster(
+    host: &Host,
+    args: &PkiArgs,
+    kubeconfig_dir: &str,
+) -> anyhow::Result<ClusterSpec> {
+    let mut cluster = match &args.config {
+        Some(path) => {
+            let file = load::read_file(path)?;
+            let documents = ClusterDocuments {
+                cluster: file.cluster.unwrap_or_default(),
+                kubelet: file.kubelet,
+                kube_proxy: file.kube_proxy,
+            };
+            cluster_from_documents(documents, ClusterChoices::default())?.0
+        }
+        None => match record::read(host)? {
+            Some(record) => record.cluster,
+            None => {
+                cluster_from_documents(ClusterDocuments::default(), ClusterChoices::default())?.0
+            }
+        },
     };
-    let mut cluster = file.cluster.unwrap_or_default();
-    defaults::cluster_configuration(&mut cluster, PodNetwork::default());
     let mut errors: Vec<FieldError> = Vec::new();
-    let (field, cert_dir) = match &args.cert_dir {
-        Some(dir) => ("--cert-dir", dir.clone()),
-        None => (
-            "certificatesDir",
-            cluster.certificates_dir.clone().unwrap_or_default(),
-        ),
-    };
-    v::absolute_path(field, &cert_dir, &mut errors);
-    v::absolute_path("--kubeconfig-dir", kubeconfig_dir, &mut errors);
-    let algorithm = cluster.encryption_algorithm.clone().unwrap_or_default();
-    let encryption = algorithm
-        .parse::<EncryptionAlgorithm>()
-        .unwrap_or_else(|e| {
-            errors.push(FieldError::new("encryptionAlgorithm", &algorithm, e));
-            EncryptionAlgorithm::default()
-        });
-    let cert_validity = cluster
-        .certificate_validity_period
-        .unwrap_or(defaults::DEFAULT_CERT_VALIDITY);
-    if cert_validity.0 < std::time::Duration::from_secs(3600) {
-        errors.push(FieldError::new(
-            "certificateValidityPeriod",
-            cert_validity,
-            "a certificate validity period must be at least 1h0m0s",
-        ));
+    if let Some(dir) = &args.cert_dir {
+        v::absolute_path("--cert-dir", dir, &mut errors);
+        cluster.certificates.dir = NodePath::new(dir);
     }
+    v::absolute_path("--kubeconfig-dir", kubeconfig_dir, &mut errors);
     InvalidInput::check(errors)?;
-    Ok(PkiParams {
-        cert_dir: NodePath::new(cert_dir),
-        kubeconfig_dir: NodePath::new(kubeconfig_dir),
-        encryption,
-        cert_validity: cert_validity.0,
-        external_etcd: cluster.etcd.external.is_some(),
-    })
+    Ok(cluster)
 }
 
 fn check_expiration(global: &GlobalOpts, args: &PkiArgs) -> anyhow::Result<()> {
-    let params = pki_params(args, crate::host::well_known::KUBERNETES_DIR)?;
     let host = global.host();
-    let info = expiration::collect(&host, &params, time::OffsetDateTime::now_utc())?;
+    let kubeconfig_dir = crate::host::well_known::KUBERNETES_DIR;
+    let cluster = certs_cluster(&host, args, kubeconfig_dir)?;
+    let layout = PkiLayout {
+        cluster: &cluster,
+        kubeconfig_dir: &NodePath::new(kubeconfig_dir),
+    };
+    let info = expiration::collect(&host, &layout, time::OffsetDateTime::now_utc())?;
     global.ui().result(&info, || expiration::render_text(&info))
 }
 
 fn renew_command(global: &GlobalOpts, args: &RenewArgs) -> anyhow::Result<()> {
-    let params = pki_params(&args.pki, crate::host::well_known::KUBERNETES_DIR)?;
+    let host = global.host();
+    let kubeconfig_dir = crate::host::well_known::KUBERNETES_DIR;
+    let cluster = certs_cluster(&host, &args.pki, kubeconfig_dir)?;
+    let kubeconfig_dir = NodePath::new(kubeconfig_dir);
+    let layout = PkiLayout {
+        cluster: &cluster,
+        kubeconfig_dir: &kubeconfig_dir,
+    };
     let all = args.name == "all";
-    let targets: Vec<_> = renew::targets(params.external_etcd)
+    let targets: Vec<_> = renew::targets(layout.external_etcd())
         .into_iter()
         .filter(|t| all || t.name() == args.name)
         .collect();
@@ -142,10 +146,10 @@ fn renew_command(global: &GlobalOpts, args: &RenewArgs) -> anyhow::Result<()> {
         .into());
     }
     let command = format!("certs renew {}", args.name);
-    run_journaled(global, &command, |host| {
+    run_journaled(&host, &command, |host| {
         let ui = host.ui();
         for target in &targets {
-            match renew::renew(host, &params, *target)? {
+            match renew::renew(host, &layout, *target)? {
                 Renewal::Renewed => ui.line(format!("{} renewed", target.long_name())),
                 Renewal::Missing => ui.line(format!("MISSING! {}", target.long_name())),
                 Renewal::ExternalCa => ui.line(format!(
@@ -163,40 +167,44 @@ fn renew_command(global: &GlobalOpts, args: &RenewArgs) -> anyhow::Result<()> {
 }
 
 fn generate_csr(global: &GlobalOpts, args: &GenerateCsrArgs) -> anyhow::Result<()> {
-    let params = pki_params(&args.pki, &args.kubeconfig_dir)?;
+    let mut errors = Vec::new();
+    v::absolute_path("--kubeconfig-dir", &args.kubeconfig_dir, &mut errors);
+    if let Some(dir) = &args.pki.cert_dir {
+        v::absolute_path("--cert-dir", dir, &mut errors);
+    }
+    InvalidInput::check(errors)?;
     let file = match &args.pki.config {
         Some(path) => load::read_file(path)?,
         None => load::ConfigFile::default(),
     };
     let flags = InitFlags {
-        cert_dir: Some(params.cert_dir.display_str()),
+        cert_dir: args.pki.cert_dir.clone(),
         ..Default::default()
     };
     let host = global.host();
-    let settings = crate::config::init::resolve_file(file, &flags, host.facts())?;
-    for notice in &settings.notices {
+    let init_phases = crate::workflow::phase_paths(&crate::phases::init::workflow().tree());
+    let resolved =
+        crate::model::resolve::init::resolve_file(file, &flags, host.facts(), &init_phases)?;
+    for notice in &resolved.notices {
         global.ui().warn(notice);
     }
-    run_journaled(global, "certs generate-csr", |host| {
-        requests::generate_all(host, &settings, &params.kubeconfig_dir)
+    let cp = resolved.model.control_plane()?;
+    run_journaled(&host, "certs generate-csr", |host| {
+        requests::generate_all(host, &cp, &NodePath::new(&args.kubeconfig_dir))
     })
 }
 
-/// Runs a command that writes files: under the node lock, journaled, rolled back on failure.
+/// Runs a command that writes files in one session: under the node lock, journaled, refused while an
+/// earlier run is unfinished, and rolled back on failure.
 fn run_journaled(
-    global: &GlobalOpts,
+    host: &Host,
     command: &str,
     body: impl FnOnce(&Host) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let host = global.host();
-    let _lock = if host.dry_run() {
-        None
-    } else {
-        Some(NodeLock::acquire(host.root(), command)?)
-    };
-    host.start_journal(command)?;
-    let result = body(&host);
-    super::init::finish(&host, result)
+    let undoers: [&dyn UndoEntry; 1] = [host];
+    let session = Session::begin(host, command, Recovery::Refuse, &undoers)?;
+    let result = body(host);
+    session.finish(host, result, false, &undoers)
 }
 
 #[cfg(test)]
@@ -216,19 +224,35 @@ mod tests {
     }
 
     #[test]
-    fn defaults_and_overrides() {
+    fn defaults_record_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(
+            crate::host::Root::new(dir.path()),
+            crate::host::Facts::default(),
+            false,
+            crate::output::Ui::default(),
+        );
         let none = PkiArgs {
             config: None,
             cert_dir: None,
         };
-        let p = pki_params(&none, "/etc/kubernetes").unwrap();
-        assert_eq!(p.cert_dir, NodePath::new("/etc/kubernetes/pki"));
-        assert_eq!(p.encryption, EncryptionAlgorithm::EcdsaP256);
+        let c = certs_cluster(&host, &none, "/etc/kubernetes").unwrap();
+        assert_eq!(c.certificates.dir, NodePath::new("/etc/kubernetes/pki"));
+        assert_eq!(
+            c.certificates.encryption_algorithm,
+            crate::config::EncryptionAlgorithm::EcdsaP256
+        );
+        let mut model = crate::model::testing::control_plane_model("");
+        model.cluster.certificates.dir = NodePath::new("/srv/pki");
+        record::write(&host, &model, "init").unwrap();
+        let c = certs_cluster(&host, &none, "/etc/kubernetes").unwrap();
+        assert_eq!(c.certificates.dir, NodePath::new("/srv/pki"));
         let relative = PkiArgs {
             config: None,
             cert_dir: Some("pki".into()),
         };
-        let err = pki_params(&relative, "/etc/kubernetes").unwrap_err();
-        assert_eq!(err.errors[0].field, "--cert-dir");
+        let err = certs_cluster(&host, &relative, "/etc/kubernetes").unwrap_err();
+        let invalid = err.downcast_ref::<InvalidInput>().unwrap();
+        assert_eq!(invalid.errors[0].field, "--cert-dir");
     }
 }

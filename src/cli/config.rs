@@ -1,4 +1,5 @@
-//! `kubestrap config`: print kubeadm-style defaults, validate a configuration file, list images.
+//! `kubestrap config`: print kubeadm-style defaults, validate a configuration file, list and pull images,
+//! and view the model this node recorded.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,9 +9,12 @@ use serde::Serialize;
 
 use super::GlobalOpts;
 use crate::config::flags::InitFlags;
-use crate::config::{defaults, init, load, types::*, validate as v};
-use crate::error::{FieldError, InvalidInput};
+use crate::config::{defaults, load, types::*, validate as v};
+use crate::error::InvalidInput;
 use crate::host::Facts;
+use crate::model::record;
+use crate::model::resolve::init::{self, ResolvedInit};
+use crate::output::Format;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
@@ -26,6 +30,8 @@ pub enum ConfigCmd {
     /// The container images of the control plane and the essential addons
     #[command(subcommand)]
     Images(ImagesCmd),
+    /// Print the resolved cluster model this node recorded at init (/var/lib/kubestrap/cluster.yaml)
+    View,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +80,29 @@ pub fn run(global: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
         ConfigCmd::Validate { config } => validate_file(global, &config),
         ConfigCmd::Images(ImagesCmd::List(args)) => images_list(global, &args),
         ConfigCmd::Images(ImagesCmd::Pull(args)) => images_pull(global, &args),
+        ConfigCmd::View => view(global),
     }
+}
+
+/// init's phase paths, for a configuration's `skipPhases`.
+fn init_phases() -> Vec<String> {
+    crate::workflow::phase_paths(&crate::phases::init::workflow().tree())
+}
+
+/// `config view`: the node record as YAML (also for `-o text`), or as JSON.
+fn view(global: &GlobalOpts) -> anyhow::Result<()> {
+    let host = global.host();
+    let Some(record) = record::read(&host)? else {
+        anyhow::bail!(
+            "this node has no record of a cluster model ({} does not exist): it was not set up by 'kubestrap init', or it was reset",
+            host.disk(&record::path()).display()
+        );
+    };
+    match global.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+        Format::Yaml | Format::Text => print!("{}", record.to_yaml()?),
+    }
+    Ok(())
 }
 
 fn print_defaults(which: PrintCmd) -> anyhow::Result<()> {
@@ -105,18 +133,23 @@ fn validate_file(global: &GlobalOpts, path: &std::path::Path) -> anyhow::Result<
     }
     let mut checked = Vec::new();
     if file.init.is_some() || file.cluster.is_some() {
-        let settings = init::resolve_file(file.clone(), &InitFlags::default(), &Facts::from_env())?;
-        for notice in &settings.notices {
+        let resolved = init::resolve_file(
+            file.clone(),
+            &InitFlags::default(),
+            &Facts::from_env(),
+            &init_phases(),
+        )?;
+        for notice in &resolved.notices {
             ui.warn(notice);
         }
         checked.push("InitConfiguration/ClusterConfiguration");
     }
     if let Some(join) = &file.join {
-        InvalidInput::check(validate_join(join))?;
+        InvalidInput::check(v::join_configuration(join))?;
         checked.push("JoinConfiguration");
     }
     if let Some(reset) = &file.reset {
-        InvalidInput::check(validate_reset(reset))?;
+        InvalidInput::check(v::reset_configuration(reset))?;
         checked.push("ResetConfiguration");
     }
     if checked.is_empty() {
@@ -131,112 +164,6 @@ fn validate_file(global: &GlobalOpts, path: &std::path::Path) -> anyhow::Result<
     Ok(())
 }
 
-/// Checks of a JoinConfiguration that need no cluster.
-pub fn validate_join(join: &JoinConfiguration) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let d = &join.discovery;
-    match (&d.bootstrap_token, &d.file) {
-        (Some(_), Some(_)) => errors.push(FieldError::new(
-            "discovery",
-            "bootstrapToken and file",
-            "exactly one of discovery.bootstrapToken and discovery.file may be set",
-        )),
-        (None, None) => errors.push(FieldError::new(
-            "discovery",
-            "",
-            "one of discovery.bootstrapToken and discovery.file must be set",
-        )),
-        _ => {}
-    }
-    if let Some(bt) = &d.bootstrap_token {
-        if let Some(token) = &bt.token {
-            v::token("discovery.bootstrapToken.token", token, &mut errors);
-        }
-        match &bt.api_server_endpoint {
-            Some(ep) => {
-                v::host_port(
-                    "discovery.bootstrapToken.apiServerEndpoint",
-                    ep,
-                    &mut errors,
-                );
-            }
-            None => errors.push(FieldError::new(
-                "discovery.bootstrapToken.apiServerEndpoint",
-                "",
-                "the API server endpoint (host:port) is required for token discovery",
-            )),
-        }
-        let hashes = bt.ca_cert_hashes.clone().unwrap_or_default();
-        for (i, h) in hashes.iter().enumerate() {
-            let ok = h
-                .strip_prefix("sha256:")
-                .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-            if !ok {
-                errors.push(FieldError::new(
-                    format!("discovery.bootstrapToken.caCertHashes[{i}]"),
-                    h,
-                    "a CA pin has the form sha256:<64 hex characters>",
-                ));
-            }
-        }
-        if hashes.is_empty() && bt.unsafe_skip_ca_verification != Some(true) {
-            errors.push(FieldError::new(
-                "discovery.bootstrapToken.caCertHashes",
-                "[]",
-                "using token-based discovery without caCertHashes can be unsafe; set unsafeSkipCAVerification to continue",
-            ));
-        }
-    }
-    if let Some(t) = &d.tls_bootstrap_token {
-        v::token("discovery.tlsBootstrapToken", t, &mut errors);
-    }
-    if let Some(name) = &join.node_registration.name {
-        v::node_name("nodeRegistration.name", name, &mut errors);
-    }
-    if let Some(cp) = &join.control_plane {
-        if let Some(addr) = &cp.local_api_endpoint.advertise_address {
-            v::advertise_address(
-                "controlPlane.localAPIEndpoint.advertiseAddress",
-                addr,
-                &mut errors,
-            );
-        }
-        if let Some(port) = cp.local_api_endpoint.bind_port {
-            v::port("controlPlane.localAPIEndpoint.bindPort", port, &mut errors);
-        }
-        if let Some(key) = &cp.certificate_key {
-            v::certificate_key("controlPlane.certificateKey", key, &mut errors);
-        }
-    }
-    if let Some(path) = &join.ca_cert_path {
-        v::absolute_path("caCertPath", path, &mut errors);
-    }
-    errors
-}
-
-/// Checks of a ResetConfiguration.
-pub fn validate_reset(reset: &ResetConfiguration) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    if let Some(dir) = &reset.certificates_dir {
-        v::absolute_path("certificatesDir", dir, &mut errors);
-    }
-    if let Some(socket) = &reset.cri_socket {
-        v::cri_socket("criSocket", socket, &mut errors);
-    }
-    for flag in reset.unmount_flags.iter().flatten() {
-        v::one_of(
-            "unmountFlags",
-            flag,
-            &["MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE", "UMOUNT_NOFOLLOW"],
-            &mut errors,
-        );
-    }
-    if let Some(list) = &reset.ignore_preflight_errors {
-        v::ignore_preflight_errors("ignorePreflightErrors", list, &mut errors);
-    }
-    errors
-}
-
 /// kubeadm's `output.kubeadm.k8s.io/v1alpha3` Images document.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -247,7 +174,7 @@ struct ImageList {
 }
 
 /// The configuration the image commands work from: the file or the flags, plus defaults.
-fn image_settings(args: &ImagesArgs) -> anyhow::Result<init::InitSettings> {
+fn image_settings(args: &ImagesArgs) -> anyhow::Result<ResolvedInit> {
     let mut file = match &args.config {
         Some(path) => {
             if args.kubernetes_version.is_some() || args.image_repository.is_some() {
@@ -262,20 +189,18 @@ fn image_settings(args: &ImagesArgs) -> anyhow::Result<init::InitSettings> {
         }
         None => load::ConfigFile::default(),
     };
-    // The image list does not depend on the node: placeholders keep host facts out of it.
-    let node = file.init.get_or_insert_with(Default::default);
-    node.node_registration
-        .name
-        .get_or_insert_with(|| "node".to_string());
-    node.local_api_endpoint
-        .advertise_address
-        .get_or_insert_with(|| "192.0.2.1".to_string());
+    init::placeholder_node(&mut file);
     let flags = InitFlags {
         kubernetes_version: args.kubernetes_version.clone(),
         image_repository: args.image_repository.clone(),
         ..Default::default()
     };
-    Ok(init::resolve_file(file, &flags, &Facts::from_env())?)
+    Ok(init::resolve_file(
+        file,
+        &flags,
+        &Facts::from_env(),
+        &init_phases(),
+    )?)
 }
 
 fn images_list(global: &GlobalOpts, args: &ImagesArgs) -> anyhow::Result<()> {
@@ -283,7 +208,7 @@ fn images_list(global: &GlobalOpts, args: &ImagesArgs) -> anyhow::Result<()> {
     let list = ImageList {
         kind: "Images",
         api_version: "output.kubeadm.k8s.io/v1alpha3",
-        images: crate::images::required_images(&settings),
+        images: settings.model.cluster.required_images(),
     };
     global.ui().result(&list, || {
         list.images.iter().map(|i| format!("{i}\n")).collect()
@@ -302,15 +227,10 @@ fn images_pull(global: &GlobalOpts, args: &ImagesPullArgs) -> anyhow::Result<()>
             InvalidInput::check(errors)?;
             socket.unwrap_or_default()
         }
-        None => settings
-            .init
-            .node_registration
-            .cri_socket
-            .clone()
-            .unwrap_or_default(),
+        None => settings.model.node.cri_socket.clone(),
     };
     let ui = global.ui();
-    for image in crate::images::required_images(&settings) {
+    for image in settings.model.cluster.required_images() {
         if global.dry_run {
             ui.line(format!("[dry-run] Would pull {image} through {socket}"));
             continue;

@@ -5,10 +5,10 @@ use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
 use crate::config::flags::JoinFlags;
-use crate::host::lock::NodeLock;
-use crate::phases::join::{JoinData, JoinTree, phases};
-use crate::workflow;
-use crate::workflow::selection::{PhaseSelection, PhaseTree};
+use crate::model::resolve::join::resolve;
+use crate::phases::join::{JoinData, JoinTree, workflow};
+use crate::workflow::selection::PhaseSelection;
+use crate::workflow::{self, RunSpec};
 
 #[derive(Debug, Args)]
 pub struct JoinCmd {
@@ -34,22 +34,22 @@ pub fn run(global: &GlobalOpts, cmd: JoinCmd) -> anyhow::Result<()> {
     let ui = global.ui();
     let host = global.host();
     let JoinSub::Phase(args) = &cmd.sub;
+    let join = workflow();
+    let known_phases = workflow::phase_paths(&join.tree());
     let endpoint = args.selection.positional.as_deref();
-    let settings = crate::config::join::resolve(endpoint, &cmd.flags, host.facts())?;
-    workflow::validate_skip_list(&JoinTree::tree(), &settings.skip_phases)?;
-    for notice in &settings.notices {
+    let resolved = resolve(endpoint, &cmd.flags, host.facts(), &known_phases)?;
+    for notice in &resolved.notices {
         ui.warn(notice);
     }
-    let target = args.selection.target.clone();
-    let command = format!("join phase {}", target.phase.as_deref().unwrap_or_default());
-    let _lock = if host.dry_run() {
-        None
-    } else {
-        Some(NodeLock::acquire(host.root(), &command)?)
+    let spec = RunSpec {
+        target: args.selection.target.clone(),
+        skip: resolved.options.skip_phases.clone(),
+        keep_on_failure: false,
     };
-    host.start_journal(&command)?;
-    let skip = settings.skip_phases.clone();
-    let mut data = JoinData { settings, host };
-    let result = workflow::run(&phases(), &mut data, &target, &skip, &ui);
-    super::init::finish(&data.host, result)
+    let mut data = JoinData {
+        node: resolved.node,
+        options: resolved.options,
+        host,
+    };
+    workflow::execute(&join, &mut data, &spec)
 }

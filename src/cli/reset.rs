@@ -11,11 +11,10 @@ use super::GlobalOpts;
 use crate::config::defaults::{DEFAULT_CERT_DIR, DEFAULT_CRI_SOCKET};
 use crate::error::{FieldError, InvalidInput};
 use crate::host::inventory::{Item, Report};
-use crate::host::lock::NodeLock;
 use crate::host::{Facts, Host, NodePath, Root};
-use crate::phases::reset::{ResetData, ResetSettings, ResetTree, phases};
+use crate::phases::reset::{ResetData, ResetSettings, ResetTree, workflow};
 use crate::workflow::selection::{PhaseSelection, PhaseTree};
-use crate::workflow::{self, Target};
+use crate::workflow::{self, RunSpec, Target};
 
 #[derive(Debug, Args)]
 pub struct ResetCmd {
@@ -23,22 +22,32 @@ pub struct ResetCmd {
     #[arg(short, long)]
     pub force: bool,
     /// Path to a kubeadm configuration file (ResetConfiguration)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The path to the directory where the certificates are stored
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, allow_hyphen_values = true, value_name = "DIR")]
     pub cert_dir: Option<String>,
     /// Cleanup the "/etc/kubernetes/tmp" directory
     #[arg(long)]
     pub cleanup_tmp_dir: bool,
     /// Path to the CRI socket to connect
-    #[arg(long, value_name = "SOCKET")]
+    #[arg(long, allow_hyphen_values = true, value_name = "SOCKET")]
     pub cri_socket: Option<String>,
     /// Phases to skip (comma-separated; `cleanup-node/netfilter` names a sub-phase)
-    #[arg(long, value_delimiter = ',', value_name = "PHASES")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        value_name = "PHASES"
+    )]
     pub skip_phases: Vec<String>,
     /// Checks whose errors are shown as warnings (`all` ignores every check)
-    #[arg(long, value_delimiter = ',', value_name = "CHECKS")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        value_name = "CHECKS"
+    )]
     pub ignore_preflight_errors: Vec<String>,
     /// Also delete persistent-volume data under the kubelet directory
     #[arg(long)]
@@ -70,7 +79,7 @@ pub fn resolve(global: &GlobalOpts, cmd: &ResetCmd) -> anyhow::Result<ResetSetti
             .unwrap_or_default(),
         None => Default::default(),
     };
-    let mut errors: Vec<FieldError> = super::config::validate_reset(&file);
+    let mut errors: Vec<FieldError> = crate::config::validate::reset_configuration(&file);
     let cert_dir = cmd
         .cert_dir
         .clone()
@@ -92,8 +101,9 @@ pub fn resolve(global: &GlobalOpts, cmd: &ResetCmd) -> anyhow::Result<ResetSetti
     );
     let mut skip = file.skip_phases.clone().unwrap_or_default();
     skip.extend(cmd.skip_phases.iter().map(|s| s.trim().to_string()));
+    let known_phases = workflow::phase_paths(&ResetTree::tree());
+    crate::config::validate::phase_list("--skip-phases", &skip, &known_phases, &mut errors);
     InvalidInput::check(errors)?;
-    workflow::validate_skip_list(&ResetTree::tree(), &skip)?;
     let force = cmd.force || file.force.unwrap_or(false);
     let dry_run = global.dry_run || file.dry_run.unwrap_or(false);
     if !force && !dry_run && (global.quiet || !std::io::stdin().is_terminal()) {
@@ -134,18 +144,16 @@ pub fn run(global: &GlobalOpts, cmd: ResetCmd) -> anyhow::Result<()> {
         global.ui(),
     );
     let ui = host.ui().clone();
-    let target = match &cmd.sub {
-        Some(ResetSub::Phase(args)) => args.selection.target.clone(),
-        None => Target::default(),
+    let spec = RunSpec {
+        target: match &cmd.sub {
+            Some(ResetSub::Phase(args)) => args.selection.target.clone(),
+            None => Target::whole(),
+        },
+        skip: settings.skip_phases.clone(),
+        keep_on_failure: false,
     };
-    let _lock = if host.dry_run() {
-        None
-    } else {
-        Some(NodeLock::acquire(host.root(), "reset")?)
-    };
-    let skip = settings.skip_phases.clone();
-    let mut data = ResetData::new(settings, host)?;
-    let result = workflow::run(&phases(), &mut data, &target, &skip, &ui);
+    let mut data = ResetData::new(settings, host);
+    let result = workflow::execute(&workflow(), &mut data, &spec);
     data.finish_progress();
     result?;
     if data.dry_run() {

@@ -5,7 +5,17 @@ use std::path::PathBuf;
 use clap::Args;
 
 /// The pod-network addon installed by init (ours; `none` leaves it to the admin).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PodNetwork {
     #[default]
@@ -15,80 +25,122 @@ pub enum PodNetwork {
     None,
 }
 
-/// Flags of `kubestrap init` (global within `init`, so `init phase X` accepts them too).
+/// Flags of `kubestrap init` (global within `init`, so `init phase X` accepts them too). A value that
+/// starts with `-` is taken as the value, as kubeadm's flag parser does (`--token-ttl -5m`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct InitFlags {
     /// kubeadm.k8s.io/v1beta4 InitConfiguration + ClusterConfiguration (+ KubeletConfiguration, KubeProxyConfiguration)
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The IP address the API server advertises (default: the address of the default-route interface)
-    #[arg(long, global = true, value_name = "IP")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "IP")]
     pub apiserver_advertise_address: Option<String>,
     /// Port the API server binds to
-    #[arg(long, global = true, value_name = "PORT")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "PORT")]
     pub apiserver_bind_port: Option<String>,
     /// Extra Subject Alternative Names (IPs or DNS names) for the API server certificate, comma-separated
-    #[arg(long, global = true, value_delimiter = ',', value_name = "SANS")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        value_name = "SANS"
+    )]
     pub apiserver_cert_extra_sans: Option<Vec<String>>,
     /// A stable address for the control plane: host or host:port (needed for more control-plane nodes)
-    #[arg(long, global = true, value_name = "ENDPOINT")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_name = "ENDPOINT"
+    )]
     pub control_plane_endpoint: Option<String>,
     /// Pod network range(s), comma-separated for dual-stack (default 10.244.0.0/16 unless --pod-network none)
-    #[arg(long, global = true, value_name = "CIDR")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "CIDR")]
     pub pod_network_cidr: Option<String>,
     /// Service VIP range(s), comma-separated for dual-stack
-    #[arg(long, global = true, value_name = "CIDR")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "CIDR")]
     pub service_cidr: Option<String>,
     /// DNS domain for services
-    #[arg(long, global = true, value_name = "DOMAIN")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "DOMAIN")]
     pub service_dns_domain: Option<String>,
     /// The node name (default: the host name, lowercased)
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "NAME")]
     pub node_name: Option<String>,
     /// Kubernetes version to deploy (v1.33 to v1.36)
-    #[arg(long, global = true, value_name = "VERSION")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_name = "VERSION"
+    )]
     pub kubernetes_version: Option<String>,
     /// Registry to pull the control-plane images from
-    #[arg(long, global = true, value_name = "REPO")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "REPO")]
     pub image_repository: Option<String>,
     /// CRI socket to use (unix:///path)
-    #[arg(long, global = true, value_name = "SOCKET")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "SOCKET")]
     pub cri_socket: Option<String>,
     /// Bootstrap token to create ([a-z0-9]{6}.[a-z0-9]{16}); random by default
-    #[arg(long, global = true, value_name = "TOKEN")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Lifetime of the bootstrap token (Go duration; 0 = never expires)
-    #[arg(long, global = true, value_name = "DURATION")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
     pub token_ttl: Option<String>,
     /// Where certificates are stored
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "DIR")]
     pub cert_dir: Option<String>,
-    /// Upload the control-plane certificates to the kubeadm-certs Secret
+    /// Upload the control-plane certificates to the kubeadm-certs Secret (not built yet: refused)
     #[arg(long, global = true)]
     pub upload_certs: bool,
     /// Key (64 hex characters) that encrypts the uploaded certificates
-    #[arg(long, global = true, value_name = "KEY")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "KEY")]
     pub certificate_key: Option<String>,
     /// Directory with patches for the static-pod manifests (kubeadm's patch file naming)
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "DIR")]
     pub patches: Option<String>,
     /// Phases to skip: phase or phase/sub-phase, comma-separated
-    #[arg(long, global = true, value_delimiter = ',', value_name = "PHASES")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        value_name = "PHASES"
+    )]
     pub skip_phases: Option<Vec<String>>,
     /// Preflight check ids whose errors become warnings (case-insensitive), or "all"
-    #[arg(long, global = true, value_delimiter = ',', value_name = "IDS")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        value_name = "IDS"
+    )]
     pub ignore_preflight_errors: Option<Vec<String>>,
-    /// Do not print the bootstrap token at the end
+    /// Do not print the bootstrap token at the end (not built yet: refused)
     #[arg(long, global = true)]
     pub skip_token_print: bool,
-    /// Pod-network addon to install
-    #[arg(long, global = true, value_enum, value_name = "ADDON")]
+    /// Pod-network addon of the cluster: decides the default pod subnet and the preflight checks
+    /// (installing the addon comes with init's later phases)
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_enum,
+        value_name = "ADDON"
+    )]
     pub pod_network: Option<PodNetwork>,
-    /// Leave the control-plane node schedulable (no NoSchedule taint)
+    /// Leave the control-plane node schedulable, without the NoSchedule taint (not built yet: refused)
     #[arg(long, global = true)]
     pub schedule_on_control_plane: bool,
-    /// Port of the token-signed discovery endpoint
-    #[arg(long, global = true, value_name = "PORT")]
+    /// Port of the token-signed discovery endpoint: checked free by preflight (serving the endpoint
+    /// comes with init's later phases)
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "PORT")]
     pub discovery_port: Option<String>,
     /// Apply safe preflight fixes (sysctls through an /etc/sysctl.d drop-in)
     #[arg(long, global = true)]
@@ -96,6 +148,9 @@ pub struct InitFlags {
     /// Mount the host's /etc/localtime into the control-plane pods so they log in local time
     #[arg(long, global = true)]
     pub mount_host_localtime: bool,
+    /// Do not roll back a failed run: leave its effects for inspection ('kubestrap reset' removes them)
+    #[arg(long, global = true)]
+    pub keep_on_failure: bool,
 }
 
 impl InitFlags {
@@ -139,59 +194,84 @@ impl InitFlags {
 #[derive(Debug, Clone, Default, Args)]
 pub struct JoinFlags {
     /// kubeadm.k8s.io/v1beta4 JoinConfiguration
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Bootstrap token for both discovery and TLS bootstrap ([a-z0-9]{6}.[a-z0-9]{16})
-    #[arg(long, global = true, value_name = "TOKEN")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Token that validates the cluster information fetched from the API server
-    #[arg(long, global = true, value_name = "TOKEN")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "TOKEN")]
     pub discovery_token: Option<String>,
     /// Pin of the cluster CA's public key (sha256:<hex>); repeatable
-    #[arg(long, global = true, value_name = "sha256:HEX")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_name = "sha256:HEX"
+    )]
     pub discovery_token_ca_cert_hash: Vec<String>,
     /// Trust the cluster information without pinning the CA (unsafe)
     #[arg(long, global = true)]
     pub discovery_token_unsafe_skip_ca_verification: bool,
     /// A kubeconfig file (or URL) with the cluster information, instead of token discovery
-    #[arg(long, global = true, value_name = "FILE|URL")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_name = "FILE|URL"
+    )]
     pub discovery_file: Option<String>,
-    /// kubestrap's token-signed discovery endpoint (https://HOST:9898)
-    #[arg(long, global = true, value_name = "URL")]
+    /// kubestrap's token-signed discovery endpoint, https://HOST:9898 (not built yet: refused)
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "URL")]
     pub discovery_url: Option<String>,
     /// Token the kubelet uses for its TLS bootstrap
-    #[arg(long, global = true, value_name = "TOKEN")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "TOKEN")]
     pub tls_bootstrap_token: Option<String>,
     /// Make this node a new control-plane instance
     #[arg(long, global = true)]
     pub control_plane: bool,
     /// Key (64 hex characters) that decrypts the certificates uploaded by init --upload-certs
-    #[arg(long, global = true, value_name = "KEY")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "KEY")]
     pub certificate_key: Option<String>,
     /// The IP address this control-plane node's API server advertises (default: the default-route interface's)
-    #[arg(long, global = true, value_name = "IP")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "IP")]
     pub apiserver_advertise_address: Option<String>,
     /// Port this control-plane node's API server binds to
-    #[arg(long, global = true, value_name = "PORT")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "PORT")]
     pub apiserver_bind_port: Option<String>,
     /// The node name (default: the host name, lowercased)
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "NAME")]
     pub node_name: Option<String>,
     /// CRI socket to use (unix:///path)
-    #[arg(long, global = true, value_name = "SOCKET")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "SOCKET")]
     pub cri_socket: Option<String>,
     /// Directory with patches for the static-pod manifests (kubeadm's patch file naming)
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, allow_hyphen_values = true, value_name = "DIR")]
     pub patches: Option<String>,
     /// Phases to skip: phase or phase/sub-phase, comma-separated
-    #[arg(long, global = true, value_delimiter = ',', value_name = "PHASES")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        value_name = "PHASES"
+    )]
     pub skip_phases: Option<Vec<String>>,
     /// Preflight check ids whose errors become warnings (case-insensitive), or "all"
-    #[arg(long, global = true, value_delimiter = ',', value_name = "IDS")]
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        value_name = "IDS"
+    )]
     pub ignore_preflight_errors: Option<Vec<String>>,
     /// Apply safe preflight fixes (sysctls through an /etc/sysctl.d drop-in)
     #[arg(long, global = true)]
     pub fix: bool,
+    /// Do not roll back a failed run (not built yet for join: refused)
+    #[arg(long, global = true)]
+    pub keep_on_failure: bool,
 }
 
 impl JoinFlags {

@@ -1,10 +1,9 @@
-//! Configuration: the kubeadm v1beta4 types, strict loading, defaults, validation, and flag overrides.
+//! Configuration input: the kubeadm v1beta4 types, strict loading, defaults, validation, and the command-line
+//! flags that feed the model. The resolved model itself is [`crate::model`].
 
 pub mod defaults;
 pub mod duration;
 pub mod flags;
-pub mod init;
-pub mod join;
 pub mod load;
 pub mod types;
 pub mod validate;
@@ -56,6 +55,20 @@ impl FromStr for EncryptionAlgorithm {
             "RSA-4096" => Self::Rsa4096,
             _ => return Err(format!("must be one of {}", Self::NAMES.join(", "))),
         })
+    }
+}
+
+impl serde::Serialize for EncryptionAlgorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EncryptionAlgorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
     }
 }
 

@@ -30,6 +30,14 @@ impl Arg {
     }
 }
 
+/// kubeadm's `GetArgValue(args, name, -1)`: the value of the last entry named `name`.
+pub fn last_value<'a>(args: &'a [Arg], name: &str) -> Option<&'a str> {
+    args.iter()
+        .rev()
+        .find(|a| a.name == name)
+        .map(|a| a.value.as_str())
+}
+
 /// A core/v1 EnvVar as used by `extraEnvs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::types::{JoinConfiguration, ResetConfiguration};
 use crate::error::FieldError;
 use crate::net::cidr;
 
@@ -241,6 +242,19 @@ pub fn no_overlap(pods: &[IpNet], services: &[IpNet], out: &mut Vec<FieldError>)
     }
 }
 
+/// Phase paths (`certs`, `certs/apiserver`) checked against the command's phase tree.
+pub fn phase_list(field: &str, values: &[String], known: &[String], out: &mut Vec<FieldError>) {
+    for value in values {
+        if !known.iter().any(|k| k == value) {
+            out.push(FieldError::new(
+                field,
+                value,
+                format!("not a phase of this command (phases: {})", known.join(", ")),
+            ));
+        }
+    }
+}
+
 pub fn absolute_path(field: &str, value: &str, out: &mut Vec<FieldError>) {
     if !value.starts_with('/') {
         out.push(FieldError::new(field, value, "must be an absolute path"));
@@ -386,6 +400,112 @@ pub fn image_repository(field: &str, value: &str, out: &mut Vec<FieldError>) {
     }
 }
 
+/// Checks of a JoinConfiguration that need no cluster.
+pub fn join_configuration(join: &JoinConfiguration) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let d = &join.discovery;
+    match (&d.bootstrap_token, &d.file) {
+        (Some(_), Some(_)) => errors.push(FieldError::new(
+            "discovery",
+            "bootstrapToken and file",
+            "exactly one of discovery.bootstrapToken and discovery.file may be set",
+        )),
+        (None, None) => errors.push(FieldError::new(
+            "discovery",
+            "",
+            "one of discovery.bootstrapToken and discovery.file must be set",
+        )),
+        _ => {}
+    }
+    if let Some(bt) = &d.bootstrap_token {
+        if let Some(token) = &bt.token {
+            self::token("discovery.bootstrapToken.token", token, &mut errors);
+        }
+        match &bt.api_server_endpoint {
+            Some(ep) => {
+                self::host_port(
+                    "discovery.bootstrapToken.apiServerEndpoint",
+                    ep,
+                    &mut errors,
+                );
+            }
+            None => errors.push(FieldError::new(
+                "discovery.bootstrapToken.apiServerEndpoint",
+                "",
+                "the API server endpoint (host:port) is required for token discovery",
+            )),
+        }
+        let hashes = bt.ca_cert_hashes.clone().unwrap_or_default();
+        for (i, h) in hashes.iter().enumerate() {
+            let ok = h
+                .strip_prefix("sha256:")
+                .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok {
+                errors.push(FieldError::new(
+                    format!("discovery.bootstrapToken.caCertHashes[{i}]"),
+                    h,
+                    "a CA pin has the form sha256:<64 hex characters>",
+                ));
+            }
+        }
+        if hashes.is_empty() && bt.unsafe_skip_ca_verification != Some(true) {
+            errors.push(FieldError::new(
+                "discovery.bootstrapToken.caCertHashes",
+                "[]",
+                "using token-based discovery without caCertHashes can be unsafe; set unsafeSkipCAVerification to continue",
+            ));
+        }
+    }
+    if let Some(t) = &d.tls_bootstrap_token {
+        self::token("discovery.tlsBootstrapToken", t, &mut errors);
+    }
+    if let Some(name) = &join.node_registration.name {
+        self::node_name("nodeRegistration.name", name, &mut errors);
+    }
+    if let Some(cp) = &join.control_plane {
+        if let Some(addr) = &cp.local_api_endpoint.advertise_address {
+            self::advertise_address(
+                "controlPlane.localAPIEndpoint.advertiseAddress",
+                addr,
+                &mut errors,
+            );
+        }
+        if let Some(port) = cp.local_api_endpoint.bind_port {
+            self::port("controlPlane.localAPIEndpoint.bindPort", port, &mut errors);
+        }
+        if let Some(key) = &cp.certificate_key {
+            self::certificate_key("controlPlane.certificateKey", key, &mut errors);
+        }
+    }
+    if let Some(path) = &join.ca_cert_path {
+        self::absolute_path("caCertPath", path, &mut errors);
+    }
+    errors
+}
+
+/// Checks of a ResetConfiguration.
+pub fn reset_configuration(reset: &ResetConfiguration) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(dir) = &reset.certificates_dir {
+        self::absolute_path("certificatesDir", dir, &mut errors);
+    }
+    if let Some(socket) = &reset.cri_socket {
+        self::cri_socket("criSocket", socket, &mut errors);
+    }
+    for flag in reset.unmount_flags.iter().flatten() {
+        self::one_of(
+            "unmountFlags",
+            flag,
+            &["MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE", "UMOUNT_NOFOLLOW"],
+            &mut errors,
+        );
+    }
+    if let Some(list) = &reset.ignore_preflight_errors {
+        self::ignore_preflight_errors("ignorePreflightErrors", list, &mut errors);
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,24 +524,24 @@ mod tests {
     fn host_ports() {
         let mut e = Vec::new();
         assert_eq!(
-            host_port("f", "lb.example:6443", &mut e),
+            self::host_port("f", "lb.example:6443", &mut e),
             Some(("lb.example".into(), Some(6443)))
         );
         assert_eq!(
-            host_port("f", "10.0.0.1", &mut e),
+            self::host_port("f", "10.0.0.1", &mut e),
             Some(("10.0.0.1".into(), None))
         );
         assert_eq!(
-            host_port("f", "[fd00::1]:443", &mut e),
+            self::host_port("f", "[fd00::1]:443", &mut e),
             Some(("fd00::1".into(), Some(443)))
         );
         assert_eq!(
-            host_port("f", "fd00::1", &mut e),
+            self::host_port("f", "fd00::1", &mut e),
             Some(("fd00::1".into(), None))
         );
         assert!(e.is_empty());
-        assert!(host_port("f", "lb:99999", &mut e).is_none());
-        assert!(host_port("f", "Bad_Host", &mut e).is_none());
+        assert!(self::host_port("f", "lb:99999", &mut e).is_none());
+        assert!(self::host_port("f", "Bad_Host", &mut e).is_none());
         assert_eq!(e.len(), 2);
     }
 

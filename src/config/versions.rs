@@ -99,6 +99,27 @@ impl KubeVersion {
     }
 }
 
+impl serde::Serialize for KubeVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Reads a version written by [`fmt::Display`]; only supported versions (with a component table) are accepted.
+impl<'de> serde::Deserialize<'de> for KubeVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let version = KubeVersion::parse(&text)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))?;
+        if version.components().is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "{text:?}: kubestrap supports Kubernetes v1.33 to v1.36"
+            )));
+        }
+        Ok(version)
+    }
+}
+
 impl fmt::Display for KubeVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)?;

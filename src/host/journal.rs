@@ -126,7 +126,21 @@ impl JournalWriter {
             time: now_rfc3339(),
             entry,
         };
-        let mut line = serde_json::to_string(&record)?;
+        self.write(&record)
+    }
+
+    /// Ends an earlier run that never ended (its process died), after its effects were undone.
+    pub fn end_earlier_run(&mut self, run: &UnfinishedRun, outcome: Outcome) -> anyhow::Result<()> {
+        self.write(&Record {
+            run: run.run.clone(),
+            seq: run.last_seq + 1,
+            time: now_rfc3339(),
+            entry: Entry::RunEnd { outcome },
+        })
+    }
+
+    fn write(&mut self, record: &Record) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(record)?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -167,6 +181,40 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<Record>> {
         }
     }
     Ok(records)
+}
+
+/// A run whose start is journaled but whose end is not: its process died (or still runs, which the
+/// node lock rules out for whoever holds the lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedRun {
+    pub run: String,
+    pub command: String,
+    pub pid: u32,
+    pub started: String,
+    pub last_seq: u64,
+}
+
+/// The runs that started and never ended, oldest first.
+pub fn unfinished_runs(records: &[Record]) -> Vec<UnfinishedRun> {
+    let mut open: Vec<UnfinishedRun> = Vec::new();
+    for record in records {
+        match &record.entry {
+            Entry::RunStart { command, pid } => open.push(UnfinishedRun {
+                run: record.run.clone(),
+                command: command.clone(),
+                pid: *pid,
+                started: record.time.clone(),
+                last_seq: record.seq,
+            }),
+            Entry::RunEnd { .. } => open.retain(|r| r.run != record.run),
+            _ => {
+                if let Some(run) = open.iter_mut().find(|r| r.run == record.run) {
+                    run.last_seq = run.last_seq.max(record.seq);
+                }
+            }
+        }
+    }
+    open
 }
 
 /// The records of one run, in the order they were written.
@@ -233,6 +281,35 @@ mod tests {
         assert_eq!(read(&root).unwrap().len(), 2);
         std::fs::write(&path, format!("garbage\n{text}")).unwrap();
         assert!(read(&root).is_err());
+    }
+
+    #[test]
+    fn a_run_without_an_end_is_unfinished_until_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let mut done = JournalWriter::start(&root, "init").unwrap();
+        done.append(Entry::RunEnd {
+            outcome: Outcome::Succeeded,
+        })
+        .unwrap();
+        let mut killed = JournalWriter::start(&root, "init phase certs").unwrap();
+        killed
+            .append(Entry::MakeDir {
+                path: NodePath::new("/etc/kubernetes"),
+                mode: 0o755,
+            })
+            .unwrap();
+        let unfinished = unfinished_runs(&read(&root).unwrap());
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].run, killed.run_id());
+        assert_eq!(unfinished[0].command, "init phase certs");
+        assert_eq!(unfinished[0].last_seq, 2);
+        let mut next = JournalWriter::start(&root, "init").unwrap();
+        next.end_earlier_run(&unfinished[0], Outcome::RolledBack)
+            .unwrap();
+        let unfinished = unfinished_runs(&read(&root).unwrap());
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].run, next.run_id());
     }
 
     #[test]

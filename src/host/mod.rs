@@ -153,6 +153,18 @@ impl Host {
         lock(&self.journal).as_ref().map(|w| w.run_id().to_string())
     }
 
+    /// Ends an earlier run that never ended, in the journal this command writes.
+    pub fn end_earlier_run(
+        &self,
+        run: &journal::UnfinishedRun,
+        outcome: Outcome,
+    ) -> anyhow::Result<()> {
+        if let Some(writer) = lock(&self.journal).as_mut() {
+            writer.end_earlier_run(run, outcome)?;
+        }
+        Ok(())
+    }
+
     /// The dry-run plan so far.
     pub fn plan(&self) -> Vec<Planned> {
         lock(&self.plan).clone()
@@ -311,7 +323,8 @@ impl Host {
 
     // ---- undo ----
 
-    /// Undoes one journal entry. File entries are undone here; others are returned as `Foreign`.
+    /// Undoes one journal entry. File entries are undone here; others are returned as `Foreign`
+    /// (the executor's rollback hands those to the gateway that made them).
     pub fn undo(&self, entry: &Entry) -> anyhow::Result<Undone> {
         match entry {
             Entry::WriteFile { path, prior, .. } => match prior {
@@ -356,20 +369,6 @@ impl Host {
             }),
             Entry::RunStart { .. } | Entry::RunEnd { .. } => Ok(Undone::Nothing),
         }
-    }
-
-    /// Rolls back this command's own run (after a failure): undoes its entries in reverse.
-    pub fn roll_back_run(&self) -> anyhow::Result<Vec<Undone>> {
-        let Some(run) = self.run_id() else {
-            return Ok(Vec::new());
-        };
-        let records = journal::read(&self.root)?;
-        let mut undone = Vec::new();
-        for record in journal::run_records(&records, &run).into_iter().rev() {
-            undone.push(self.undo(&record.entry)?);
-        }
-        self.finish_journal(Outcome::RolledBack)?;
-        Ok(undone)
     }
 }
 
@@ -440,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn rollback_removes_new_files_and_restores_overwritten_ones() {
+    fn undo_removes_new_files_and_restores_overwritten_ones() {
         let dir = tempfile::tempdir().unwrap();
         let existing = NodePath::new("/etc/kubernetes/admin.conf");
         fs::create_dir_all(dir.path().join("etc/kubernetes")).unwrap();
@@ -451,7 +450,10 @@ mod tests {
         h.write_file(&existing, b"new", 0o600).unwrap();
         let fresh = NodePath::new("/etc/kubernetes/pki/ca.crt");
         h.write_file(&fresh, b"cert", 0o644).unwrap();
-        h.roll_back_run().unwrap();
+        let records = journal::read(h.root()).unwrap();
+        for record in records.iter().rev() {
+            h.undo(&record.entry).unwrap();
+        }
 
         assert_eq!(fs::read(h.disk(&existing)).unwrap(), b"old");
         assert!(!h.disk(&fresh).exists());

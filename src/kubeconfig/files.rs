@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 
 use super::{KubeConfig, load};
 use crate::config::EncryptionAlgorithm;
-use crate::config::init::InitSettings;
 use crate::host::{Host, NodePath, well_known};
+use crate::model::ControlPlane;
 use crate::pki::cert::{AltNames, Authority, LeafTemplate, Subject, Usage, Validity};
 use crate::pki::inspect::CertInfo;
 use crate::pki::store::{self, CaState};
@@ -122,24 +122,24 @@ impl KubeconfigSpec {
         dir.join(self.file_name)
     }
 
-    pub fn client_name(&self, settings: &InitSettings) -> String {
+    pub fn client_name(&self, cp: &ControlPlane) -> String {
         match self.client {
             ClientName::Fixed(name) => name.to_string(),
-            ClientName::Node => format!("system:node:{}", settings.node_name),
+            ClientName::Node => format!("system:node:{}", cp.node.name),
         }
     }
 
-    pub fn server(&self, settings: &InitSettings) -> String {
+    pub fn server(&self, cp: &ControlPlane) -> String {
         match self.server {
-            ServerRule::ControlPlane => settings.control_plane_url(),
-            ServerRule::Local => settings.local_api_url(),
+            ServerRule::ControlPlane => cp.control_plane_url(),
+            ServerRule::Local => cp.local_api_url(),
         }
     }
 
     /// The client certificate of this file.
-    pub fn template(&self, settings: &InitSettings) -> LeafTemplate {
+    pub fn template(&self, cp: &ControlPlane) -> LeafTemplate {
         LeafTemplate {
-            subject: Subject::new(self.client_name(settings), self.organizations),
+            subject: Subject::new(self.client_name(cp), self.organizations),
             usages: vec![Usage::ClientAuth],
             alt_names: AltNames::default(),
         }
@@ -147,12 +147,12 @@ impl KubeconfigSpec {
 }
 
 /// `init phase kubeconfig <name>`: writes the file, or reuses (and checks) the one on disk.
-pub fn ensure(host: &Host, settings: &InitSettings, spec: &KubeconfigSpec) -> anyhow::Result<()> {
+pub fn ensure(host: &Host, cp: &ControlPlane, spec: &KubeconfigSpec) -> anyhow::Result<()> {
     let path = spec.path(&kubeconfig_dir());
     let ui = host.ui();
-    let ca_path = table::CA.cert_path(&settings.cert_dir);
-    let server = spec.server(settings);
-    match store::load_ca(host, &settings.cert_dir, &table::CA)? {
+    let ca_path = table::CA.cert_path(cp.cert_dir());
+    let server = spec.server(cp);
+    match store::load_ca(host, cp.cert_dir(), &table::CA)? {
         CaState::Missing => bail!(
             "the CA files do not exist ({ca_path}); run 'kubestrap init phase certs ca' to generate them"
         ),
@@ -175,7 +175,8 @@ pub fn ensure(host: &Host, settings: &InitSettings, spec: &KubeconfigSpec) -> an
                 ));
                 return Ok(());
             }
-            let config = build(settings, spec, &info, &authority, settings.encryption)?;
+            let algorithm = cp.cluster.certificates.encryption_algorithm;
+            let config = build(cp, spec, &info, &authority, algorithm)?;
             ui.line(format!(
                 "[kubeconfig] Writing {:?} kubeconfig file",
                 spec.file_name
@@ -188,7 +189,7 @@ pub fn ensure(host: &Host, settings: &InitSettings, spec: &KubeconfigSpec) -> an
 
 /// A new kubeconfig for `spec` with a fresh client key and certificate.
 pub fn build(
-    settings: &InitSettings,
+    cp: &ControlPlane,
     spec: &KubeconfigSpec,
     ca: &CertInfo,
     authority: &Authority,
@@ -196,15 +197,15 @@ pub fn build(
 ) -> anyhow::Result<KubeConfig> {
     let (issued, key) = store::issue_leaf(
         authority,
-        &spec.template(settings),
+        &spec.template(cp),
         algorithm,
-        Validity::from_now(settings.cert_validity)?,
+        Validity::from_now(cp.cluster.certificates.validity_period.0)?,
     )?;
     Ok(KubeConfig::with_client_certificate(
-        &settings.cluster_name,
-        &spec.server(settings),
+        &cp.cluster.cluster_name,
+        &spec.server(cp),
         ca.pem().as_bytes(),
-        &spec.client_name(settings),
+        &spec.client_name(cp),
         issued.pem.as_bytes(),
         keys::private_key_pem(&key).as_bytes(),
     ))

@@ -1,8 +1,10 @@
 //! CIDR parsing and arithmetic: lists of subnets (dual-stack), nth host addresses, overlap and sizes.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Parses one CIDR in network form (no host bits set), e.g. `10.96.0.0/12` or `fd00:10:96::/112`.
 pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -16,8 +18,15 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
-/// Parses a comma-separated list: one subnet, or two of different families (dual-stack).
+/// Parses a comma-separated list: one subnet, or two of different families (dual-stack). Spaces are
+/// refused, as kubeadm's parser refuses them: `10.244.0.0/16, fd00::/56` is not a list of two subnets.
 pub fn parse_cidr_list(text: &str) -> Result<Vec<IpNet>, String> {
+    if text.chars().any(char::is_whitespace) {
+        return Err(
+            "a subnet list is comma-separated without spaces (e.g. 10.244.0.0/16,fd00:10:244::/56)"
+                .to_string(),
+        );
+    }
     let parts: Vec<&str> = text.split(',').collect();
     if parts.len() > 2 {
         return Err("at most two subnets (one IPv4 and one IPv6) may be given".to_string());
@@ -32,6 +41,81 @@ pub fn parse_cidr_list(text: &str) -> Result<Vec<IpNet>, String> {
         return Err("a dual-stack list needs one IPv4 and one IPv6 subnet".to_string());
     }
     Ok(nets)
+}
+
+/// A parsed list of subnets (empty, one, or one per family): written as `a,b` wherever a component
+/// takes a list (`--cluster-cidr`, `--service-cluster-ip-range`), and as a YAML/JSON list of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CidrList(Vec<IpNet>);
+
+impl CidrList {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        CidrList(nets)
+    }
+
+    /// Parses `a` or `a,b` (see [`parse_cidr_list`]).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        parse_cidr_list(text).map(CidrList)
+    }
+
+    pub fn nets(&self) -> &[IpNet] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `n`th address of each subnet that has one (1: the API VIPs; 10: the DNS addresses).
+    pub fn nth_addresses(&self, n: u128) -> Vec<IpAddr> {
+        self.0
+            .iter()
+            .filter_map(|net| nth_address(net, n))
+            .collect()
+    }
+}
+
+impl fmt::Display for CidrList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, net) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{net}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'a> IntoIterator for &'a CidrList {
+    type Item = &'a IpNet;
+    type IntoIter = std::slice::Iter<'a, IpNet>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl Serialize for CidrList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(ToString::to_string))
+    }
+}
+
+impl<'de> Deserialize<'de> for CidrList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        if texts.len() > 2 {
+            return Err(serde::de::Error::custom(
+                "at most two subnets (one IPv4 and one IPv6) may be given",
+            ));
+        }
+        texts
+            .iter()
+            .map(|t| parse_cidr(t).map_err(|e| serde::de::Error::custom(format!("{t:?}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(CidrList)
+    }
 }
 
 pub fn is_ipv4(net: &IpNet) -> bool {
@@ -98,6 +182,20 @@ mod tests {
                 .len(),
             2
         );
+        let spaced = parse_cidr_list("10.244.0.0/16, fd00:10:244::/56").unwrap_err();
+        assert!(spaced.contains("without spaces"), "{spaced}");
+        assert!(parse_cidr_list(" 10.244.0.0/16").is_err());
+    }
+
+    #[test]
+    fn a_list_renders_comma_joined_and_round_trips_as_strings() {
+        let list = CidrList::parse("10.244.0.0/16,fd00:10:244::/56").unwrap();
+        assert_eq!(list.to_string(), "10.244.0.0/16,fd00:10:244::/56");
+        let json = serde_json::to_string(&list).unwrap();
+        assert_eq!(json, r#"["10.244.0.0/16","fd00:10:244::/56"]"#);
+        assert_eq!(serde_json::from_str::<CidrList>(&json).unwrap(), list);
+        assert!(serde_json::from_str::<CidrList>(r#"["10.0.0.1/8"]"#).is_err());
+        assert_eq!(CidrList::default().to_string(), "");
     }
 
     #[test]

@@ -1,11 +1,8 @@
 //! The cluster PKI: keys, kubeadm's certificate templates and list, and the files under the cert dir.
 
 pub mod cert;
-pub mod expiration;
 pub mod inspect;
 pub mod keys;
-pub mod renew;
-pub mod requests;
 pub mod store;
 pub mod table;
 
@@ -39,6 +36,16 @@ pub enum PkiError {
     #[error("the system random source failed")]
     Random,
 }
+
+/// RFC 3339 in UTC with whole seconds (`2026-01-02T03:04:05Z`), as kubeadm prints certificate dates.
+pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(RFC3339_UTC)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+const RFC3339_UTC: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
 
 /// PEM text with LF line endings and 64-column lines, as Go's `encoding/pem` writes it.
 pub fn to_pem(label: &str, der: Vec<u8>) -> String {

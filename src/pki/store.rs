@@ -14,8 +14,8 @@ use super::inspect::CertInfo;
 use super::keys;
 use super::table::{self, CaSpec, LeafSpec};
 use crate::config::EncryptionAlgorithm;
-use crate::config::init::InitSettings;
 use crate::host::{Host, NodePath};
+use crate::model::ControlPlane;
 
 pub const KEY_MODE: u32 = 0o600;
 pub const CERT_MODE: u32 = 0o644;
@@ -103,15 +103,15 @@ fn check_not_expired(info: &CertInfo, path: &NodePath, now: OffsetDateTime) -> a
     if info.is_expired_at(now) {
         bail!(
             "certificate {path} expired on {}; renew it or remove it to have it regenerated",
-            super::expiration::format_rfc3339(info.not_after)
+            super::format_rfc3339(info.not_after)
         );
     }
     Ok(())
 }
 
 /// `certs <ca>`: creates the CA, or reuses (and checks) the one on disk.
-pub fn ensure_ca(host: &Host, settings: &InitSettings, ca: &CaSpec) -> anyhow::Result<()> {
-    let cert_dir = &settings.cert_dir;
+pub fn ensure_ca(host: &Host, cp: &ControlPlane, ca: &CaSpec) -> anyhow::Result<()> {
+    let cert_dir = cp.cert_dir();
     let ui = host.ui();
     let now = OffsetDateTime::now_utc();
     match load_ca(host, cert_dir, ca)? {
@@ -126,9 +126,9 @@ pub fn ensure_ca(host: &Host, settings: &InitSettings, ca: &CaSpec) -> anyhow::R
             check_not_expired(&info, &ca.cert_path(cert_dir), now)?;
             for leaf in ca
                 .leaves()
-                .filter(|l| !(l.is_etcd() && settings.external_etcd))
+                .filter(|l| !(l.is_etcd() && cp.cluster.etcd.is_external()))
             {
-                check_existing_leaf(host, settings, leaf, &info, now).with_context(|| {
+                check_existing_leaf(host, cp, leaf, &info, now).with_context(|| {
                     format!(
                         "external CA mode ({} without {}): every certificate it signs must already exist",
                         ca.cert_path(cert_dir),
@@ -142,10 +142,10 @@ pub fn ensure_ca(host: &Host, settings: &InitSettings, ca: &CaSpec) -> anyhow::R
             ));
         }
         CaState::Missing => {
-            let key = keys::generate(settings.encryption)?;
+            let key = keys::generate(cp.cluster.certificates.encryption_algorithm)?;
             let issued = cert::self_signed_ca(
                 ca.common_name,
-                Validity::from_now(settings.ca_validity)?,
+                Validity::from_now(cp.cluster.certificates.ca_validity_period.0)?,
                 &key,
             )?;
             ui.line(format!(
@@ -165,8 +165,8 @@ pub fn ensure_ca(host: &Host, settings: &InitSettings, ca: &CaSpec) -> anyhow::R
 }
 
 /// `certs <leaf>`: signs the leaf with its CA, or reuses (and checks) the one on disk.
-pub fn ensure_leaf(host: &Host, settings: &InitSettings, leaf: &LeafSpec) -> anyhow::Result<()> {
-    let cert_dir = &settings.cert_dir;
+pub fn ensure_leaf(host: &Host, cp: &ControlPlane, leaf: &LeafSpec) -> anyhow::Result<()> {
+    let cert_dir = cp.cert_dir();
     let ui = host.ui();
     let now = OffsetDateTime::now_utc();
     let ca_state = load_ca(host, cert_dir, leaf.ca)?;
@@ -181,7 +181,7 @@ pub fn ensure_leaf(host: &Host, settings: &InitSettings, leaf: &LeafSpec) -> any
     let cert_path = leaf.cert_path(cert_dir);
     let key_path = leaf.key_path(cert_dir);
     if host.exists(&cert_path) || host.exists(&key_path) {
-        check_existing_leaf(host, settings, leaf, ca_info, now)?;
+        check_existing_leaf(host, cp, leaf, ca_info, now)?;
         ui.line(format!(
             "[certs] Using the existing {:?} certificate and key",
             leaf.base_name
@@ -197,12 +197,12 @@ pub fn ensure_leaf(host: &Host, settings: &InitSettings, leaf: &LeafSpec) -> any
             key_path
         );
     };
-    let template = leaf.template(settings);
+    let template = leaf.template(cp);
     let (issued, key) = issue_leaf(
         authority,
         &template,
-        settings.encryption,
-        Validity::from_now(settings.cert_validity)?,
+        cp.cluster.certificates.encryption_algorithm,
+        Validity::from_now(cp.cluster.certificates.validity_period.0)?,
     )?;
     ui.line(format!(
         "[certs] Generating {:?} certificate and key",
@@ -229,19 +229,19 @@ pub fn ensure_leaf(host: &Host, settings: &InitSettings, leaf: &LeafSpec) -> any
 /// not expired, with the SANs and usages this cluster needs. The error names the file.
 fn check_existing_leaf(
     host: &Host,
-    settings: &InitSettings,
+    cp: &ControlPlane,
     leaf: &LeafSpec,
     ca: &CertInfo,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let cert_dir = &settings.cert_dir;
+    let cert_dir = cp.cert_dir();
     let cert_path = leaf.cert_path(cert_dir);
     let key_path = leaf.key_path(cert_dir);
     let info = read_cert(host, &cert_path)?
         .ok_or_else(|| anyhow!("the certificate {cert_path} is missing"))?;
     let key = read_key(host, &key_path)?
         .ok_or_else(|| anyhow!("the private key {key_path} is missing"))?;
-    let problems = leaf_problems(&info, &key, ca, &leaf.template(settings), now);
+    let problems = leaf_problems(&info, &key, ca, &leaf.template(cp), now);
     if problems.is_empty() {
         return Ok(());
     }
@@ -273,7 +273,7 @@ pub fn leaf_problems(
     if info.is_expired_at(now) {
         problems.push(format!(
             "it expired on {}",
-            super::expiration::format_rfc3339(info.not_after)
+            super::format_rfc3339(info.not_after)
         ));
     }
     let missing = info.missing_alt_names(&template.alt_names.dns_names(), template.alt_names.ips());
@@ -296,8 +296,8 @@ pub fn leaf_problems(
 }
 
 /// `certs sa`: the service-account signing key pair (`sa.key` 0600, `sa.pub` PKIX 0644).
-pub fn ensure_service_account_key(host: &Host, settings: &InitSettings) -> anyhow::Result<()> {
-    let cert_dir = &settings.cert_dir;
+pub fn ensure_service_account_key(host: &Host, cp: &ControlPlane) -> anyhow::Result<()> {
+    let cert_dir = cp.cert_dir();
     let key_path = cert_dir.join(format!("{}.key", table::SERVICE_ACCOUNT_BASE_NAME));
     let pub_path = cert_dir.join(format!("{}.pub", table::SERVICE_ACCOUNT_BASE_NAME));
     let ui = host.ui();
@@ -332,7 +332,7 @@ pub fn ensure_service_account_key(host: &Host, settings: &InitSettings) -> anyho
                     table::CA.key_path(cert_dir)
                 );
             }
-            let key = keys::generate(settings.encryption)?;
+            let key = keys::generate(cp.cluster.certificates.encryption_algorithm)?;
             ui.line("[certs] Generating \"sa\" key and public key");
             host.write_file(&key_path, keys::private_key_pem(&key).as_bytes(), KEY_MODE)?;
             host.write_file(&pub_path, keys::public_key_pem(&key).as_bytes(), CERT_MODE)?;

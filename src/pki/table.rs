@@ -1,8 +1,8 @@
 //! kubeadm's certificate list as data (kubeadm-behaviour.md §2.1, §2.3): names, files, signer, identity, SANs.
 
 use super::cert::{AltNames, LeafTemplate, Subject, Usage};
-use crate::config::init::InitSettings;
 use crate::host::NodePath;
+use crate::model::ControlPlane;
 
 /// A certificate authority of the cluster PKI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,104 +204,97 @@ impl LeafSpec {
     }
 
     /// The subject, usages and SANs this certificate gets for the given cluster.
-    pub fn template(&self, settings: &InitSettings) -> LeafTemplate {
+    pub fn template(&self, cp: &ControlPlane) -> LeafTemplate {
         let common_name = match self.common_name {
             CommonName::Fixed(cn) => cn.to_string(),
-            CommonName::NodeName => settings.node_name.clone(),
+            CommonName::NodeName => cp.node.name.clone(),
         };
-        let organizations = if self.name == APISERVER_KUBELET_CLIENT.name
-            && kubelet_client_has_admin_group(settings)
-        {
-            vec![CLUSTER_ADMINS_GROUP.to_string()]
-        } else {
-            Vec::new()
-        };
+        let organizations =
+            if self.name == APISERVER_KUBELET_CLIENT.name && kubelet_client_has_admin_group(cp) {
+                vec![CLUSTER_ADMINS_GROUP.to_string()]
+            } else {
+                Vec::new()
+            };
         LeafTemplate {
             subject: Subject {
                 common_name,
                 organizations,
             },
             usages: self.usages.to_vec(),
-            alt_names: alt_names(self.sans, settings),
+            alt_names: alt_names(self.sans, cp),
         }
     }
 }
 
 /// `apiserver-kubelet-client` carries O=kubeadm:cluster-admins before Kubernetes 1.36.1 and no O from then on.
-fn kubelet_client_has_admin_group(settings: &InitSettings) -> bool {
-    let v = &settings.kubernetes_version;
+fn kubelet_client_has_admin_group(cp: &ControlPlane) -> bool {
+    let v = &cp.cluster.kubernetes_version;
     (v.major, v.minor, v.patch) < (1, 36, 1)
 }
 
-fn alt_names(rule: SanRule, settings: &InitSettings) -> AltNames {
+fn alt_names(rule: SanRule, cp: &ControlPlane) -> AltNames {
+    let local_etcd = cp.cluster.etcd.local();
     match rule {
         SanRule::None => AltNames::default(),
-        SanRule::ApiServer => apiserver_alt_names(settings),
-        SanRule::EtcdServer => {
-            etcd_alt_names(settings, etcd_extra_sans(settings, |l| &l.server_cert_sans))
-        }
-        SanRule::EtcdPeer => {
-            etcd_alt_names(settings, etcd_extra_sans(settings, |l| &l.peer_cert_sans))
-        }
+        SanRule::ApiServer => apiserver_alt_names(cp),
+        SanRule::EtcdServer => etcd_alt_names(
+            cp,
+            local_etcd
+                .map(|l| l.server_cert_sans.as_slice())
+                .unwrap_or_default(),
+        ),
+        SanRule::EtcdPeer => etcd_alt_names(
+            cp,
+            local_etcd
+                .map(|l| l.peer_cert_sans.as_slice())
+                .unwrap_or_default(),
+        ),
     }
 }
 
 /// kubeadm's `GetAPIServerAltNames`.
-pub fn apiserver_alt_names(settings: &InitSettings) -> AltNames {
+pub fn apiserver_alt_names(cp: &ControlPlane) -> AltNames {
     let mut names = AltNames::default();
     for dns in [
-        settings.node_name.clone(),
+        cp.node.name.clone(),
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
         "kubernetes.default.svc".to_string(),
-        format!("kubernetes.default.svc.{}", settings.dns_domain),
+        format!(
+            "kubernetes.default.svc.{}",
+            cp.cluster.networking.dns_domain
+        ),
     ] {
         names.add_dns(dns);
     }
-    let endpoint_host = settings
-        .control_plane_endpoint
-        .as_ref()
-        .map(|(host, _)| host.as_str());
-    if let Some(host) = endpoint_host
-        && host.parse::<std::net::IpAddr>().is_err()
+    let endpoint = cp.cluster.control_plane_endpoint.as_ref();
+    if let Some(endpoint) = endpoint
+        && endpoint.ip().is_none()
     {
-        names.add_dns(host);
+        names.add_dns(endpoint.host.as_str());
     }
-    for ip in settings.api_service_ips() {
+    for ip in cp.cluster.networking.api_service_ips() {
         names.add_ip(ip);
     }
-    names.add_ip(settings.advertise_address);
-    if let Some(Ok(ip)) = endpoint_host.map(str::parse::<std::net::IpAddr>) {
+    names.add_ip(cp.advertise_address());
+    if let Some(ip) = endpoint.and_then(|e| e.ip()) {
         names.add_ip(ip);
     }
-    for san in &settings.apiserver_cert_sans {
+    for san in &cp.cluster.api_server.cert_sans {
         names.add(san);
     }
     names
 }
 
-fn etcd_extra_sans(
-    settings: &InitSettings,
-    pick: fn(&crate::config::types::LocalEtcd) -> &Option<Vec<String>>,
-) -> Vec<String> {
-    settings
-        .cluster
-        .etcd
-        .local
-        .as_ref()
-        .and_then(|local| pick(local).clone())
-        .unwrap_or_default()
-}
-
 /// kubeadm's `GetEtcdAltNames` / `GetEtcdPeerAltNames`.
-pub fn etcd_alt_names(settings: &InitSettings, extra: Vec<String>) -> AltNames {
+pub fn etcd_alt_names(cp: &ControlPlane, extra: &[String]) -> AltNames {
     let mut names = AltNames::default();
-    names.add_dns(settings.node_name.clone());
+    names.add_dns(cp.node.name.clone());
     names.add_dns("localhost");
-    names.add_ip(settings.advertise_address);
+    names.add_ip(cp.advertise_address());
     names.add_ip(std::net::IpAddr::from([127, 0, 0, 1]));
     names.add_ip(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
-    for san in &extra {
+    for san in extra {
         names.add(san);
     }
     names

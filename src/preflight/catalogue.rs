@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 
 use super::kinds::Kind;
-use super::settings::NodeSettings;
+use super::settings::PreflightInput;
 
 /// The catalogue source, as committed.
 pub const CATALOGUE_YAML: &str = include_str!("../../preflight/checks.yaml");
@@ -133,7 +133,7 @@ impl Entry {
     }
 
     /// The id for this node: placeholders filled in, paths written with '-' for '/' (kubeadm's style).
-    pub fn id_for(&self, node: &NodeSettings) -> String {
+    pub fn id_for(&self, node: &PreflightInput) -> String {
         render(&self.id, node, true)
     }
 }
@@ -142,7 +142,7 @@ impl Entry {
 pub const PLACEHOLDERS: [&str; 4] = ["bindPort", "discoveryPort", "etcdDataDir", "certDir"];
 
 /// Fills `{setting}` placeholders from the node's settings. In ids, '/' in a value becomes '-'.
-pub fn render(template: &str, node: &NodeSettings, for_id: bool) -> String {
+pub fn render(template: &str, node: &PreflightInput, for_id: bool) -> String {
     let mut out = template.to_string();
     for name in PLACEHOLDERS {
         let key = format!("{{{name}}}");
@@ -150,10 +150,10 @@ pub fn render(template: &str, node: &NodeSettings, for_id: bool) -> String {
             continue;
         }
         let value = match name {
-            "bindPort" => node.bind_port.to_string(),
-            "discoveryPort" => node.discovery_port.to_string(),
-            "etcdDataDir" => node.etcd_data_dir.display_str(),
-            _ => node.cert_dir.display_str(),
+            "bindPort" => node.bind_port().to_string(),
+            "discoveryPort" => node.discovery_port().to_string(),
+            "etcdDataDir" => node.etcd_data_dir().display_str(),
+            _ => node.cert_dir().display_str(),
         };
         let value = if for_id {
             value.replace('/', "-")

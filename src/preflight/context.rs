@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::settings::NodeSettings;
+use super::settings::PreflightInput;
 use crate::host::{Facts, Host};
 
 /// Where the clock-synchronisation state comes from.
@@ -85,12 +85,12 @@ fn is_executable(path: &Path) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Probe<'a> {
     pub host: &'a Host,
-    pub node: &'a NodeSettings,
+    pub node: &'a PreflightInput,
     pub env: &'a Environment,
 }
 
 impl<'a> Probe<'a> {
-    pub fn new(host: &'a Host, node: &'a NodeSettings, env: &'a Environment) -> Self {
+    pub fn new(host: &'a Host, node: &'a PreflightInput, env: &'a Environment) -> Self {
         Probe { host, node, env }
     }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::catalogue::{self, Entry, Role};
-use super::settings::NodeSettings;
+use super::settings::PreflightInput;
 
 fn role_cell(entry: &Entry, role: Role) -> &'static str {
     match entry.severity(role) {
@@ -15,7 +15,7 @@ fn role_cell(entry: &Entry, role: Role) -> &'static str {
 /// The whole page.
 pub fn markdown() -> anyhow::Result<String> {
     let entries = catalogue::catalogue()?;
-    let defaults = NodeSettings::defaults(Role::Init, "node");
+    let defaults = PreflightInput::defaults(Role::Init, "node");
     let mut out = String::new();
     out.push_str(
         "# Preflight checks\n\n\

@@ -14,7 +14,7 @@ pub use catalogue::{Condition, Entry, Role, Severity};
 pub use context::{ClockSource, Environment, Probe};
 pub use report::{CheckResult, Report, Status};
 pub use runner::{PreflightFailed, evaluate, evaluate_one, run};
-pub use settings::{KubeletSettings, NodeSettings};
+pub use settings::PreflightInput;
 
 /// Reset's preflight, for reset's `preflight` phase (after its confirmation prompt): the reset role's
 /// checks (root, and the tools and runtime reset works through), printed kubeadm-style; fails with
@@ -25,7 +25,7 @@ pub fn run_reset(
     ignore_errors: &[String],
 ) -> anyhow::Result<Report> {
     let node_name = host.facts().hostname().unwrap_or_default().to_lowercase();
-    let node = NodeSettings::for_reset(&node_name, cri_socket, ignore_errors);
+    let node = PreflightInput::for_reset(&node_name, cri_socket, ignore_errors);
     runner::run_printing(host, &node, &Environment::from_process(), false)
 }
 

@@ -10,7 +10,7 @@ use super::context::{Environment, Probe};
 use super::fix::{self, Applied};
 use super::kinds::Kind;
 use super::report::{CheckResult, Report, Status};
-use super::settings::NodeSettings;
+use super::settings::PreflightInput;
 use crate::host::Host;
 use crate::output::Format;
 
@@ -44,7 +44,7 @@ impl IgnoreList {
     }
 
     /// Entries that name no check of any role.
-    pub fn unknown(&self, node: &NodeSettings) -> anyhow::Result<Vec<String>> {
+    pub fn unknown(&self, node: &PreflightInput) -> anyhow::Result<Vec<String>> {
         let known: BTreeSet<String> = catalogue::catalogue()?
             .iter()
             .map(|e| e.id_for(node).to_lowercase())
@@ -71,11 +71,11 @@ fn unmet(condition: &Condition, probe: &Probe) -> Option<String> {
     let node = probe.node;
     let (v4, v6) = node.ip_families();
     let holds = match condition {
-        Condition::LocalEtcd => node.local_etcd,
-        Condition::ExternalEtcd => node.external_etcd,
+        Condition::LocalEtcd => node.local_etcd(),
+        Condition::ExternalEtcd => node.external_etcd(),
         Condition::Ipv4 => v4,
         Condition::Ipv6 => v6,
-        Condition::PodNetwork(names) => match node.pod_network {
+        Condition::PodNetwork(names) => match node.pod_network() {
             Some(network) => {
                 let name = serde_json::to_value(network)
                     .ok()
@@ -131,7 +131,7 @@ fn to_result(
 }
 
 /// Runs every check of the node's role and returns the report; prints nothing but `--fix` actions.
-pub fn evaluate(host: &Host, node: &NodeSettings, env: &Environment) -> anyhow::Result<Report> {
+pub fn evaluate(host: &Host, node: &PreflightInput, env: &Environment) -> anyhow::Result<Report> {
     evaluate_entries(host, node, env, catalogue::for_role(node.role)?)
 }
 
@@ -139,7 +139,7 @@ pub fn evaluate(host: &Host, node: &NodeSettings, env: &Environment) -> anyhow::
 /// conditions, `--fix` and the ignore list. `None` when the role has no such check.
 pub fn evaluate_one(
     host: &Host,
-    node: &NodeSettings,
+    node: &PreflightInput,
     env: &Environment,
     id: &str,
 ) -> anyhow::Result<Option<CheckResult>> {
@@ -155,7 +155,7 @@ pub fn evaluate_one(
 
 fn evaluate_entries(
     host: &Host,
-    node: &NodeSettings,
+    node: &PreflightInput,
     env: &Environment,
     entries: Vec<&Entry>,
 ) -> anyhow::Result<Report> {
@@ -233,7 +233,7 @@ fn apply_fixes(
 
 /// Runs the checks and prints them kubeadm-style (or as a document with `-o json|yaml`).
 /// Fails with [`PreflightFailed`] when an error is not ignored.
-pub fn run(host: &Host, node: &NodeSettings, env: &Environment) -> anyhow::Result<Report> {
+pub fn run(host: &Host, node: &PreflightInput, env: &Environment) -> anyhow::Result<Report> {
     run_printing(host, node, env, true)
 }
 
@@ -241,7 +241,7 @@ pub fn run(host: &Host, node: &NodeSettings, env: &Environment) -> anyhow::Resul
 /// has a result document of its own, as reset has).
 pub fn run_printing(
     host: &Host,
-    node: &NodeSettings,
+    node: &PreflightInput,
     env: &Environment,
     document: bool,
 ) -> anyhow::Result<Report> {
@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn unknown_ignore_ids_are_named() {
-        let node = NodeSettings::defaults(super::super::Role::Init, "n");
+        let node = PreflightInput::defaults(super::super::Role::Init, "n");
         let list = IgnoreList::new(&["NumCPU".into(), "NoSuchCheck".into(), "all".into()]);
         assert_eq!(list.unknown(&node).unwrap(), vec!["nosuchcheck"]);
     }

@@ -47,13 +47,7 @@ impl BaseArgs {
     }
 }
 
-/// kubeadm's `GetArgValue(args, name, -1)`: the value of the last entry named `name`.
-pub fn last_value<'a>(args: &'a [Arg], name: &str) -> Option<&'a str> {
-    args.iter()
-        .rev()
-        .find(|a| a.name == name)
-        .map(|a| a.value.as_str())
-}
+pub use crate::config::types::last_value;
 
 #[cfg(test)]
 mod tests {

@@ -5,34 +5,24 @@
 use std::net::IpAddr;
 
 use super::args::{BaseArgs, last_value};
-use crate::config::init::{InitSettings, join_host_port};
 use crate::config::types::Arg;
 use crate::host::well_known::KUBERNETES_DIR;
-
-pub const ETCD_CLIENT_PORT: u16 = 2379;
-pub const ETCD_PEER_PORT: u16 = 2380;
-pub const ETCD_METRICS_PORT: u16 = 2381;
-
-/// `127.0.0.1`, or `::1` when the node advertises an IPv6 address (kubeadm keeps one family).
-pub fn loopback(settings: &InitSettings) -> &'static str {
-    if settings.is_ipv6() {
-        "::1"
-    } else {
-        "127.0.0.1"
-    }
-}
+use crate::model::{
+    ControlPlane, ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT, LocalEtcdSpec,
+    join_host_port,
+};
 
 /// `https://<ip>:<port>` with IPv6 in brackets.
 pub fn https_url(ip: &str, port: u16) -> String {
     format!("https://{}", join_host_port(ip, port))
 }
 
-fn advertise(settings: &InitSettings) -> String {
-    settings.advertise_address.to_string()
+fn advertise(cp: &ControlPlane) -> String {
+    cp.advertise_address().to_string()
 }
 
-fn cert(settings: &InitSettings, file: &str) -> String {
-    settings.cert_dir.join(file).display_str()
+fn cert(cp: &ControlPlane, file: &str) -> String {
+    cp.cert_dir().join(file).display_str()
 }
 
 fn kubeconfig(file: &str) -> String {
@@ -40,25 +30,23 @@ fn kubeconfig(file: &str) -> String {
 }
 
 /// `etcd.local.extraArgs` (empty for external etcd).
-pub fn etcd_extra_args(settings: &InitSettings) -> &[Arg] {
-    settings
-        .cluster
+pub fn etcd_extra_args<'a>(cp: &ControlPlane<'a>) -> &'a [Arg] {
+    cp.cluster
         .etcd
-        .local
-        .as_ref()
-        .and_then(|l| l.extra_args.as_deref())
+        .local()
+        .map(|l| l.extra_args.as_slice())
         .unwrap_or(&[])
 }
 
 /// etcd's flags for a first (single) member, in the form the etcd version in use accepts:
 /// 3.6 replaced `--experimental-initial-corrupt-check` and `--experimental-watch-progress-notify-interval`.
-pub fn etcd(settings: &InitSettings) -> Vec<String> {
-    let ip = advertise(settings);
-    let local = loopback(settings);
+pub fn etcd(cp: &ControlPlane, etcd: &LocalEtcdSpec) -> Vec<String> {
+    let ip = advertise(cp);
+    let local = cp.loopback();
     let client_url = https_url(&ip, ETCD_CLIENT_PORT);
     let peer_url = https_url(&ip, ETCD_PEER_PORT);
     let mut base = BaseArgs::new(&[
-        ("name", &settings.node_name),
+        ("name", &cp.node.name),
         (
             "listen-client-urls",
             &format!("{},{client_url}", https_url(local, ETCD_CLIENT_PORT)),
@@ -66,14 +54,14 @@ pub fn etcd(settings: &InitSettings) -> Vec<String> {
         ("advertise-client-urls", &client_url),
         ("listen-peer-urls", &peer_url),
         ("initial-advertise-peer-urls", &peer_url),
-        ("data-dir", &settings.etcd_data_dir.display_str()),
-        ("cert-file", &cert(settings, "etcd/server.crt")),
-        ("key-file", &cert(settings, "etcd/server.key")),
-        ("trusted-ca-file", &cert(settings, "etcd/ca.crt")),
+        ("data-dir", &etcd.data_dir.display_str()),
+        ("cert-file", &cert(cp, "etcd/server.crt")),
+        ("key-file", &cert(cp, "etcd/server.key")),
+        ("trusted-ca-file", &cert(cp, "etcd/ca.crt")),
         ("client-cert-auth", "true"),
-        ("peer-cert-file", &cert(settings, "etcd/peer.crt")),
-        ("peer-key-file", &cert(settings, "etcd/peer.key")),
-        ("peer-trusted-ca-file", &cert(settings, "etcd/ca.crt")),
+        ("peer-cert-file", &cert(cp, "etcd/peer.crt")),
+        ("peer-key-file", &cert(cp, "etcd/peer.key")),
+        ("peer-trusted-ca-file", &cert(cp, "etcd/ca.crt")),
         ("peer-client-cert-auth", "true"),
         ("snapshot-count", "10000"),
         (
@@ -81,53 +69,46 @@ pub fn etcd(settings: &InitSettings) -> Vec<String> {
             &format!("http://{}", join_host_port(local, ETCD_METRICS_PORT)),
         ),
     ]);
-    if settings.etcd_version.has_v36_flags() {
+    if etcd.version.has_v36_flags() {
         base.set("feature-gates", "InitialCorruptCheck=true");
         base.set("watch-progress-notify-interval", "5s");
     } else {
         base.set("experimental-initial-corrupt-check", "true");
         base.set("experimental-watch-progress-notify-interval", "5s");
     }
-    base.set(
-        "initial-cluster",
-        format!("{}={peer_url}", settings.node_name),
-    );
-    base.to_command(etcd_extra_args(settings))
+    base.set("initial-cluster", format!("{}={peer_url}", cp.node.name));
+    base.to_command(&etcd.extra_args)
 }
 
-pub fn apiserver(settings: &InitSettings) -> Vec<String> {
-    let extra = settings
-        .cluster
-        .api_server
-        .extra_args
-        .as_deref()
-        .unwrap_or(&[]);
+pub fn apiserver(cp: &ControlPlane) -> Vec<String> {
+    let extra = &cp.cluster.api_server.extra_args;
+    let services = cp.cluster.networking.service_subnets.to_string();
     let mut base = BaseArgs::new(&[
-        ("advertise-address", &advertise(settings)),
+        ("advertise-address", &advertise(cp)),
         ("enable-admission-plugins", "NodeRestriction"),
-        ("service-cluster-ip-range", &service_subnet(settings)),
-        ("service-account-key-file", &cert(settings, "sa.pub")),
-        (
-            "service-account-signing-key-file",
-            &cert(settings, "sa.key"),
-        ),
+        ("service-cluster-ip-range", &services),
+        ("service-account-key-file", &cert(cp, "sa.pub")),
+        ("service-account-signing-key-file", &cert(cp, "sa.key")),
         (
             "service-account-issuer",
-            &format!("https://kubernetes.default.svc.{}", settings.dns_domain),
+            &format!(
+                "https://kubernetes.default.svc.{}",
+                cp.cluster.networking.dns_domain
+            ),
         ),
-        ("client-ca-file", &cert(settings, "ca.crt")),
-        ("tls-cert-file", &cert(settings, "apiserver.crt")),
-        ("tls-private-key-file", &cert(settings, "apiserver.key")),
+        ("client-ca-file", &cert(cp, "ca.crt")),
+        ("tls-cert-file", &cert(cp, "apiserver.crt")),
+        ("tls-private-key-file", &cert(cp, "apiserver.key")),
         (
             "kubelet-client-certificate",
-            &cert(settings, "apiserver-kubelet-client.crt"),
+            &cert(cp, "apiserver-kubelet-client.crt"),
         ),
         (
             "kubelet-client-key",
-            &cert(settings, "apiserver-kubelet-client.key"),
+            &cert(cp, "apiserver-kubelet-client.key"),
         ),
         ("enable-bootstrap-token-auth", "true"),
-        ("secure-port", &settings.bind_port.to_string()),
+        ("secure-port", &cp.api.bind_port.to_string()),
         ("allow-privileged", "true"),
         (
             "kubelet-preferred-address-types",
@@ -138,37 +119,34 @@ pub fn apiserver(settings: &InitSettings) -> Vec<String> {
         ("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
         (
             "requestheader-client-ca-file",
-            &cert(settings, "front-proxy-ca.crt"),
+            &cert(cp, "front-proxy-ca.crt"),
         ),
         ("requestheader-allowed-names", "front-proxy-client"),
         (
             "proxy-client-cert-file",
-            &cert(settings, "front-proxy-client.crt"),
+            &cert(cp, "front-proxy-client.crt"),
         ),
-        (
-            "proxy-client-key-file",
-            &cert(settings, "front-proxy-client.key"),
-        ),
+        ("proxy-client-key-file", &cert(cp, "front-proxy-client.key")),
     ]);
-    match &settings.cluster.etcd.external {
+    match cp.cluster.etcd.external() {
         Some(external) => {
             base.set("etcd-servers", external.endpoints.join(","));
-            if !external.ca_file.is_empty() {
-                base.set("etcd-cafile", &external.ca_file);
+            if let Some(ca) = &external.ca_file {
+                base.set("etcd-cafile", ca.display_str());
             }
-            if !external.cert_file.is_empty() && !external.key_file.is_empty() {
-                base.set("etcd-certfile", &external.cert_file);
-                base.set("etcd-keyfile", &external.key_file);
+            if let (Some(cert), Some(key)) = (&external.cert_file, &external.key_file) {
+                base.set("etcd-certfile", cert.display_str());
+                base.set("etcd-keyfile", key.display_str());
             }
         }
         None => {
-            let servers = last_value(etcd_extra_args(settings), "advertise-client-urls")
+            let servers = last_value(etcd_extra_args(cp), "advertise-client-urls")
                 .map(str::to_string)
-                .unwrap_or_else(|| https_url(loopback(settings), ETCD_CLIENT_PORT));
+                .unwrap_or_else(|| https_url(cp.loopback(), ETCD_CLIENT_PORT));
             base.set("etcd-servers", servers);
-            base.set("etcd-cafile", cert(settings, "etcd/ca.crt"));
-            base.set("etcd-certfile", cert(settings, "apiserver-etcd-client.crt"));
-            base.set("etcd-keyfile", cert(settings, "apiserver-etcd-client.key"));
+            base.set("etcd-cafile", cert(cp, "etcd/ca.crt"));
+            base.set("etcd-certfile", cert(cp, "apiserver-etcd-client.crt"));
+            base.set("etcd-keyfile", cert(cp, "apiserver-etcd-client.key"));
         }
     }
     // A structured authorization configuration replaces the mode list; an extra
@@ -181,9 +159,10 @@ pub fn apiserver(settings: &InitSettings) -> Vec<String> {
 
 /// The controller manager; `external_ca` blanks the signing files so the CSR signer stays off
 /// when only `ca.crt` is on the node (kubeadm's external-CA mode).
-pub fn controller_manager(settings: &InitSettings, external_ca: bool) -> Vec<String> {
+pub fn controller_manager(cp: &ControlPlane, external_ca: bool) -> Vec<String> {
     let config = kubeconfig("controller-manager.conf");
-    let ca = cert(settings, "ca.crt");
+    let ca = cert(cp, "ca.crt");
+    let networking = &cp.cluster.networking;
     let mut base = BaseArgs::new(&[
         ("bind-address", "127.0.0.1"),
         ("leader-elect", "true"),
@@ -193,15 +172,12 @@ pub fn controller_manager(settings: &InitSettings, external_ca: bool) -> Vec<Str
         ("client-ca-file", &ca),
         (
             "requestheader-client-ca-file",
-            &cert(settings, "front-proxy-ca.crt"),
+            &cert(cp, "front-proxy-ca.crt"),
         ),
         ("root-ca-file", &ca),
-        (
-            "service-account-private-key-file",
-            &cert(settings, "sa.key"),
-        ),
+        ("service-account-private-key-file", &cert(cp, "sa.key")),
         ("cluster-signing-cert-file", &ca),
-        ("cluster-signing-key-file", &cert(settings, "ca.key")),
+        ("cluster-signing-key-file", &cert(cp, "ca.key")),
         ("use-service-account-credentials", "true"),
         ("controllers", "*,bootstrapsigner,tokencleaner"),
     ]);
@@ -209,27 +185,23 @@ pub fn controller_manager(settings: &InitSettings, external_ca: bool) -> Vec<Str
         base.set("cluster-signing-key-file", "");
         base.set("cluster-signing-cert-file", "");
     }
-    if let Some(pod_subnet) = pod_subnet(settings) {
+    if !networking.pod_subnets.is_empty() {
         base.set("allocate-node-cidrs", "true");
-        base.set("cluster-cidr", pod_subnet);
-        let services = service_subnet(settings);
-        if !services.is_empty() {
-            base.set("service-cluster-ip-range", services);
+        base.set("cluster-cidr", networking.pod_subnets.to_string());
+        if !networking.service_subnets.is_empty() {
+            base.set(
+                "service-cluster-ip-range",
+                networking.service_subnets.to_string(),
+            );
         }
     }
-    if !settings.cluster_name.is_empty() {
-        base.set("cluster-name", &settings.cluster_name);
+    if !cp.cluster.cluster_name.is_empty() {
+        base.set("cluster-name", &cp.cluster.cluster_name);
     }
-    let extra = settings
-        .cluster
-        .controller_manager
-        .extra_args
-        .as_deref()
-        .unwrap_or(&[]);
-    base.to_command(extra)
+    base.to_command(&cp.cluster.controller_manager.extra_args)
 }
 
-pub fn scheduler(settings: &InitSettings) -> Vec<String> {
+pub fn scheduler(cp: &ControlPlane) -> Vec<String> {
     let config = kubeconfig("scheduler.conf");
     let base = BaseArgs::new(&[
         ("bind-address", "127.0.0.1"),
@@ -238,33 +210,7 @@ pub fn scheduler(settings: &InitSettings) -> Vec<String> {
         ("authentication-kubeconfig", &config),
         ("authorization-kubeconfig", &config),
     ]);
-    let extra = settings
-        .cluster
-        .scheduler
-        .extra_args
-        .as_deref()
-        .unwrap_or(&[]);
-    base.to_command(extra)
-}
-
-/// `networking.serviceSubnet` as configured (a comma list when dual-stack).
-fn service_subnet(settings: &InitSettings) -> String {
-    settings
-        .cluster
-        .networking
-        .service_subnet
-        .clone()
-        .unwrap_or_default()
-}
-
-/// `networking.podSubnet` as configured, when set.
-fn pod_subnet(settings: &InitSettings) -> Option<String> {
-    settings
-        .cluster
-        .networking
-        .pod_subnet
-        .clone()
-        .filter(|s| !s.is_empty())
+    base.to_command(&cp.cluster.scheduler.extra_args)
 }
 
 /// The address kubeadm probes a component on, from its `bind-address`: an unspecified address

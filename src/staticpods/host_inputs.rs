@@ -1,7 +1,6 @@
 //! The host facts the manifests depend on, gathered once so that rendering itself is a pure function.
 
 use super::volumes::CA_TRUST_DIRS;
-use crate::config::init::InitSettings;
 use crate::host::{Host, NodePath};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,7 +15,7 @@ pub struct HostInputs {
 }
 
 impl HostInputs {
-    pub fn gather(host: &Host, settings: &InitSettings) -> Self {
+    pub fn gather(host: &Host, cert_dir: &NodePath) -> Self {
         HostInputs {
             proxy_env: proxy_env(std::env::vars()),
             ca_trust_dirs: CA_TRUST_DIRS
@@ -24,8 +23,8 @@ impl HostInputs {
                 .filter(|dir| host.exists(&NodePath::new(dir)))
                 .map(|dir| dir.to_string())
                 .collect(),
-            external_ca: host.exists(&settings.cert_dir.join("ca.crt"))
-                && !host.exists(&settings.cert_dir.join("ca.key")),
+            external_ca: host.exists(&cert_dir.join("ca.crt"))
+                && !host.exists(&cert_dir.join("ca.key")),
         }
     }
 }
@@ -74,11 +73,11 @@ mod tests {
             false,
             Ui::default(),
         );
-        let settings = crate::staticpods::tests::settings("");
-        let inputs = HostInputs::gather(&host, &settings);
+        let cert_dir = NodePath::new("/etc/kubernetes/pki");
+        let inputs = HostInputs::gather(&host, &cert_dir);
         assert_eq!(inputs.ca_trust_dirs, vec!["/etc/pki/ca-trust".to_string()]);
         assert!(inputs.external_ca);
         std::fs::write(dir.path().join("etc/kubernetes/pki/ca.key"), "x").unwrap();
-        assert!(!HostInputs::gather(&host, &settings).external_ca);
+        assert!(!HostInputs::gather(&host, &cert_dir).external_ca);
     }
 }

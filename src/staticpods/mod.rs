@@ -11,8 +11,8 @@ pub mod volumes;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::config::init::InitSettings;
 use crate::host::{Host, NodePath, well_known};
+use crate::model::ControlPlane;
 use crate::patches::{PatchSet, Schema};
 use crate::render::{Renderer, decode_checked};
 pub use host_inputs::HostInputs;
@@ -61,10 +61,10 @@ impl Component {
 pub fn render(
     renderer: &Renderer,
     component: Component,
-    settings: &InitSettings,
+    cp: &ControlPlane,
     inputs: &HostInputs,
 ) -> anyhow::Result<Pod> {
-    let values = values::values(component, settings, inputs);
+    let values = values::values(component, cp, inputs)?;
     Ok(renderer.render_pod(&component.template(), &values)?)
 }
 
@@ -91,17 +91,19 @@ pub fn manifest_text(pod: &Pod) -> anyhow::Result<String> {
     crate::yaml::to_string(pod)
 }
 
-/// Renders, patches (with `settings.patches_dir`) and writes one component's manifest; returns the Pod.
+/// Renders, patches (with the patches in `patches_dir`, when given) and writes one component's
+/// manifest; returns the Pod.
 pub fn create(
     host: &Host,
-    settings: &InitSettings,
+    cp: &ControlPlane,
     inputs: &HostInputs,
     component: Component,
+    patches_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Pod> {
     let renderer = Renderer::new()?;
-    let mut pod = render(&renderer, component, settings, inputs)?;
-    if let Some(dir) = &settings.patches_dir {
-        let patches = PatchSet::cached(std::path::Path::new(dir), host.ui())?;
+    let mut pod = render(&renderer, component, cp, inputs)?;
+    if let Some(dir) = patches_dir {
+        let patches = PatchSet::cached(dir, host.ui())?;
         pod = patch(&pod, component, &patches, host)?;
     }
     let text = manifest_text(&pod)?;
@@ -128,41 +130,21 @@ pub fn create(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::config::flags::InitFlags;
-    use crate::host::Facts;
+    use crate::model::Model;
 
-    /// Settings for node `cp1` at 192.168.8.201, v1.34.3, pod CIDR 10.244.0.0/16, plus `extra` config YAML
-    /// (a ClusterConfiguration/InitConfiguration stream; empty for none).
-    pub fn settings(extra: &str) -> InitSettings {
-        settings_with(extra, false)
-    }
-
-    pub fn settings_with(extra: &str, localtime: bool) -> InitSettings {
-        let base = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n\
-                    nodeRegistration: {name: cp1}\nlocalAPIEndpoint: {advertiseAddress: 192.168.8.201}\n";
-        let text = if extra.contains("kind: InitConfiguration") {
-            extra.to_string()
-        } else if extra.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}---\n{extra}")
-        };
-        let file = crate::config::load::parse(&text).unwrap();
-        let flags = InitFlags {
-            mount_host_localtime: localtime,
-            ..Default::default()
-        };
-        crate::config::init::resolve_file(file, &flags, &Facts::default()).unwrap()
+    fn model(extra: &str) -> Model {
+        crate::model::testing::control_plane_model(extra)
     }
 
     #[test]
     fn every_component_renders_a_checked_pod() {
         let renderer = Renderer::new().unwrap();
-        let s = settings("");
+        let model = model("");
+        let cp = model.control_plane().unwrap();
         for c in Component::ALL {
-            let pod = render(&renderer, c, &s, &HostInputs::default()).unwrap();
+            let pod = render(&renderer, c, &cp, &HostInputs::default()).unwrap();
             assert_eq!(pod.metadata.name.as_deref(), Some(c.name()));
             let text = manifest_text(&pod).unwrap();
             assert!(
@@ -170,5 +152,21 @@ pub(crate) mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn etcd_of_an_external_cluster_is_an_error() {
+        let model = model(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  external:\n    endpoints: [\"https://10.0.0.9:2379\"]\n",
+        );
+        let cp = model.control_plane().unwrap();
+        let err = render(
+            &Renderer::new().unwrap(),
+            Component::Etcd,
+            &cp,
+            &HostInputs::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("external"), "{err}");
     }
 }

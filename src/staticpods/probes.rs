@@ -4,9 +4,10 @@ use serde::Serialize;
 
 use super::Component;
 use super::args::last_value;
-use super::commands::{self, ETCD_METRICS_PORT};
-use crate::config::init::InitSettings;
+use super::commands;
 use crate::config::versions::EtcdVersion;
+use crate::model::ControlPlane;
+use crate::model::ETCD_METRICS_PORT;
 
 /// The first etcd release that serves `/livez` and `/readyz` (etcd CHANGELOG-3.5, v3.5.11).
 const ETCD_LIVEZ_SINCE: EtcdVersion = EtcdVersion {
@@ -36,43 +37,30 @@ pub struct ProbeValues {
     pub startup_failure_threshold: u64,
 }
 
-pub fn probe(component: Component, settings: &InitSettings) -> ProbeValues {
+pub fn probe(component: Component, cp: &ControlPlane) -> ProbeValues {
     let (host, port, scheme, paths) = match component {
         Component::KubeApiServer => (
-            commands::probe_host(&settings.advertise_address.to_string()),
-            settings.bind_port,
+            commands::probe_host(&cp.advertise_address().to_string()),
+            cp.api.bind_port,
             "HTTPS",
             ("/livez", Some("/readyz"), "/livez"),
         ),
         Component::KubeControllerManager => (
-            commands::probe_host_from_bind_address(
-                settings
-                    .cluster
-                    .controller_manager
-                    .extra_args
-                    .as_deref()
-                    .unwrap_or(&[]),
-            ),
+            commands::probe_host_from_bind_address(&cp.cluster.controller_manager.extra_args),
             10257,
             "HTTPS",
             ("/healthz", None, "/healthz"),
         ),
         Component::KubeScheduler => (
-            commands::probe_host_from_bind_address(
-                settings
-                    .cluster
-                    .scheduler
-                    .extra_args
-                    .as_deref()
-                    .unwrap_or(&[]),
-            ),
+            commands::probe_host_from_bind_address(&cp.cluster.scheduler.extra_args),
             10259,
             "HTTPS",
             ("/livez", Some("/readyz"), "/livez"),
         ),
         Component::Etcd => {
-            let (host, port, scheme) = etcd_endpoint(settings);
-            let paths = if settings.etcd_version >= ETCD_LIVEZ_SINCE {
+            let (host, port, scheme) = etcd_endpoint(cp);
+            let version = cp.cluster.etcd.local().map(|l| l.version);
+            let paths = if version.is_none_or(|v| v >= ETCD_LIVEZ_SINCE) {
                 ("/livez", Some("/readyz"), "/readyz")
             } else {
                 // What kubeadm rendered before it required etcd 3.5.11; older etcd answers 404 on /livez.
@@ -85,7 +73,7 @@ pub fn probe(component: Component, settings: &InitSettings) -> ProbeValues {
             (Some(host), port, scheme, paths)
         }
     };
-    let named_port = settings.kubernetes_version.minor >= NAMED_PROBE_PORT_SINCE_MINOR;
+    let named_port = cp.cluster.kubernetes_version.minor >= NAMED_PROBE_PORT_SINCE_MINOR;
     let target = if named_port {
         serde_json::Value::from("probe-port")
     } else {
@@ -100,14 +88,14 @@ pub fn probe(component: Component, settings: &InitSettings) -> ProbeValues {
         liveness_path: paths.0,
         readiness_path: paths.1,
         startup_path: paths.2,
-        startup_failure_threshold: startup_failure_threshold(settings),
+        startup_failure_threshold: startup_failure_threshold(cp),
     }
 }
 
 /// The etcd metrics endpoint: the first URL of a user `listen-metrics-urls`, else `http://<loopback>:2381`.
-fn etcd_endpoint(settings: &InitSettings) -> (String, u16, &'static str) {
-    let local = commands::loopback(settings).to_string();
-    let Some(urls) = last_value(commands::etcd_extra_args(settings), "listen-metrics-urls") else {
+fn etcd_endpoint(cp: &ControlPlane) -> (String, u16, &'static str) {
+    let local = cp.loopback().to_string();
+    let Some(urls) = last_value(commands::etcd_extra_args(cp), "listen-metrics-urls") else {
         return (local, ETCD_METRICS_PORT, "HTTP");
     };
     let first = urls.split(',').next().unwrap_or_default();
@@ -136,14 +124,8 @@ fn split_authority(authority: &str) -> (Option<String>, Option<u16>) {
     }
 }
 
-fn startup_failure_threshold(settings: &InitSettings) -> u64 {
-    let timeout = settings
-        .init
-        .timeouts
-        .as_ref()
-        .and_then(|t| t.control_plane_component_health_check)
-        .map(|d| d.0)
-        .unwrap_or(std::time::Duration::from_secs(240));
+fn startup_failure_threshold(cp: &ControlPlane) -> u64 {
+    let timeout = cp.node.timeouts.control_plane_component_health_check.0;
     (timeout.as_secs_f64() / 10.0).ceil() as u64
 }
 

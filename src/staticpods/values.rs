@@ -1,4 +1,4 @@
-//! The values a static-Pod template is rendered with, computed from the settings and the host inputs.
+//! The values a static-Pod template is rendered with, computed from the model and the host inputs.
 
 use std::collections::BTreeMap;
 
@@ -8,8 +8,9 @@ use super::host_inputs::HostInputs;
 use super::probes::{ProbeValues, probe};
 use super::volumes::{MountValues, VolumeValues, volumes};
 use super::{Component, commands};
-use crate::config::init::{InitSettings, join_host_port};
 use crate::config::types::EnvVar;
+use crate::model::ControlPlane;
+use crate::model::ETCD_CLIENT_PORT;
 
 const ADVERTISE_ENDPOINT_ANNOTATION: &str =
     "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint";
@@ -30,84 +31,74 @@ pub struct PodValues {
     pub volumes: Vec<VolumeValues>,
 }
 
-pub fn values(component: Component, settings: &InitSettings, inputs: &HostInputs) -> PodValues {
+/// The values of one component's Pod; an error for etcd when the cluster's etcd is external.
+pub fn values(
+    component: Component,
+    cp: &ControlPlane,
+    inputs: &HostInputs,
+) -> Result<PodValues, ExternalEtcd> {
     let mut annotations = BTreeMap::new();
+    let cluster = cp.cluster;
     let (image, args, env) = match component {
         Component::Etcd => {
-            let client_url = commands::https_url(
-                &settings.advertise_address.to_string(),
-                commands::ETCD_CLIENT_PORT,
-            );
+            let local = cluster.etcd.local().ok_or(ExternalEtcd)?;
+            let client_url =
+                commands::https_url(&cp.advertise_address().to_string(), ETCD_CLIENT_PORT);
             annotations.insert(ETCD_CLIENT_URLS_ANNOTATION.to_string(), client_url);
-            let extra_envs = settings
-                .cluster
-                .etcd
-                .local
-                .as_ref()
-                .and_then(|l| l.extra_envs.as_deref());
             // kubeadm gives etcd no proxy variables, only its extraEnvs.
             (
-                crate::images::etcd_image(settings),
-                commands::etcd(settings),
-                merge_env(&[], extra_envs),
+                local.image.to_string(),
+                commands::etcd(cp, local),
+                merge_env(&[], &local.extra_envs),
             )
         }
         Component::KubeApiServer => {
             annotations.insert(
                 ADVERTISE_ENDPOINT_ANNOTATION.to_string(),
-                join_host_port(&settings.advertise_address.to_string(), settings.bind_port),
+                cp.api.host_port(),
             );
             (
-                kubernetes_image(settings, component),
-                commands::apiserver(settings),
-                merge_env(
-                    &inputs.proxy_env,
-                    settings.cluster.api_server.extra_envs.as_deref(),
-                ),
+                kubernetes_image(cp, component),
+                commands::apiserver(cp),
+                merge_env(&inputs.proxy_env, &cluster.api_server.extra_envs),
             )
         }
         Component::KubeControllerManager => (
-            kubernetes_image(settings, component),
-            commands::controller_manager(settings, inputs.external_ca),
-            merge_env(
-                &inputs.proxy_env,
-                settings.cluster.controller_manager.extra_envs.as_deref(),
-            ),
+            kubernetes_image(cp, component),
+            commands::controller_manager(cp, inputs.external_ca),
+            merge_env(&inputs.proxy_env, &cluster.controller_manager.extra_envs),
         ),
         Component::KubeScheduler => (
-            kubernetes_image(settings, component),
-            commands::scheduler(settings),
-            merge_env(
-                &inputs.proxy_env,
-                settings.cluster.scheduler.extra_envs.as_deref(),
-            ),
+            kubernetes_image(cp, component),
+            commands::scheduler(cp),
+            merge_env(&inputs.proxy_env, &cluster.scheduler.extra_envs),
         ),
     };
-    let (volume_mounts, volumes) = volumes(component, settings, inputs);
-    PodValues {
+    let (volume_mounts, volumes) = volumes(component, cp, inputs);
+    Ok(PodValues {
         name: component.name(),
         annotations,
         image,
-        image_pull_policy: settings
-            .init
-            .node_registration
-            .image_pull_policy
-            .clone()
-            .unwrap_or_else(|| "IfNotPresent".to_string()),
+        image_pull_policy: cp.node.image_pull_policy.clone(),
         args,
         env,
-        probe: probe(component, settings),
+        probe: probe(component, cp),
         volume_mounts,
         volumes,
-    }
+    })
 }
 
-fn kubernetes_image(settings: &InitSettings, component: Component) -> String {
-    settings.image(component.name(), &settings.kubernetes_version.to_string())
+/// Asked for an etcd static pod of a cluster whose etcd is external.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the cluster's etcd is external: this node runs no local etcd member")]
+pub struct ExternalEtcd;
+
+fn kubernetes_image(cp: &ControlPlane, component: Component) -> String {
+    cp.cluster.kubernetes_image(component.name()).to_string()
 }
 
 /// Proxy variables overlaid with `extraEnvs` (same name: the extra one wins), sorted by name.
-pub fn merge_env(proxy: &[(String, String)], extra: Option<&[EnvVar]>) -> Vec<EnvVar> {
+pub fn merge_env(proxy: &[(String, String)], extra: &[EnvVar]) -> Vec<EnvVar> {
     let mut merged: BTreeMap<String, EnvVar> = proxy
         .iter()
         .map(|(name, value)| {
@@ -121,7 +112,7 @@ pub fn merge_env(proxy: &[(String, String)], extra: Option<&[EnvVar]>) -> Vec<En
             )
         })
         .collect();
-    for var in extra.unwrap_or_default() {
+    for var in extra {
         merged.insert(var.name.clone(), var.clone());
     }
     merged.into_values().collect()
@@ -142,7 +133,7 @@ mod tests {
             value: Some("c".into()),
             value_from: None,
         }];
-        let merged = merge_env(&proxy, Some(&extra));
+        let merged = merge_env(&proxy, &extra);
         let pairs: Vec<(&str, Option<&str>)> = merged
             .iter()
             .map(|e| (e.name.as_str(), e.value.as_deref()))

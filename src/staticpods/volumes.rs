@@ -7,9 +7,10 @@ use serde::Serialize;
 use super::Component;
 use super::args::last_value;
 use super::host_inputs::HostInputs;
-use crate::config::init::InitSettings;
-use crate::config::types::{ExternalEtcd, HostPathMount};
+use crate::config::types::HostPathMount;
+use crate::host::NodePath;
 use crate::host::well_known::KUBERNETES_DIR;
+use crate::model::{ControlPlane, ExternalEtcdSpec};
 
 /// Directories `/etc/ssl/certs` may link into; kubeadm mounts each one that exists on the node.
 pub const CA_TRUST_DIRS: [&str; 5] = [
@@ -79,8 +80,8 @@ impl Mounts {
         self.add(name, path, path, read_only, DIRECTORY_OR_CREATE);
     }
 
-    fn add_extra(&mut self, extra: Option<&[HostPathMount]>) {
-        for v in extra.unwrap_or_default() {
+    fn add_extra(&mut self, extra: &[HostPathMount]) {
+        for v in extra {
             self.add(
                 &v.name,
                 &v.host_path,
@@ -102,14 +103,14 @@ impl Mounts {
 /// The mounts (in container order) and volumes (sorted by name) of one component.
 pub fn volumes(
     component: Component,
-    settings: &InitSettings,
+    cp: &ControlPlane,
     inputs: &HostInputs,
 ) -> (Vec<MountValues>, Vec<VolumeValues>) {
     if component == Component::Etcd {
-        return etcd_volumes(settings);
+        return etcd_volumes(cp);
     }
-    let cert_dir = settings.cert_dir.display_str();
-    let cluster = &settings.cluster;
+    let cert_dir = cp.cert_dir().display_str();
+    let cluster = cp.cluster;
     let mut m = Mounts::default();
     match component {
         Component::KubeApiServer | Component::KubeControllerManager => {
@@ -125,7 +126,7 @@ pub fn volumes(
     }
     match component {
         Component::KubeApiServer => {
-            if let Some(external) = &cluster.etcd.external {
+            if let Some(external) = cluster.etcd.external() {
                 for (i, dir) in external_etcd_cert_dirs(external, &cert_dir)
                     .iter()
                     .enumerate()
@@ -133,30 +134,28 @@ pub fn volumes(
                     m.add_dir(&format!("etcd-certs-{i}"), dir, true);
                 }
             }
-            m.add_extra(cluster.api_server.extra_volumes.as_deref());
+            m.add_extra(&cluster.api_server.extra_volumes);
         }
         Component::KubeControllerManager => {
             let config = format!("{KUBERNETES_DIR}/controller-manager.conf");
             m.add("kubeconfig", &config, &config, true, FILE_OR_CREATE);
-            let extra_args = cluster
-                .controller_manager
-                .extra_args
-                .as_deref()
-                .unwrap_or(&[]);
-            let flex =
-                last_value(extra_args, "flex-volume-plugin-dir").unwrap_or(DEFAULT_FLEXVOLUME_DIR);
+            let flex = last_value(
+                &cluster.controller_manager.extra_args,
+                "flex-volume-plugin-dir",
+            )
+            .unwrap_or(DEFAULT_FLEXVOLUME_DIR);
             // Writable: third-party volume plugins talk to their backends through sockets here.
             m.add_dir("flexvolume-dir", flex, false);
-            m.add_extra(cluster.controller_manager.extra_volumes.as_deref());
+            m.add_extra(&cluster.controller_manager.extra_volumes);
         }
         Component::KubeScheduler => {
             let config = format!("{KUBERNETES_DIR}/scheduler.conf");
             m.add("kubeconfig", &config, &config, true, FILE_OR_CREATE);
-            m.add_extra(cluster.scheduler.extra_volumes.as_deref());
+            m.add_extra(&cluster.scheduler.extra_volumes);
         }
         Component::Etcd => {}
     }
-    if settings.mount_host_localtime {
+    if cp.node.mount_host_localtime {
         m.add("localtime", LOCALTIME, LOCALTIME, true, "File");
     }
     m.into_lists()
@@ -164,16 +163,18 @@ pub fn volumes(
 
 /// etcd mounts its data directory and `<certDir>/etcd` read-write, in that order (kubeadm lists
 /// them literally); its volumes are sorted by name.
-fn etcd_volumes(settings: &InitSettings) -> (Vec<MountValues>, Vec<VolumeValues>) {
+fn etcd_volumes(cp: &ControlPlane) -> (Vec<MountValues>, Vec<VolumeValues>) {
     const MOUNT_ORDER: [&str; 3] = ["etcd-data", "etcd-certs", "localtime"];
     let mut m = Mounts::default();
-    m.add_dir("etcd-data", &settings.etcd_data_dir.display_str(), false);
+    if let Some(local) = cp.cluster.etcd.local() {
+        m.add_dir("etcd-data", &local.data_dir.display_str(), false);
+    }
     m.add_dir(
         "etcd-certs",
-        &settings.cert_dir.join("etcd").display_str(),
+        &cp.cert_dir().join("etcd").display_str(),
         false,
     );
-    if settings.mount_host_localtime {
+    if cp.node.mount_host_localtime {
         m.add("localtime", LOCALTIME, LOCALTIME, true, "File");
     }
     let (mut mounts, volumes) = m.into_lists();
@@ -183,15 +184,12 @@ fn etcd_volumes(settings: &InitSettings) -> (Vec<MountValues>, Vec<VolumeValues>
 
 /// The directories of external etcd's CA, cert and key that are not already mounted (the cert
 /// dir, `/etc/ssl/certs`, the CA-trust dirs), with nested ones folded into their parent.
-fn external_etcd_cert_dirs(external: &ExternalEtcd, cert_dir: &str) -> Vec<String> {
+fn external_etcd_cert_dirs(external: &ExternalEtcdSpec, cert_dir: &str) -> Vec<String> {
     let mut dirs: std::collections::BTreeSet<String> = Default::default();
-    for file in [&external.ca_file, &external.cert_file, &external.key_file] {
-        if file.is_empty() {
-            continue;
-        }
-        let dir = std::path::Path::new(file)
+    for file in external.files() {
+        let dir = file
             .parent()
-            .map(|p| p.display().to_string())
+            .map(|p: NodePath| p.display_str())
             .unwrap_or_default();
         let covered = dir.is_empty()
             || dir.starts_with(CA_CERTS_DIR)
@@ -216,11 +214,11 @@ mod tests {
 
     #[test]
     fn external_etcd_dirs_skip_mounted_ones_and_fold_nested_ones() {
-        let external = ExternalEtcd {
+        let external = ExternalEtcdSpec {
             endpoints: vec!["https://e:2379".into()],
-            ca_file: "/etc/certs/etcd/ca.crt".into(),
-            cert_file: "/etc/kubernetes/pki/etcd/c.crt".into(),
-            key_file: "/etc/certs/k.key".into(),
+            ca_file: Some(NodePath::new("/etc/certs/etcd/ca.crt")),
+            cert_file: Some(NodePath::new("/etc/kubernetes/pki/etcd/c.crt")),
+            key_file: Some(NodePath::new("/etc/certs/k.key")),
         };
         assert_eq!(
             external_etcd_cert_dirs(&external, "/etc/kubernetes/pki"),

@@ -1,17 +1,27 @@
-//! Phases as data and the runner that executes them: whole workflows, one phase, `--skip-phases`.
+//! Phases as data, and the one executor that runs init, join and reset.
 //!
-//! A workflow (init, join, reset) is an ordered list of [`Phase`] values. The same list builds
-//! the `<cmd> phase <name> [sub]` subcommands (see [`selection`]), validates `--skip-phases`, and
-//! drives execution. A phase with children gets an implicit `all` child.
+//! A workflow is an ordered tree of [`Phase`] values of any depth. The same tree builds the
+//! `<cmd> phase <name> [sub…]` subcommands ([`selection`]), validates `--skip-phases`, and drives
+//! execution ([`executor`]): node lock, journal run markers, recovery of an earlier run that never
+//! ended, `--dry-run`, and the rollback of a failed run ([`rollback`]) unless `--keep-on-failure`.
 
+pub mod executor;
+pub mod rollback;
 pub mod selection;
+pub mod session;
+
+use std::fmt;
 
 use anyhow::Context;
 
 use crate::output::Ui;
 
-pub type RunFn<D> = fn(&mut D) -> anyhow::Result<()>;
-pub type RunIfFn<D> = fn(&D) -> bool;
+pub use executor::{RunData, RunSpec, Workflow, command_line, execute};
+
+/// A phase's work: a closure over the workflow's run data.
+pub type RunFn<D> = Box<dyn Fn(&mut D) -> anyhow::Result<()>>;
+/// When present and false for the run data, the phase (and its children) is skipped with a notice.
+pub type RunIfFn<D> = Box<dyn Fn(&D) -> bool>;
 
 /// One step of a workflow.
 pub struct Phase<D> {
@@ -19,39 +29,45 @@ pub struct Phase<D> {
     pub help: &'static str,
     /// Runs before the children (e.g. a `[certs] Using certificateDir folder` line); may be absent.
     pub run: Option<RunFn<D>>,
-    /// When present and false, the phase (and its children) is skipped with a notice.
     pub run_if: Option<RunIfFn<D>>,
     pub children: Vec<Phase<D>>,
 }
 
 impl<D> Phase<D> {
-    pub fn leaf(name: &'static str, help: &'static str, run: RunFn<D>) -> Self {
+    /// A phase without children.
+    pub fn leaf(
+        name: &'static str,
+        help: &'static str,
+        run: impl Fn(&mut D) -> anyhow::Result<()> + 'static,
+    ) -> Self {
         Phase {
             name,
             help,
-            run: Some(run),
+            run: Some(Box::new(run)),
             run_if: None,
             children: Vec::new(),
         }
     }
 
-    pub fn group(
-        name: &'static str,
-        help: &'static str,
-        run: Option<RunFn<D>>,
-        children: Vec<Phase<D>>,
-    ) -> Self {
+    /// A phase made of sub-phases (which may have their own).
+    pub fn group(name: &'static str, help: &'static str, children: Vec<Phase<D>>) -> Self {
         Phase {
             name,
             help,
-            run,
+            run: None,
             run_if: None,
             children,
         }
     }
 
-    pub fn with_run_if(mut self, run_if: RunIfFn<D>) -> Self {
-        self.run_if = Some(run_if);
+    /// Work a group does before its children.
+    pub fn with_run(mut self, run: impl Fn(&mut D) -> anyhow::Result<()> + 'static) -> Self {
+        self.run = Some(Box::new(run));
+        self
+    }
+
+    pub fn with_run_if(mut self, run_if: impl Fn(&D) -> bool + 'static) -> Self {
+        self.run_if = Some(Box::new(run_if));
         self
     }
 }
@@ -75,46 +91,64 @@ pub fn describe<D>(phases: &[Phase<D>]) -> Vec<PhaseInfo> {
         .collect()
 }
 
-/// Every valid `--skip-phases` entry: `phase` and `phase/child`.
+/// Every valid `--skip-phases` entry, at any depth: `phase`, `phase/child`, `phase/child/grandchild`.
 pub fn phase_paths(phases: &[PhaseInfo]) -> Vec<String> {
-    let mut out = Vec::new();
-    for p in phases {
-        out.push(p.name.to_string());
-        for c in &p.children {
-            out.push(format!("{}/{}", p.name, c.name));
+    fn walk(phases: &[PhaseInfo], prefix: &str, out: &mut Vec<String>) {
+        for p in phases {
+            let path = join_path(prefix, p.name);
+            out.push(path.clone());
+            walk(&p.children, &path, out);
         }
     }
+    let mut out = Vec::new();
+    walk(phases, "", &mut out);
     out
 }
 
-/// Checks `--skip-phases` entries against the tree; unknown ones are named.
-pub fn validate_skip_list(
-    phases: &[PhaseInfo],
-    skip: &[String],
-) -> Result<(), crate::error::InvalidInput> {
-    let known = phase_paths(phases);
-    let errors = skip
-        .iter()
-        .filter(|s| !known.iter().any(|k| k == s.trim()))
-        .map(|s| {
-            crate::error::FieldError::new(
-                "--skip-phases",
-                s,
-                format!("not a phase of this command (phases: {})", known.join(", ")),
-            )
-        })
-        .collect();
-    crate::error::InvalidInput::check(errors)
+fn join_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
 }
 
-/// What to run: the whole workflow, or one phase (optionally one child of it).
+/// What to run: the whole workflow (an empty path), or one phase by its path from the top
+/// (`["certs", "apiserver"]`); a last element `all` means the named group with every sub-phase.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Target {
-    pub phase: Option<String>,
-    pub child: Option<String>,
+    pub path: Vec<String>,
 }
 
-/// Runs the selected part of a workflow. Errors carry `error execution phase <path>` context.
+impl Target {
+    pub fn whole() -> Self {
+        Target::default()
+    }
+
+    pub fn phase<S: Into<String>>(path: impl IntoIterator<Item = S>) -> Self {
+        Target {
+            path: path.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    pub fn is_whole(&self) -> bool {
+        self.path.is_empty()
+    }
+
+    /// The top-level phase asked for, if any.
+    pub fn top(&self) -> Option<&str> {
+        self.path.first().map(String::as_str)
+    }
+}
+
+/// `certs apiserver`, as typed after `phase`.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path.join(" "))
+    }
+}
+
+/// Runs the selected part of a phase tree. Errors carry `error execution phase <path>` context.
 pub fn run<D>(
     phases: &[Phase<D>],
     data: &mut D,
@@ -122,56 +156,46 @@ pub fn run<D>(
     skip: &[String],
     ui: &Ui,
 ) -> anyhow::Result<()> {
-    let skipped = |path: &str| skip.iter().any(|s| s.trim() == path);
+    run_level(phases, data, &target.path, "", skip, ui)
+}
+
+fn run_level<D>(
+    phases: &[Phase<D>],
+    data: &mut D,
+    wanted: &[String],
+    prefix: &str,
+    skip: &[String],
+    ui: &Ui,
+) -> anyhow::Result<()> {
+    let selected = wanted.first().filter(|w| *w != "all");
     for phase in phases {
-        if let Some(wanted) = &target.phase
-            && wanted != phase.name
-        {
-            continue;
-        }
-        // A phase asked for by name runs even if also listed in --skip-phases.
-        if target.phase.is_none() && skipped(phase.name) {
-            ui.debug(
-                1,
-                format!("[{}] Skipping phase (--skip-phases)", phase.name),
-            );
-            continue;
-        }
-        if let Some(run_if) = phase.run_if
-            && !run_if(data)
-        {
-            ui.debug(
-                1,
-                format!("[{}] Skipping phase: not applicable", phase.name),
-            );
-            continue;
-        }
-        if let Some(run) = phase.run {
-            run(data).with_context(|| format!("error execution phase {}", phase.name))?;
-        }
-        let only_child = target.child.as_deref().filter(|c| *c != "all");
-        for child in &phase.children {
-            let path = format!("{}/{}", phase.name, child.name);
-            match only_child {
-                Some(c) if c != child.name => continue,
-                Some(_) => {}
-                None => {
-                    if skipped(&path) {
-                        ui.debug(1, format!("[{path}] Skipping phase (--skip-phases)"));
-                        continue;
-                    }
+        let path = join_path(prefix, phase.name);
+        match selected {
+            Some(name) if name != phase.name => continue,
+            // A phase asked for by name runs even if also listed in --skip-phases.
+            Some(_) => {}
+            None => {
+                if skip.iter().any(|s| s.trim() == path) {
+                    ui.debug(1, format!("[{path}] Skipping phase (--skip-phases)"));
+                    continue;
                 }
             }
-            if let Some(run_if) = child.run_if
-                && !run_if(data)
-            {
-                ui.debug(1, format!("[{path}] Skipping phase: not applicable"));
-                continue;
-            }
-            if let Some(run) = child.run {
-                run(data).with_context(|| format!("error execution phase {path}"))?;
-            }
         }
+        if let Some(run_if) = &phase.run_if
+            && !run_if(data)
+        {
+            ui.debug(1, format!("[{path}] Skipping phase: not applicable"));
+            continue;
+        }
+        if let Some(run) = &phase.run {
+            run(data).with_context(|| format!("error execution phase {path}"))?;
+        }
+        let below = if selected.is_some() {
+            &wanted[1..]
+        } else {
+            &[]
+        };
+        run_level(&phase.children, data, below, &path, skip, ui)?;
     }
     Ok(())
 }
@@ -181,78 +205,84 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Log(Vec<&'static str>, bool);
+    struct Log(Vec<String>, bool);
+
+    fn step(name: &'static str) -> Phase<Log> {
+        Phase::leaf(name, "", move |d: &mut Log| {
+            d.0.push(name.to_string());
+            Ok(())
+        })
+    }
 
     fn tree() -> Vec<Phase<Log>> {
         vec![
-            Phase::leaf("a", "first", |d: &mut Log| {
-                d.0.push("a");
-                Ok(())
-            }),
+            step("a"),
             Phase::group(
                 "b",
                 "second",
-                Some(|d: &mut Log| {
-                    d.0.push("b");
-                    Ok(())
-                }),
                 vec![
-                    Phase::leaf("x", "", |d: &mut Log| {
-                        d.0.push("b/x");
-                        Ok(())
-                    }),
-                    Phase::leaf("y", "", |d: &mut Log| {
-                        d.0.push("b/y");
-                        Ok(())
-                    })
-                    .with_run_if(|d: &Log| d.1),
+                    step("x"),
+                    step("y").with_run_if(|d: &Log| d.1),
+                    Phase::group("deep", "", vec![step("d1"), step("d2")]).with_run(
+                        |d: &mut Log| {
+                            d.0.push("deep".into());
+                            Ok(())
+                        },
+                    ),
                     Phase::leaf("z", "", |_d: &mut Log| anyhow::bail!("boom")),
                 ],
-            ),
+            )
+            .with_run(|d: &mut Log| {
+                d.0.push("b".into());
+                Ok(())
+            }),
         ]
+    }
+
+    fn run_tree(data: &mut Log, target: &Target, skip: &[&str]) -> anyhow::Result<()> {
+        let skip: Vec<String> = skip.iter().map(|s| s.to_string()).collect();
+        run(&tree(), data, target, &skip, &Ui::default())
     }
 
     #[test]
     fn whole_workflow_in_order_with_skips_and_conditions() {
         let mut d = Log::default();
-        let err = run(
-            &tree(),
-            &mut d,
-            &Target::default(),
-            &["a".into()],
-            &Ui::default(),
-        )
-        .unwrap_err();
-        assert_eq!(d.0, vec!["b", "b/x"]);
+        let err = run_tree(&mut d, &Target::whole(), &["a", "b/deep/d1"]).unwrap_err();
+        assert_eq!(d.0, ["b", "x", "deep", "d2"]);
         assert_eq!(err.to_string(), "error execution phase b/z");
         let mut d = Log(Vec::new(), true);
-        run(
-            &tree(),
-            &mut d,
-            &Target::default(),
-            &["b/z".into()],
-            &Ui::default(),
-        )
-        .unwrap();
-        assert_eq!(d.0, vec!["a", "b", "b/x", "b/y"]);
+        run_tree(&mut d, &Target::whole(), &["b/z", "b/deep"]).unwrap();
+        assert_eq!(d.0, ["a", "b", "x", "y"]);
     }
 
     #[test]
-    fn one_phase_or_one_child() {
+    fn one_phase_at_any_depth() {
         let mut d = Log::default();
-        let target = Target {
-            phase: Some("b".into()),
-            child: Some("x".into()),
-        };
-        run(&tree(), &mut d, &target, &[], &Ui::default()).unwrap();
-        assert_eq!(d.0, vec!["b", "b/x"]);
+        run_tree(&mut d, &Target::phase(["b", "x"]), &[]).unwrap();
+        assert_eq!(d.0, ["b", "x"]);
+        let mut d = Log::default();
+        run_tree(&mut d, &Target::phase(["b", "deep", "d2"]), &[]).unwrap();
+        assert_eq!(d.0, ["b", "deep", "d2"]);
+        let mut d = Log::default();
+        run_tree(&mut d, &Target::phase(["b", "deep", "all"]), &["b/deep/d1"]).unwrap();
+        assert_eq!(d.0, ["b", "deep", "d2"]);
     }
 
     #[test]
-    fn skip_list_is_checked_against_the_tree() {
-        let info = describe(&tree());
-        assert!(validate_skip_list(&info, &["b/x".into(), "a".into()]).is_ok());
-        let err = validate_skip_list(&info, &["c".into()]).unwrap_err();
-        assert_eq!(err.errors[0].value, "c");
+    fn paths_cover_every_depth() {
+        let paths = phase_paths(&describe(&tree()));
+        assert_eq!(
+            paths,
+            [
+                "a",
+                "b",
+                "b/x",
+                "b/y",
+                "b/deep",
+                "b/deep/d1",
+                "b/deep/d2",
+                "b/z"
+            ]
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! `<command> phase <name> [sub]` subcommands, generated from a workflow's phase tree.
+//! `<command> phase <name> [sub…]` subcommands, generated from a workflow's phase tree (any depth).
 
 use std::marker::PhantomData;
 
@@ -45,26 +45,29 @@ fn with_positional<W: PhaseTree>(cmd: Command) -> Command {
 
 impl<W: PhaseTree> FromArgMatches for PhaseSelection<W> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        match matches.subcommand() {
-            Some((name, sub)) => {
-                let mut selection = PhaseSelection::new(Target {
-                    phase: Some(name.to_string()),
-                    child: sub.subcommand_name().map(str::to_string),
-                });
-                if let Some((arg, _)) = W::positional() {
-                    let child = sub.subcommand().map(|(_, m)| m);
-                    selection.positional = child
-                        .into_iter()
-                        .chain(std::iter::once(sub))
-                        .find_map(|m| m.get_one::<String>(arg).cloned());
-                }
-                Ok(selection)
-            }
-            None => Err(clap::Error::raw(
+        let mut path = Vec::new();
+        let mut levels = Vec::new();
+        let mut current = matches;
+        while let Some((name, sub)) = current.subcommand() {
+            path.push(name.to_string());
+            levels.push(sub);
+            current = sub;
+        }
+        if path.is_empty() {
+            return Err(clap::Error::raw(
                 ErrorKind::MissingSubcommand,
                 "a phase name is required\n",
-            )),
+            ));
         }
+        let mut selection = PhaseSelection::new(Target { path });
+        if let Some((arg, _)) = W::positional() {
+            // The deepest level that got it (the argument is accepted at every level).
+            selection.positional = levels
+                .iter()
+                .rev()
+                .find_map(|m| m.get_one::<String>(arg).cloned());
+        }
+        Ok(selection)
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
@@ -73,22 +76,25 @@ impl<W: PhaseTree> FromArgMatches for PhaseSelection<W> {
     }
 }
 
+/// The subcommand of one phase, with an `all` child and a subcommand per sub-phase when it has any.
+fn phase_command<W: PhaseTree>(phase: &PhaseInfo) -> Command {
+    let mut cmd = with_positional::<W>(Command::new(phase.name).about(phase.help));
+    if !phase.children.is_empty() {
+        cmd = cmd.subcommand(with_positional::<W>(
+            Command::new("all").about(format!("Run every {} sub-phase", phase.name)),
+        ));
+        for child in &phase.children {
+            cmd = cmd.subcommand(phase_command::<W>(child));
+        }
+    }
+    cmd
+}
+
 impl<W: PhaseTree> Subcommand for PhaseSelection<W> {
     fn augment_subcommands(cmd: Command) -> Command {
         let mut cmd = cmd.subcommand_required(true);
         for phase in W::tree() {
-            let mut sub = with_positional::<W>(Command::new(phase.name).about(phase.help));
-            if !phase.children.is_empty() {
-                sub = sub.subcommand(with_positional::<W>(
-                    Command::new("all").about(format!("Run every {} sub-phase", phase.name)),
-                ));
-                for child in phase.children {
-                    sub = sub.subcommand(with_positional::<W>(
-                        Command::new(child.name).about(child.help),
-                    ));
-                }
-            }
-            cmd = cmd.subcommand(sub);
+            cmd = cmd.subcommand(phase_command::<W>(&phase));
         }
         cmd
     }
@@ -99,5 +105,61 @@ impl<W: PhaseTree> Subcommand for PhaseSelection<W> {
 
     fn has_subcommand(name: &str) -> bool {
         W::tree().iter().any(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Deep;
+
+    impl PhaseTree for Deep {
+        fn tree() -> Vec<PhaseInfo> {
+            let leaf = |name| PhaseInfo {
+                name,
+                help: "",
+                children: Vec::new(),
+            };
+            vec![
+                leaf("a"),
+                PhaseInfo {
+                    name: "b",
+                    help: "",
+                    children: vec![PhaseInfo {
+                        name: "deep",
+                        help: "",
+                        children: vec![leaf("d1"), leaf("d2")],
+                    }],
+                },
+            ]
+        }
+
+        fn positional() -> Option<(&'static str, &'static str)> {
+            Some(("endpoint", ""))
+        }
+    }
+
+    fn select(args: &[&str]) -> PhaseSelection<Deep> {
+        let cmd = PhaseSelection::<Deep>::augment_subcommands(Command::new("phase"));
+        let matches = cmd
+            .try_get_matches_from(std::iter::once("phase").chain(args.iter().copied()))
+            .unwrap();
+        PhaseSelection::<Deep>::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn subcommands_reach_every_depth_with_all_and_the_positional() {
+        assert_eq!(
+            select(&["b", "deep", "d2"]).target.path,
+            ["b", "deep", "d2"]
+        );
+        assert_eq!(
+            select(&["b", "deep", "all"]).target.path,
+            ["b", "deep", "all"]
+        );
+        let with_endpoint = select(&["b", "deep", "d1", "10.0.0.1:6443"]);
+        assert_eq!(with_endpoint.positional.as_deref(), Some("10.0.0.1:6443"));
+        assert_eq!(select(&["a"]).target.path, ["a"]);
     }
 }

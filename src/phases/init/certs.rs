@@ -1,46 +1,37 @@
 //! `init phase certs`: the cluster PKI (kubeadm-behaviour.md §2), one sub-phase per CA, leaf and the sa key.
 
 use super::InitData;
-use crate::pki::{store, table};
+use crate::pki::store;
+use crate::pki::table::{self, CaSpec, LeafSpec};
 use crate::workflow::Phase;
 
 pub fn phase() -> Phase<InitData> {
-    Phase::group(
-        "certs",
-        "Certificate generation",
-        Some(announce),
-        vec![
-            ca::<0>(),
-            leaf::<0>(),
-            leaf::<1>(),
-            ca::<1>(),
-            leaf::<2>(),
-            ca::<2>(),
-            leaf::<3>(),
-            leaf::<4>(),
-            leaf::<5>(),
-            leaf::<6>(),
-            Phase::leaf(
-                "sa",
-                "Generate a private key for signing service account tokens along with its public key",
-                run_sa,
-            ),
-        ],
-    )
+    let mut children = Vec::new();
+    for ca in table::CAS {
+        children.push(ca_phase(ca));
+        children.extend(ca.leaves().map(leaf_phase));
+    }
+    children.push(Phase::leaf(
+        "sa",
+        "Generate a private key for signing service account tokens along with its public key",
+        |data: &mut InitData| store::ensure_service_account_key(&data.host, &data.control_plane()?),
+    ));
+    Phase::group("certs", "Certificate generation", children).with_run(announce)
 }
 
 fn announce(data: &mut InitData) -> anyhow::Result<()> {
     data.host.ui().line(format!(
         "[certs] Using certificateDir folder {:?}",
-        data.settings.cert_dir.display_str()
+        data.model.cluster.certificates.dir.display_str()
     ));
     Ok(())
 }
 
-/// The sub-phase of `table::CAS[I]`; the etcd CA only runs with a local etcd.
-fn ca<const I: usize>() -> Phase<InitData> {
-    let spec = table::CAS[I];
-    let phase = Phase::leaf(spec.name, spec.help, run_ca::<I>);
+/// A CA's sub-phase; the etcd CA only runs with a local etcd.
+fn ca_phase(spec: &'static CaSpec) -> Phase<InitData> {
+    let phase = Phase::leaf(spec.name, spec.help, move |data: &mut InitData| {
+        store::ensure_ca(&data.host, &data.control_plane()?, spec)
+    });
     if spec.etcd {
         phase.with_run_if(local_etcd)
     } else {
@@ -48,10 +39,11 @@ fn ca<const I: usize>() -> Phase<InitData> {
     }
 }
 
-/// The sub-phase of `table::LEAVES[I]`; etcd certificates only run with a local etcd.
-fn leaf<const I: usize>() -> Phase<InitData> {
-    let spec = table::LEAVES[I];
-    let phase = Phase::leaf(spec.name, spec.help, run_leaf::<I>);
+/// A leaf's sub-phase; etcd certificates only run with a local etcd.
+fn leaf_phase(spec: &'static LeafSpec) -> Phase<InitData> {
+    let phase = Phase::leaf(spec.name, spec.help, move |data: &mut InitData| {
+        store::ensure_leaf(&data.host, &data.control_plane()?, spec)
+    });
     if spec.is_etcd() {
         phase.with_run_if(local_etcd)
     } else {
@@ -59,20 +51,8 @@ fn leaf<const I: usize>() -> Phase<InitData> {
     }
 }
 
-fn run_ca<const I: usize>(data: &mut InitData) -> anyhow::Result<()> {
-    store::ensure_ca(&data.host, &data.settings, table::CAS[I])
-}
-
-fn run_leaf<const I: usize>(data: &mut InitData) -> anyhow::Result<()> {
-    store::ensure_leaf(&data.host, &data.settings, table::LEAVES[I])
-}
-
-fn run_sa(data: &mut InitData) -> anyhow::Result<()> {
-    store::ensure_service_account_key(&data.host, &data.settings)
-}
-
 fn local_etcd(data: &InitData) -> bool {
-    !data.settings.external_etcd
+    !data.model.cluster.etcd.is_external()
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ pub fn phase() -> Phase<InitData> {
     Phase::group(
         "control-plane",
         "Generate all static Pod manifest files necessary to establish the control plane",
-        Some(announce_folder),
         vec![
             Phase::leaf(
                 "apiserver",
@@ -28,6 +27,7 @@ pub fn phase() -> Phase<InitData> {
             ),
         ],
     )
+    .with_run(announce_folder)
 }
 
 fn announce_folder(data: &mut InitData) -> anyhow::Result<()> {
@@ -42,7 +42,9 @@ fn create(data: &mut InitData, component: Component) -> anyhow::Result<()> {
         "[control-plane] Creating static Pod manifest for {:?}",
         component.name()
     ));
-    let inputs = HostInputs::gather(&data.host, &data.settings);
-    staticpods::create(&data.host, &data.settings, &inputs, component)?;
+    let cp = data.control_plane()?;
+    let inputs = HostInputs::gather(&data.host, cp.cert_dir());
+    let patches = data.options.patches_dir.as_deref();
+    staticpods::create(&data.host, &cp, &inputs, component, patches)?;
     Ok(())
 }

@@ -9,14 +9,13 @@ pub fn phase() -> Phase<InitData> {
     Phase::group(
         "etcd",
         "Generate static Pod manifest file for local etcd",
-        None,
         vec![
             Phase::leaf(
                 "local",
                 "Generate the static Pod manifest file for a local, single-node local etcd instance",
                 run_local,
             )
-            .with_run_if(|data: &InitData| !data.settings.external_etcd),
+            .with_run_if(|data: &InitData| !data.model.cluster.etcd.is_external()),
         ],
     )
 }
@@ -25,7 +24,9 @@ fn run_local(data: &mut InitData) -> anyhow::Result<()> {
     data.host.ui().line(format!(
         "[etcd] Creating static Pod manifest for local etcd in {MANIFESTS_DIR:?}"
     ));
-    let inputs = HostInputs::gather(&data.host, &data.settings);
-    staticpods::create(&data.host, &data.settings, &inputs, Component::Etcd)?;
+    let cp = data.control_plane()?;
+    let inputs = HostInputs::gather(&data.host, cp.cert_dir());
+    let patches = data.options.patches_dir.as_deref();
+    staticpods::create(&data.host, &cp, &inputs, Component::Etcd, patches)?;
     Ok(())
 }

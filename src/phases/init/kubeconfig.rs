@@ -1,22 +1,16 @@
 //! `init phase kubeconfig`: the admin, super-admin, kubelet, controller-manager and scheduler kubeconfigs (§3).
 
 use super::InitData;
-use crate::kubeconfig::files;
+use crate::kubeconfig::files::{self, KubeconfigSpec};
 use crate::workflow::Phase;
 
 pub fn phase() -> Phase<InitData> {
     Phase::group(
         "kubeconfig",
         "Generate all kubeconfig files necessary to establish the control plane and the admin kubeconfig file",
-        Some(announce),
-        vec![
-            file::<0>(),
-            file::<1>(),
-            file::<2>(),
-            file::<3>(),
-            file::<4>(),
-        ],
+        files::ALL.into_iter().map(file).collect(),
     )
+    .with_run(announce)
 }
 
 fn announce(data: &mut InitData) -> anyhow::Result<()> {
@@ -27,14 +21,11 @@ fn announce(data: &mut InitData) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sub-phase of `files::ALL[I]`.
-fn file<const I: usize>() -> Phase<InitData> {
-    let spec = files::ALL[I];
-    Phase::leaf(spec.name, spec.help, run_file::<I>)
-}
-
-fn run_file<const I: usize>(data: &mut InitData) -> anyhow::Result<()> {
-    files::ensure(&data.host, &data.settings, files::ALL[I])
+/// The sub-phase of one kubeconfig file.
+fn file(spec: &'static KubeconfigSpec) -> Phase<InitData> {
+    Phase::leaf(spec.name, spec.help, move |data: &mut InitData| {
+        files::ensure(&data.host, &data.control_plane()?, spec)
+    })
 }
 
 #[cfg(test)]

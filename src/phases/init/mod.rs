@@ -1,4 +1,6 @@
-//! The `kubestrap init` workflow: its run data and its ordered phase list.
+//! The `kubestrap init` workflow: its run data (the model, init's options, the host) and its ordered
+//! phase list. Before its phases, an init run that changes the node records the model it uses
+//! (`/var/lib/kubestrap/cluster.yaml`), journaled like every other file.
 
 pub mod certs;
 pub mod control_plane;
@@ -6,15 +8,30 @@ pub mod etcd;
 pub mod kubeconfig;
 pub mod preflight;
 
-use crate::config::init::InitSettings;
 use crate::host::Host;
+use crate::model::resolve::init::InitOptions;
+use crate::model::{ControlPlane, Model, record};
 use crate::workflow::selection::PhaseTree;
-use crate::workflow::{Phase, PhaseInfo, describe};
+use crate::workflow::{Phase, PhaseInfo, RunData, Target, Workflow, command_line, describe};
 
 /// What every init phase reads and writes.
 pub struct InitData {
-    pub settings: InitSettings,
+    pub model: Model,
+    pub options: InitOptions,
     pub host: Host,
+}
+
+impl InitData {
+    /// The control-plane view of the model (init always makes a control-plane node).
+    pub fn control_plane(&self) -> anyhow::Result<ControlPlane<'_>> {
+        Ok(self.model.control_plane()?)
+    }
+}
+
+impl RunData for InitData {
+    fn host(&self) -> &Host {
+        &self.host
+    }
 }
 
 /// init's phases in kubeadm's order. Only phases that work are registered.
@@ -26,6 +43,17 @@ pub fn phases() -> Vec<Phase<InitData>> {
         etcd::phase(),
         control_plane::phase(),
     ]
+}
+
+/// The init workflow: its phases, after recording the model (not for a preflight-only run, which
+/// changes nothing but what `--fix` applies).
+pub fn workflow() -> Workflow<InitData> {
+    Workflow::new("init", phases()).with_prologue(|data: &mut InitData, target: &Target| {
+        if target.top() == Some(preflight::NAME) {
+            return Ok(());
+        }
+        record::write(&data.host, &data.model, &command_line("init", target))
+    })
 }
 
 /// The phase tree for the command line.

@@ -1,21 +1,34 @@
-//! The `kubestrap join` workflow: its run data and its ordered phase list.
+//! The `kubestrap join` workflow: its run data (this node's spec, join's options, the host) and its
+//! ordered phase list. The cluster part of the model is learnt by discovery (the join issue adds it).
 
 pub mod preflight;
 
-use crate::config::join::JoinSettings;
 use crate::host::Host;
+use crate::model::NodeSpec;
+use crate::model::resolve::join::JoinOptions;
 use crate::workflow::selection::PhaseTree;
-use crate::workflow::{Phase, PhaseInfo, describe};
+use crate::workflow::{Phase, PhaseInfo, RunData, Workflow, describe};
 
 /// What every join phase reads and writes.
 pub struct JoinData {
-    pub settings: JoinSettings,
+    pub node: NodeSpec,
+    pub options: JoinOptions,
     pub host: Host,
+}
+
+impl RunData for JoinData {
+    fn host(&self) -> &Host {
+        &self.host
+    }
 }
 
 /// join's phases in kubeadm's order. Only phases that work are registered.
 pub fn phases() -> Vec<Phase<JoinData>> {
     vec![preflight::phase()]
+}
+
+pub fn workflow() -> Workflow<JoinData> {
+    Workflow::new("join", phases())
 }
 
 /// The phase tree for the command line.

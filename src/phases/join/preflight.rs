@@ -1,7 +1,7 @@
 //! `join phase preflight`: the catalogue's checks for a joining worker or control-plane node.
 
 use super::JoinData;
-use crate::preflight::{self, Environment, NodeSettings};
+use crate::preflight::{self, Environment, PreflightInput};
 use crate::workflow::Phase;
 
 pub fn phase() -> Phase<JoinData> {
@@ -9,7 +9,14 @@ pub fn phase() -> Phase<JoinData> {
 }
 
 fn run(data: &mut JoinData) -> anyhow::Result<()> {
-    let node = NodeSettings::for_join(&data.settings);
-    preflight::run(&data.host, &node, &Environment::from_process())?;
+    let options = &data.options;
+    let input = PreflightInput::for_join(
+        &data.node,
+        options.api_endpoint.clone(),
+        options.advertise_address_detected,
+        &options.ignore_preflight_errors,
+        options.fix,
+    );
+    preflight::run(&data.host, &input, &Environment::from_process())?;
     Ok(())
 }

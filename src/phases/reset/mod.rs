@@ -1,5 +1,5 @@
-//! The `kubestrap reset` workflow: its settings, its run data (host, cluster scope, report, plan) and its
-//! ordered phase list.
+//! The `kubestrap reset` workflow: its settings, its run data (host, the node record, cluster scope,
+//! report, plan) and its ordered phase list.
 
 pub mod containers;
 pub mod files;
@@ -25,8 +25,10 @@ use crate::host::attribution::ClusterScope;
 use crate::host::inventory::{Found, Item, Outcome, Report};
 use crate::host::journal::{self, Entry};
 use crate::host::{Host, NodePath};
+use crate::model::{Model, record};
 use crate::workflow::selection::PhaseTree;
-use crate::workflow::{Phase, PhaseInfo, describe};
+use crate::workflow::session::Recovery;
+use crate::workflow::{Phase, PhaseInfo, RunData, Target, Workflow, describe};
 
 /// Reset's resolved settings (flags over the ResetConfiguration over defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,9 @@ pub struct ResetSettings {
 pub struct ResetData {
     pub settings: ResetSettings,
     pub host: Host,
+    /// The model this node was set up with (`cluster.yaml`); `None` on a node kubestrap did not set up
+    /// (kubeadm's, or made by hand), where the scope is read from the manifests instead.
+    pub record: Option<Model>,
     /// Our CNI networks and the cluster's address ranges, found before anything is deleted.
     pub scope: ClusterScope,
     /// Files the journal says kubestrap wrote (CNI configs, sysctl and systemd drop-ins, …).
@@ -66,17 +71,8 @@ pub struct ResetData {
 }
 
 impl ResetData {
-    pub fn new(settings: ResetSettings, host: Host) -> anyhow::Result<Self> {
-        let records = journal::read(host.root())?;
-        let journal: Vec<Entry> = records.into_iter().map(|r| r.entry).collect();
-        let journal_files = journal
-            .iter()
-            .filter_map(|e| match e {
-                Entry::WriteFile { path, .. } => Some(path.clone()),
-                _ => None,
-            })
-            .collect();
-        let scope = scope::discover(&host, &journal_files);
+    /// Run data with nothing read yet: [`ResetData::load`] reads the node once the lock is held.
+    pub fn new(settings: ResetSettings, host: Host) -> Self {
         let progress = if host.ui().interactive() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -87,18 +83,62 @@ impl ResetData {
         } else {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         };
-        Ok(ResetData {
+        ResetData {
             settings,
             host,
-            scope,
-            journal_files,
-            journal,
+            record: None,
+            scope: ClusterScope::with_addon_networks(),
+            journal_files: BTreeSet::new(),
+            journal: Vec::new(),
             report: Report::default(),
             planned: Vec::new(),
             protected: Vec::new(),
             cluster_links: BTreeSet::new(),
             progress,
-        })
+        }
+    }
+
+    /// Reads the journal and the node record and finds the cluster's scope, before anything is deleted.
+    /// An unreadable record is reported and the scope is read from the manifests instead.
+    pub fn load(&mut self) -> anyhow::Result<()> {
+        let records = journal::read(self.host.root())?;
+        self.journal = records.into_iter().map(|r| r.entry).collect();
+        self.journal_files = self
+            .journal
+            .iter()
+            .filter_map(|e| match e {
+                Entry::WriteFile { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        self.record = match record::read(&self.host) {
+            Ok(found) => found.map(|r| r.model()),
+            Err(e) => {
+                self.host.ui().warn(format!(
+                    "[reset] {e:#}; the cluster's scope is read from the static-pod manifests instead"
+                ));
+                None
+            }
+        };
+        let (scope, source) =
+            scope::discover(&self.host, self.record.as_ref(), &self.journal_files);
+        let list = |nets: &[ipnet::IpNet]| {
+            nets.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        self.host.ui().debug(
+            1,
+            format!(
+                "[reset] The cluster's scope, from {source}: pod CIDRs [{}], service CIDRs [{}], CNI networks [{}]",
+                list(&scope.pod_cidrs),
+                list(&scope.service_cidrs),
+                scope.cni_networks.iter().cloned().collect::<Vec<_>>().join(",")
+            ),
+        );
+        self.scope = scope;
+        Ok(())
     }
 
     pub fn dry_run(&self) -> bool {
@@ -148,7 +188,6 @@ pub fn phases() -> Vec<Phase<ResetData>> {
         Phase::group(
             "cleanup-node",
             "Run cleanup node.",
-            None,
             vec![
                 stop_kubelet::phase(),
                 containers::phase(),
@@ -164,6 +203,20 @@ pub fn phases() -> Vec<Phase<ResetData>> {
         ),
         verify::phase(),
     ]
+}
+
+impl RunData for ResetData {
+    fn host(&self) -> &Host {
+        &self.host
+    }
+}
+
+/// The reset workflow. It undoes every run itself, so an unfinished earlier run is not rolled back
+/// first; the node is read (journal, record, scope) once the lock is held.
+pub fn workflow() -> Workflow<ResetData> {
+    Workflow::new("reset", phases())
+        .with_recovery(Recovery::Leave)
+        .with_prologue(|data: &mut ResetData, _target: &Target| data.load())
 }
 
 /// The phase tree for the command line.

@@ -1,8 +1,11 @@
 //! Finding the cluster's scope on a node before anything is deleted: our CNI networks (the addons' and
-//! those of CNI configs kubestrap wrote), pod CIDRs and service CIDRs (from the static-pod manifests,
-//! flannel's subnet.env and our CNI configs; the service CIDR defaults to kubeadm's 10.96.0.0/12).
+//! those of CNI configs kubestrap wrote), pod CIDRs and service CIDRs. The ranges come from the node
+//! record (`cluster.yaml`); on a node without one (made by kubeadm or by hand) they are read from the
+//! static-pod manifests instead. Flannel's subnet.env and our CNI configs add what the addons use;
+//! without any source the service CIDR is kubeadm's 10.96.0.0/12.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use ipnet::IpNet;
 
@@ -10,6 +13,29 @@ use crate::config::defaults::DEFAULT_SERVICE_SUBNET;
 use crate::host::attribution::ClusterScope;
 use crate::host::cni;
 use crate::host::{Host, NodePath, well_known};
+use crate::model::Model;
+
+/// Where the cluster's ranges were read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeSource {
+    /// The node record kubestrap wrote at init.
+    Record,
+    /// The static-pod manifests' flags (a kubeadm-made node).
+    Manifests,
+}
+
+impl fmt::Display for ScopeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScopeSource::Record => write!(f, "the node record {}", crate::model::record::path()),
+            ScopeSource::Manifests => write!(
+                f,
+                "the static-pod manifests in {}",
+                well_known::MANIFESTS_DIR
+            ),
+        }
+    }
+}
 
 /// Values of `--flag=a,b` in a manifest or env file.
 pub fn flag_values(text: &str, flag: &str) -> Vec<String> {
@@ -51,23 +77,43 @@ fn cni_subnets(value: &serde_json::Value, out: &mut Vec<IpNet>) {
     }
 }
 
-pub fn discover(host: &Host, journal_files: &BTreeSet<NodePath>) -> ClusterScope {
+/// The cluster's scope: from the record when there is one, else from the manifests.
+pub fn discover(
+    host: &Host,
+    record: Option<&Model>,
+    journal_files: &BTreeSet<NodePath>,
+) -> (ClusterScope, ScopeSource) {
     let mut scope = ClusterScope::with_addon_networks();
     let read = |p: &NodePath| host.read_string(p).unwrap_or_default();
-    let manifests = NodePath::new(well_known::MANIFESTS_DIR);
-    let cm = read(&manifests.join("kube-controller-manager.yaml"));
-    let api = read(&manifests.join("kube-apiserver.yaml"));
+    let source = match record {
+        Some(model) => {
+            let networking = &model.cluster.networking;
+            for net in &networking.pod_subnets {
+                scope.add_pod_cidr(*net);
+            }
+            for net in &networking.service_subnets {
+                scope.add_service_cidr(*net);
+            }
+            ScopeSource::Record
+        }
+        None => {
+            let manifests = NodePath::new(well_known::MANIFESTS_DIR);
+            let cm = read(&manifests.join("kube-controller-manager.yaml"));
+            let api = read(&manifests.join("kube-apiserver.yaml"));
+            for net in nets(flag_values(&cm, "--cluster-cidr")) {
+                scope.add_pod_cidr(net);
+            }
+            for net in nets(flag_values(&api, "--service-cluster-ip-range"))
+                .chain(nets(flag_values(&cm, "--service-cluster-ip-range")))
+            {
+                scope.add_service_cidr(net);
+            }
+            ScopeSource::Manifests
+        }
+    };
     let flannel_env = read(&NodePath::new(well_known::FLANNEL_RUN_DIR).join("subnet.env"));
-
-    for net in nets(flag_values(&cm, "--cluster-cidr"))
-        .chain(nets(flag_values(&flannel_env, "FLANNEL_NETWORK")))
-    {
+    for net in nets(flag_values(&flannel_env, "FLANNEL_NETWORK")) {
         scope.add_pod_cidr(net);
-    }
-    for net in nets(flag_values(&api, "--service-cluster-ip-range"))
-        .chain(nets(flag_values(&cm, "--service-cluster-ip-range")))
-    {
-        scope.add_service_cidr(net);
     }
     if scope.service_cidrs.is_empty()
         && let Ok(net) = DEFAULT_SERVICE_SUBNET.parse()
@@ -93,7 +139,7 @@ pub fn discover(host: &Host, journal_files: &BTreeSet<NodePath>) -> ClusterScope
             }
         }
     }
-    scope
+    (scope, source)
 }
 
 #[cfg(test)]
@@ -136,7 +182,8 @@ mod tests {
         );
         let host = Host::new(root, Facts::default(), false, Ui::default());
         let journal: BTreeSet<NodePath> = [NodePath::new("/etc/cni/net.d/10-mine.conflist")].into();
-        let scope = discover(&host, &journal);
+        let (scope, source) = discover(&host, None, &journal);
+        assert_eq!(source, ScopeSource::Manifests);
         assert!(scope.cni_networks.contains("mynet"));
         assert!(scope.cni_networks.contains("cbr0"));
         assert!(!scope.cni_networks.contains("podman"));
@@ -147,5 +194,32 @@ mod tests {
         assert!(scope.pod_cidrs.contains(&"10.244.0.0/16".parse().unwrap()));
         assert!(scope.pod_cidrs.contains(&"10.250.1.0/24".parse().unwrap()));
         assert!(!scope.pod_cidrs.contains(&"10.88.0.0/16".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_record_wins_over_the_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let manifest = root.disk(&NodePath::new(
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        ));
+        std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
+        std::fs::write(
+            &manifest,
+            "    - --service-cluster-ip-range=10.100.0.0/16\n",
+        )
+        .unwrap();
+        let host = Host::new(root, Facts::default(), false, Ui::default());
+        let model = crate::model::testing::control_plane_model(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  serviceSubnet: 10.112.0.0/12,fd00:10:96::/112\n  podSubnet: 10.32.0.0/12,fd00:10:32::/56\n",
+        );
+        let (scope, source) = discover(&host, Some(&model), &BTreeSet::new());
+        assert_eq!(source, ScopeSource::Record);
+        let text = |nets: &[IpNet]| nets.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            text(&scope.service_cidrs),
+            ["10.112.0.0/12", "fd00:10:96::/112"]
+        );
+        assert_eq!(text(&scope.pod_cidrs), ["10.32.0.0/12", "fd00:10:32::/56"]);
     }
 }

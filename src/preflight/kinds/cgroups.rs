@@ -21,10 +21,9 @@ pub fn version(probe: &Probe) -> anyhow::Result<Outcome> {
     }
     let refuses = probe
         .node
-        .kubernetes_version
-        .as_ref()
+        .kubernetes_version()
         .is_some_and(|v: &KubeVersion| v.minor >= KUBELET_REFUSES_V1_FROM_MINOR);
-    let allowed = probe.node.kubelet.fail_cgroup_v1 == Some(false);
+    let allowed = probe.node.kubelet().fail_cgroup_v1 == Some(false);
     let v1 = "the host runs cgroup v1: cgroups v1 support is in maintenance mode, please migrate to cgroups v2";
     Ok(if refuses && !allowed {
         Outcome::Fail(format!(

@@ -60,7 +60,7 @@ pub fn machine_id(probe: &Probe) -> anyhow::Result<Outcome> {
 pub fn external_etcd_files(probe: &Probe) -> anyhow::Result<Outcome> {
     let missing: Vec<String> = probe
         .node
-        .external_etcd_files
+        .external_etcd_files()
         .iter()
         .filter(|p| !probe.host.exists(p))
         .map(NodePath::display_str)
@@ -68,7 +68,7 @@ pub fn external_etcd_files(probe: &Probe) -> anyhow::Result<Outcome> {
     Ok(if missing.is_empty() {
         Outcome::Pass(format!(
             "{} external etcd client file(s) present",
-            probe.node.external_etcd_files.len()
+            probe.node.external_etcd_files().len()
         ))
     } else {
         Outcome::Fail(format!("{} doesn't exist", missing.join(", ")))

@@ -70,7 +70,7 @@ pub fn version(probe: &Probe) -> anyhow::Result<Outcome> {
             text.trim()
         )));
     };
-    let control_plane = match &probe.node.kubernetes_version {
+    let control_plane = match probe.node.kubernetes_version() {
         Some(v) => v.clone(),
         None => KubeVersion::parse(DEFAULT_KUBERNETES_VERSION).map_err(anyhow::Error::msg)?,
     };
@@ -141,7 +141,7 @@ pub fn service(probe: &Probe) -> anyhow::Result<Outcome> {
 /// gives one cgroup tree two managers.
 pub fn cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
     let init = init_process(probe.facts())?;
-    let driver = probe.node.kubelet.cgroup_driver.as_str();
+    let driver = probe.node.kubelet().cgroup_driver.as_str();
     Ok(match (driver, init == "systemd") {
         ("systemd", false) => Outcome::Fail(format!(
             "the kubelet's cgroupDriver is systemd, but PID 1 is {init}, not systemd: the kubelet cannot create its cgroups through systemd and will not start"

@@ -33,7 +33,7 @@ fn default_route_device(probe: &Probe) -> Option<String> {
 pub fn cni_links(probe: &Probe) -> anyhow::Result<Outcome> {
     let all = links::scan()?;
     let default_dev = default_route_device(probe);
-    let pods = &probe.node.pod_subnets;
+    let pods = &probe.node.pod_subnets();
     let mut foreign = Vec::new();
     let mut ours = Vec::new();
     for (link, found) in links::attribute(&all, default_dev.as_deref()) {
@@ -192,8 +192,8 @@ pub fn cni_state(probe: &Probe) -> anyhow::Result<Outcome> {
 /// are leftovers, reported by the CNI checks; the default route overlaps everything and is ignored).
 pub fn route_overlap(probe: &Probe, range: ClusterRange) -> anyhow::Result<Outcome> {
     let (what, nets) = match range {
-        ClusterRange::Pod => ("pod", &probe.node.pod_subnets),
-        ClusterRange::Service => ("service", &probe.node.service_subnets),
+        ClusterRange::Pod => ("pod", probe.node.pod_subnets()),
+        ClusterRange::Service => ("service", probe.node.service_subnets()),
     };
     if nets.is_empty() {
         return Ok(Outcome::Skip(format!(
@@ -208,10 +208,10 @@ pub fn route_overlap(probe: &Probe, range: ClusterRange) -> anyhow::Result<Outco
         .map(|(l, _)| l.name.clone())
         .collect();
     let mut scope = ClusterScope::with_addon_networks();
-    for net in &probe.node.pod_subnets {
+    for net in probe.node.pod_subnets() {
         scope.add_pod_cidr(*net);
     }
-    for net in &probe.node.service_subnets {
+    for net in probe.node.service_subnets() {
         scope.add_service_cidr(*net);
     }
     let mut conflicts = Vec::new();

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::Outcome;
 use super::catalogue::render;
 use super::context::Probe;
-use super::settings::NodeSettings;
+use super::settings::PreflightInput;
 use crate::host::paths::NodePath;
 
 pub use kernel::{KernelConfig, read_kernel_config};
@@ -248,7 +248,7 @@ impl Kind {
 
     /// Parameter checks done when the catalogue is parsed (rendered with kubeadm's defaults).
     pub fn validate(&self) -> Result<(), String> {
-        let node = NodeSettings::defaults(super::Role::Init, "node");
+        let node = PreflightInput::defaults(super::Role::Init, "node");
         match self {
             Kind::Port { port } => render_port(port, &node)
                 .map(|_| ())
@@ -280,13 +280,13 @@ impl Kind {
     }
 }
 
-fn render_port(template: &str, node: &NodeSettings) -> anyhow::Result<u16> {
+fn render_port(template: &str, node: &PreflightInput) -> anyhow::Result<u16> {
     let text = render(template, node, false);
     text.parse::<u16>()
         .map_err(|_| anyhow::anyhow!("{text:?} is not a port number"))
 }
 
-fn render_path(template: &str, node: &NodeSettings) -> NodePath {
+fn render_path(template: &str, node: &PreflightInput) -> NodePath {
     NodePath::new(render(template, node, false))
 }
 

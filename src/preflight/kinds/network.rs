@@ -12,14 +12,14 @@ use crate::host::paths::NodePath;
 
 /// `Hostname`: the node name is a valid DNS-1123 subdomain (error) and resolves (warning).
 pub fn hostname(probe: &Probe) -> anyhow::Result<Outcome> {
-    let name = &probe.node.node_name;
+    let name = probe.node.node_name();
     if !is_dns1123_subdomain(name) {
         return Ok(Outcome::Fail(format!(
             "invalid node name format {name:?}: a lowercase RFC 1123 subdomain must consist of lower case \
              alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
         )));
     }
-    Ok(match (name.as_str(), 0).to_socket_addrs() {
+    Ok(match (name, 0).to_socket_addrs() {
         Ok(addrs) => {
             let list: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
             if list.is_empty() {
@@ -43,7 +43,7 @@ fn nameservers(text: &str) -> Vec<IpAddr> {
 
 /// `ResolvConf`: the resolv.conf the kubelet hands to pods names no loopback server.
 pub fn resolv_conf(probe: &Probe) -> anyhow::Result<Outcome> {
-    let path = &probe.node.kubelet.resolv_conf;
+    let path = &probe.node.kubelet().resolv_conf;
     let Some(bytes) = probe.host.read_optional(path)? else {
         return Ok(Outcome::Warn(format!(
             "{path} does not exist: pods get no upstream DNS servers"
@@ -117,7 +117,7 @@ fn is_candidate(a: &InterfaceAddress) -> bool {
 
 /// `AdvertiseAddress`: the advertise address is assigned to an interface of this host.
 pub fn advertise_address(probe: &Probe) -> anyhow::Result<Outcome> {
-    let Some(ip) = probe.node.advertise_address else {
+    let Some(ip) = probe.node.advertise_address() else {
         return Ok(Outcome::Skip("this node advertises no address".to_string()));
     };
     let addresses = interface_addresses()?;
@@ -144,7 +144,7 @@ pub fn advertise_address(probe: &Probe) -> anyhow::Result<Outcome> {
 /// `AdvertiseAddressChoice`: says which address is advertised and why, and warns when the host
 /// has other candidates the user may have meant.
 pub fn advertise_address_choice(probe: &Probe) -> anyhow::Result<Outcome> {
-    let Some(ip) = probe.node.advertise_address else {
+    let Some(ip) = probe.node.advertise_address() else {
         return Ok(Outcome::Skip("this node advertises no address".to_string()));
     };
     if !probe.node.advertise_address_detected {
@@ -190,7 +190,7 @@ pub fn interface_mtu(
     overhead: &BTreeMap<String, u32>,
 ) -> anyhow::Result<Outcome> {
     let facts = probe.facts();
-    let by_address = match probe.node.advertise_address {
+    let by_address = match probe.node.advertise_address() {
         Some(ip) => interface_addresses()?
             .into_iter()
             .find(|a| a.address == ip)
@@ -213,7 +213,7 @@ pub fn interface_mtu(
         .trim()
         .parse()
         .map_err(|_| anyhow::anyhow!("cannot read the MTU of {interface}"))?;
-    let network = probe.node.pod_network.map(|p| {
+    let network = probe.node.pod_network().map(|p| {
         serde_json::to_value(p)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use super::super::Outcome;
 use super::super::context::{Environment, Probe};
-use crate::config::init::join_host_port;
+use crate::model::join_host_port;
 use crate::net::cidr;
 
 /// The proxy an HTTPS connection to `host` would use, if any.
@@ -56,7 +56,7 @@ fn no_proxy_matches(entry: &str, host: &str, ip: Option<IpAddr>) -> bool {
 /// `HTTPProxy`: HTTPS to this node's API server (or, joining, the cluster's) goes direct.
 pub fn api_server(probe: &Probe) -> anyhow::Result<Outcome> {
     let node = probe.node;
-    let host = match (&node.api_endpoint, node.advertise_address) {
+    let host = match (&node.api_endpoint, node.advertise_address()) {
         (Some((host, _)), _) if node.role.is_join() => host.clone(),
         (_, Some(ip)) => ip.to_string(),
         (Some((host, _)), None) => host.clone(),
@@ -78,9 +78,9 @@ pub fn api_server(probe: &Probe) -> anyhow::Result<Outcome> {
 pub fn cluster_ranges(probe: &Probe) -> anyhow::Result<Outcome> {
     let ranges: Vec<&IpNet> = probe
         .node
-        .service_subnets
+        .service_subnets()
         .iter()
-        .chain(&probe.node.pod_subnets)
+        .chain(probe.node.pod_subnets())
         .collect();
     if ranges.is_empty() {
         return Ok(Outcome::Skip(

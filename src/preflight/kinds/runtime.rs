@@ -11,7 +11,7 @@ use crate::host::runtime::{cri, docker};
 
 /// `CRI`: the runtime answers `Version` on the CRI socket.
 pub fn cri_answers(probe: &Probe) -> anyhow::Result<Outcome> {
-    let endpoint = &probe.node.cri_socket;
+    let endpoint = &probe.node.node.cri_socket;
     Ok(match cri::version(endpoint) {
         Ok(v) => Outcome::Pass(format!(
             "{} {} answers on {endpoint} (CRI {})",
@@ -33,7 +33,7 @@ pub fn images(probe: &Probe, pull_timeout_secs: u64) -> anyhow::Result<Outcome> 
             "the images are the cluster's, known after discovery".to_string(),
         ));
     }
-    let endpoint = &node.cri_socket;
+    let endpoint = &node.node.cri_socket;
     let present = match cri::images_present(endpoint, &node.images) {
         Ok(p) => p,
         Err(e) => {
@@ -42,7 +42,7 @@ pub fn images(probe: &Probe, pull_timeout_secs: u64) -> anyhow::Result<Outcome> 
             )));
         }
     };
-    let policy = node.image_pull_policy.as_str();
+    let policy = node.node.image_pull_policy.as_str();
     let wanted: Vec<&String> = present
         .iter()
         .filter(|(_, here)| policy == "Always" || !here)
@@ -100,7 +100,7 @@ pub fn docker_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
         Ok(i) => i,
         Err(unreachable) => return Ok(unreachable),
     };
-    let kubelet = &probe.node.kubelet.cgroup_driver;
+    let kubelet = &probe.node.kubelet().cgroup_driver;
     let engine = &info.cgroup_driver;
     Ok(if engine == kubelet {
         Outcome::Pass(format!(
@@ -158,10 +158,10 @@ fn systemd_cgroup_setting(config: &str) -> Option<bool> {
 
 /// `ContainerdCgroupDriver`: containerd runs containers with the kubelet's cgroup driver.
 pub fn containerd_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
-    if !probe.node.cri_socket.contains("containerd") {
+    if !probe.node.node.cri_socket.contains("containerd") {
         return Ok(Outcome::Skip(format!(
             "the runtime at {} is not containerd",
-            probe.node.cri_socket
+            probe.node.node.cri_socket
         )));
     }
     let path = NodePath::new("/etc/containerd/config.toml");
@@ -176,7 +176,7 @@ pub fn containerd_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
         },
     };
     let containerd = if systemd { "systemd" } else { "cgroupfs" };
-    let kubelet = &probe.node.kubelet.cgroup_driver;
+    let kubelet = &probe.node.kubelet().cgroup_driver;
     Ok(if containerd == kubelet {
         Outcome::Pass(format!(
             "containerd and the kubelet both use the {containerd} cgroup driver ({source})"

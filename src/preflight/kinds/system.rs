@@ -85,7 +85,7 @@ pub fn swap(probe: &Probe) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Pass("swap is off".to_string()));
     }
     let which = devices.join(", ");
-    Ok(if probe.node.kubelet.fail_swap_on {
+    Ok(if probe.node.kubelet().fail_swap_on {
         Outcome::Fail(format!(
             "swap is on ({which}) and the kubelet's failSwapOn is true (the default): the kubelet will refuse to start"
         ))
@@ -166,7 +166,7 @@ pub fn firewalld(probe: &Probe) -> anyhow::Result<Outcome> {
         Some(pid) => {
             let mut ports = vec![10250];
             if probe.node.role.is_control_plane() {
-                ports.insert(0, probe.node.bind_port);
+                ports.insert(0, probe.node.bind_port());
             }
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();
             Outcome::Fail(format!(

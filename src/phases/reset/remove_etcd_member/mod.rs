@@ -1,4 +1,4 @@
-//! `remove-etcd-member`: with a local etcd (its static-pod manifest exists), removes this node's member
+//! `remove-etcd-member`: with a local etcd (per the node record, else its static-pod manifest), removes this node's member
 //! through etcd's API with the healthcheck-client certificate — skipped at once when it is the last member
 //! or etcd does not answer — backs up the last member's data (snapshot + PKI copy, unless `--no-backup`),
 //! and deletes the data dir's contents. When admin.conf reaches an API server, this node's Node object is
@@ -15,6 +15,7 @@ use crate::etcd::{EtcdClient, Member};
 use crate::host::inventory::{Found, Kind, Owner};
 use crate::host::tree::{self, Protection};
 use crate::host::{NodePath, well_known};
+use crate::model::EtcdMember;
 use crate::workflow::Phase;
 
 pub mod node;
@@ -59,6 +60,39 @@ pub fn read_manifest(text: &str) -> LocalEtcd {
     }
 }
 
+impl From<EtcdMember> for LocalEtcd {
+    fn from(member: EtcdMember) -> Self {
+        LocalEtcd {
+            name: member.name,
+            data_dir: member.data_dir,
+            client_url: member.client_url,
+            peer_url: member.peer_url,
+        }
+    }
+}
+
+/// Where this node's local etcd member is known from.
+enum MemberSource {
+    /// The node record says this node runs a local member.
+    Record(LocalEtcd),
+    /// The etcd static-pod manifest (a node without a record).
+    Manifest(LocalEtcd),
+    /// No local member: the record says etcd is external or the node is a worker, or (without a record)
+    /// there is no etcd manifest.
+    None,
+}
+
+fn member_source(data: &ResetData, manifest: &NodePath) -> anyhow::Result<MemberSource> {
+    if let Some(model) = &data.record {
+        let member = model.control_plane().ok().and_then(|cp| cp.etcd_member());
+        return Ok(member.map_or(MemberSource::None, |m| MemberSource::Record(m.into())));
+    }
+    Ok(match data.host.read_optional(manifest)? {
+        Some(text) => MemberSource::Manifest(read_manifest(&String::from_utf8_lossy(&text))),
+        None => MemberSource::None,
+    })
+}
+
 /// This node's member: by name, else by peer URL.
 pub fn find_self<'a>(members: &'a [Member], local: &LocalEtcd) -> Option<&'a Member> {
     members
@@ -74,16 +108,27 @@ pub fn find_self<'a>(members: &'a [Member], local: &LocalEtcd) -> Option<&'a Mem
 fn run(data: &mut ResetData) -> anyhow::Result<()> {
     node::delete_node(data);
     let manifest = NodePath::new(well_known::MANIFESTS_DIR).join("etcd.yaml");
-    let Some(text) = data.host.read_optional(&manifest)? else {
-        data.host
-            .ui()
-            .line("[reset] No etcd config found. Assuming external etcd");
-        data.host
-            .ui()
-            .line("[reset] Please, manually reset etcd to prevent further issues");
-        return Ok(());
+    let local = match member_source(data, &manifest)? {
+        MemberSource::Manifest(local) => local,
+        MemberSource::Record(local) => {
+            if !data.host.exists(&manifest) && !data.host.exists(&local.data_dir) {
+                data.host.ui().line(
+                    "[reset] The node record names a local etcd member, but it was never set up here (no manifest, no data)",
+                );
+                return Ok(());
+            }
+            local
+        }
+        MemberSource::None => {
+            data.host
+                .ui()
+                .line("[reset] No etcd config found. Assuming external etcd");
+            data.host
+                .ui()
+                .line("[reset] Please, manually reset etcd to prevent further issues");
+            return Ok(());
+        }
     };
-    let local = read_manifest(&String::from_utf8_lossy(&text));
     let etcd_pki = data.settings.cert_dir.join("etcd");
     let disk = |name: &str| data.host.disk(&etcd_pki.join(name));
     let connect = |endpoint: &str| {

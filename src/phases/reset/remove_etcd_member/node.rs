@@ -12,9 +12,11 @@ use crate::kubeconfig::{self, KubeConfig};
 use crate::pki::inspect::CertInfo;
 
 /// This node's name as the cluster knows it: the CN of the kubelet's client certificate
-/// (`system:node:<name>`), else the kubelet's `--hostname-override`, else the lowercased host name.
+/// (`system:node:<name>`), else the node record's, else the kubelet's `--hostname-override`, else
+/// the lowercased host name.
 pub fn node_name(data: &ResetData) -> Option<String> {
     kubelet_identity(data)
+        .or_else(|| data.record.as_ref().map(|m| m.node.name.clone()))
         .or_else(|| {
             let flags = data
                 .host

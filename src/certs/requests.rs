@@ -6,26 +6,27 @@
 
 use anyhow::bail;
 
-use super::cert::signing_request;
-use super::keys;
-use super::store::{CERT_MODE, KEY_MODE};
-use super::table;
-use crate::config::init::InitSettings;
 use crate::host::{Host, NodePath};
 use crate::kubeconfig::files::{self, KUBECONFIG_MODE};
 use crate::kubeconfig::{AuthInfo, Base64Data, KubeConfig};
+use crate::model::ControlPlane;
+use crate::pki::cert::signing_request;
+use crate::pki::keys;
+use crate::pki::store::{CERT_MODE, KEY_MODE};
+use crate::pki::table;
 
 /// Writes the keys and CSRs; refuses to overwrite any existing key, CSR or kubeconfig.
 pub fn generate_all(
     host: &Host,
-    settings: &InitSettings,
+    cp: &ControlPlane,
     kubeconfig_dir: &NodePath,
 ) -> anyhow::Result<()> {
     let ui = host.ui();
-    let cert_dir = &settings.cert_dir;
+    let cert_dir = cp.cert_dir();
+    let algorithm = cp.cluster.certificates.encryption_algorithm;
     let leaves: Vec<_> = table::LEAVES
         .into_iter()
-        .filter(|leaf| !(settings.external_etcd && leaf.is_etcd()))
+        .filter(|leaf| !(cp.cluster.etcd.is_external() && leaf.is_etcd()))
         .collect();
     for leaf in &leaves {
         refuse_existing(
@@ -45,8 +46,8 @@ pub fn generate_all(
 
     ui.line(format!("generating keys and CSRs in {cert_dir}"));
     for leaf in leaves {
-        let template = leaf.template(settings);
-        let key = keys::generate(settings.encryption)?;
+        let template = leaf.template(cp);
+        let key = keys::generate(algorithm)?;
         let csr = signing_request(&template.subject, &template.alt_names, &key)?;
         host.write_file(
             &leaf.key_path(cert_dir),
@@ -63,18 +64,18 @@ pub fn generate_all(
 
     ui.line(format!("generating keys and CSRs in {kubeconfig_dir}"));
     for spec in files::ALL {
-        let template = spec.template(settings);
-        let key = keys::generate(settings.encryption)?;
+        let template = spec.template(cp);
+        let key = keys::generate(algorithm)?;
         let csr = signing_request(&template.subject, &template.alt_names, &key)?;
         let user = AuthInfo {
             client_key_data: Some(Base64Data(keys::private_key_pem(&key).into_bytes())),
             ..Default::default()
         };
         let config = KubeConfig::single(
-            &settings.cluster_name,
-            &spec.server(settings),
+            &cp.cluster.cluster_name,
+            &spec.server(cp),
             None,
-            &spec.client_name(settings),
+            &spec.client_name(cp),
             user,
         );
         host.write_file(

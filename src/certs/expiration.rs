@@ -7,12 +7,13 @@ use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-use super::inspect::CertInfo;
-use super::renew::{PkiParams, Target, targets};
-use super::store::{self, CaState};
-use super::table::{self, CaSpec};
+use super::renew::{PkiLayout, Target, targets};
 use crate::host::Host;
 use crate::kubeconfig::{self, files};
+use crate::pki::format_rfc3339;
+use crate::pki::inspect::CertInfo;
+use crate::pki::store::{self, CaState};
+use crate::pki::table::{self, CaSpec};
 
 const RFC3339: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
@@ -48,27 +49,21 @@ pub struct CertificateExpirationInfo {
     pub certificate_authorities: Vec<CertificateExpiration>,
 }
 
-pub fn format_rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(RFC3339)
-        .unwrap_or_else(|_| t.to_string())
-}
-
 /// Reads every certificate and CA of the cluster's PKI and kubeconfigs.
 pub fn collect(
     host: &Host,
-    params: &PkiParams,
+    layout: &PkiLayout,
     now: OffsetDateTime,
 ) -> anyhow::Result<CertificateExpirationInfo> {
     let external = |ca: &CaSpec| -> anyhow::Result<bool> {
         Ok(matches!(
-            store::load_ca(host, &params.cert_dir, ca)?,
+            store::load_ca(host, layout.cert_dir(), ca)?,
             CaState::External { .. }
         ))
     };
     let mut certificates = Vec::new();
-    for target in targets(params.external_etcd) {
-        let path = target.path(params);
+    for target in targets(layout.external_etcd()) {
+        let path = target.path(layout);
         let cert = match target {
             Target::Leaf(_) => store::read_cert(host, &path)?,
             Target::Kubeconfig(_) => match kubeconfig::load(host, &path)? {
@@ -86,12 +81,12 @@ pub fn collect(
     }
     let mut cas: Vec<&CaSpec> = table::CAS
         .into_iter()
-        .filter(|ca| !(params.external_etcd && ca.etcd))
+        .filter(|ca| !(layout.external_etcd() && ca.etcd))
         .collect();
     cas.sort_by_key(|ca| ca.name);
     let mut certificate_authorities = Vec::new();
     for ca in cas {
-        let cert = store::read_cert(host, &ca.cert_path(&params.cert_dir))?;
+        let cert = store::read_cert(host, &ca.cert_path(layout.cert_dir()))?;
         certificate_authorities.push(entry(ca.name, cert.as_ref(), external(ca)?, "", now));
     }
     Ok(CertificateExpirationInfo {

@@ -1,27 +1,33 @@
 //! `certs renew`: a new key and certificate with the same subject, SANs and usages, signed by the local CA.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, bail};
 
-use super::cert::{AltNames, LeafTemplate, Subject, Validity};
-use super::inspect::CertInfo;
-use super::keys;
-use super::store::{self, CaState};
-use super::table::{self, CaSpec, LeafSpec};
-use crate::config::EncryptionAlgorithm;
 use crate::host::{Host, NodePath};
 use crate::kubeconfig::files::{self, KUBECONFIG_MODE, KubeconfigSpec};
 use crate::kubeconfig::{self, Base64Data};
+use crate::model::ClusterSpec;
+use crate::pki::cert::{AltNames, LeafTemplate, Subject, Validity};
+use crate::pki::inspect::CertInfo;
+use crate::pki::keys;
+use crate::pki::store::{self, CaState};
+use crate::pki::table::{self, CaSpec, LeafSpec};
 
-/// What the certs commands need to know about the cluster (from `--config` or the defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PkiParams {
-    pub cert_dir: NodePath,
-    pub kubeconfig_dir: NodePath,
-    pub encryption: EncryptionAlgorithm,
-    pub cert_validity: Duration,
-    pub external_etcd: bool,
+/// Where a node keeps what the certs commands read: the cluster's certificate settings (cert dir, key
+/// algorithm, validity, external etcd) and the kubeconfig folder.
+#[derive(Debug, Clone, Copy)]
+pub struct PkiLayout<'a> {
+    pub cluster: &'a ClusterSpec,
+    pub kubeconfig_dir: &'a NodePath,
+}
+
+impl PkiLayout<'_> {
+    pub fn cert_dir(&self) -> &NodePath {
+        &self.cluster.certificates.dir
+    }
+
+    pub fn external_etcd(&self) -> bool {
+        self.cluster.etcd.is_external()
+    }
 }
 
 /// A certificate `certs renew` and `certs check-expiration` handle: a PKI leaf or a kubeconfig's client certificate.
@@ -55,10 +61,10 @@ impl Target {
         }
     }
 
-    pub fn path(&self, params: &PkiParams) -> NodePath {
+    pub fn path(&self, layout: &PkiLayout) -> NodePath {
         match self {
-            Target::Leaf(leaf) => leaf.cert_path(&params.cert_dir),
-            Target::Kubeconfig(spec) => spec.path(&params.kubeconfig_dir),
+            Target::Leaf(leaf) => leaf.cert_path(layout.cert_dir()),
+            Target::Kubeconfig(spec) => spec.path(layout.kubeconfig_dir),
         }
     }
 }
@@ -97,34 +103,39 @@ pub enum Renewal {
 }
 
 /// Renews one target with a new key of the configured algorithm.
-pub fn renew(host: &Host, params: &PkiParams, target: Target) -> anyhow::Result<Renewal> {
-    let path = target.path(params);
+pub fn renew(host: &Host, layout: &PkiLayout, target: Target) -> anyhow::Result<Renewal> {
+    let path = target.path(layout);
+    let certificates = &layout.cluster.certificates;
     if !host.exists(&path) {
         return Ok(Renewal::Missing);
     }
     let ca = target.ca();
-    let authority = match store::load_ca(host, &params.cert_dir, ca)? {
+    let authority = match store::load_ca(host, layout.cert_dir(), ca)? {
         CaState::External { .. } => return Ok(Renewal::ExternalCa),
         CaState::Missing => bail!(
             "couldn't load the {} certificate authority from {}",
             ca.name,
-            params.cert_dir
+            layout.cert_dir()
         ),
         CaState::Local { authority, .. } => authority,
     };
-    let validity = Validity::from_now(params.cert_validity)?;
+    let validity = Validity::from_now(certificates.validity_period.0)?;
     match target {
         Target::Leaf(leaf) => {
             let current = store::read_cert(host, &path)?.context("the certificate vanished")?;
             let template = template_of(&current);
-            let (issued, key) =
-                store::issue_leaf(&authority, &template, params.encryption, validity)
-                    .with_context(|| format!("failed to renew certificate {}", leaf.name))?;
+            let (issued, key) = store::issue_leaf(
+                &authority,
+                &template,
+                certificates.encryption_algorithm,
+                validity,
+            )
+            .with_context(|| format!("failed to renew certificate {}", leaf.name))?;
             store::write_cert_and_key(
                 host,
                 &path,
                 &issued.pem,
-                &leaf.key_path(&params.cert_dir),
+                &leaf.key_path(layout.cert_dir()),
                 &key,
             )?;
         }
@@ -143,7 +154,7 @@ pub fn renew(host: &Host, params: &PkiParams, target: Target) -> anyhow::Result<
             let (issued, key) = store::issue_leaf(
                 &authority,
                 &template_of(&current),
-                params.encryption,
+                certificates.encryption_algorithm,
                 validity,
             )
             .with_context(|| format!("failed to renew certificate {}", spec.file_name))?;

@@ -1,17 +1,19 @@
-//! Resolving `kubestrap join`'s configuration: JoinConfiguration + flags + defaults + host facts,
-//! validated into typed settings (kubeadm-behaviour.md §7.2).
+//! Resolving `kubestrap join`: JoinConfiguration + flags + defaults + host facts into this node's
+//! [`NodeSpec`] and join's own options (discovery, TLS bootstrap). The cluster part of the model comes
+//! from the cluster itself after discovery (kubeadm-config and the kubestrap ConfigMap).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
-use super::defaults;
-use super::flags::JoinFlags;
-use super::init::{resolve_advertise_address, resolve_ignore_preflight_errors, resolve_node_name};
-use super::load::{self, ConfigFile};
-use super::types::*;
-use super::validate as v;
+use crate::config::defaults;
+use crate::config::flags::JoinFlags;
+use crate::config::load::{self, ConfigFile};
+use crate::config::types::*;
+use crate::config::validate as v;
 use crate::error::{FieldError, InvalidInput};
 use crate::host::facts::Facts;
 use crate::host::paths::NodePath;
+use crate::model::node::{LocalApiEndpoint, NodeRole, NodeSpec, NodeTimeouts};
 
 /// How the joining node finds and trusts the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,44 +26,44 @@ pub enum DiscoverySource {
     },
     /// A kubeconfig file or URL with the cluster information.
     File { path: String },
-    /// kubestrap's token-signed discovery endpoint (`--discovery-url https://HOST:9898`).
-    Url {
-        url: String,
-        ca_cert_hashes: Vec<String>,
-        unsafe_skip_ca_verification: bool,
-    },
 }
 
-/// The fully resolved, validated configuration of a join run.
+/// What a join run needs besides this node's spec.
 #[derive(Debug, Clone)]
-pub struct JoinSettings {
-    /// The defaulted document, as `config print join-defaults` shows it.
-    pub join: JoinConfiguration,
-    pub node_name: String,
-    pub control_plane: bool,
-    /// The new control-plane instance's advertise address (control planes only).
-    pub advertise_address: Option<IpAddr>,
-    pub advertise_address_detected: bool,
-    pub bind_port: u16,
+pub struct JoinOptions {
     pub discovery: DiscoverySource,
     /// Host and port of the cluster's API server when discovery names it.
     pub api_endpoint: Option<(String, u16)>,
-    pub cri_socket: String,
+    /// The token the kubelet's TLS bootstrap uses (a secret).
+    pub tls_bootstrap_token: Option<String>,
+    /// A control-plane join's key for the uploaded certificates (a secret).
+    pub certificate_key: Option<String>,
     pub ca_cert_path: NodePath,
-    pub patches_dir: Option<String>,
+    pub patches_dir: Option<PathBuf>,
     pub skip_phases: Vec<String>,
     pub ignore_preflight_errors: Vec<String>,
     pub fix: bool,
-    /// Things the user should know (defaults taken from the host, flags without effect).
+    /// The advertise address (control planes) was picked from the host, not given.
+    pub advertise_address_detected: bool,
+}
+
+/// The outcome of resolving join's input.
+#[derive(Debug, Clone)]
+pub struct ResolvedJoin {
+    pub node: NodeSpec,
+    pub options: JoinOptions,
+    /// Things the user should know (defaults taken from the host).
     pub notices: Vec<String>,
 }
 
 /// Reads `--config`, applies the positional endpoint and the flags, fills defaults and validates.
+/// `known_phases` are join's phase paths, for `--skip-phases`.
 pub fn resolve(
     endpoint: Option<&str>,
     flags: &JoinFlags,
     facts: &Facts,
-) -> Result<JoinSettings, InvalidInput> {
+    known_phases: &[String],
+) -> Result<ResolvedJoin, InvalidInput> {
     let file = match &flags.config {
         Some(path) => {
             let conflicts = flags.config_conflicts(endpoint);
@@ -87,7 +89,7 @@ pub fn resolve(
         }
         None => ConfigFile::default(),
     };
-    resolve_file(file, endpoint, flags, facts)
+    resolve_file(file, endpoint, flags, facts, known_phases)
 }
 
 fn apply_flags(endpoint: Option<&str>, flags: &JoinFlags, join: &mut JoinConfiguration) {
@@ -146,15 +148,35 @@ fn apply_flags(endpoint: Option<&str>, flags: &JoinFlags, join: &mut JoinConfigu
     }
 }
 
+/// Flags whose feature does not exist yet: refused rather than silently ignored.
+fn refuse_unbuilt_features(flags: &JoinFlags, errors: &mut Vec<FieldError>) {
+    if let Some(url) = &flags.discovery_url {
+        errors.push(FieldError::new(
+            "--discovery-url",
+            url,
+            "this feature does not exist yet: kubestrap's token-signed discovery endpoint comes with init's discovery phase; use the API server endpoint with --token and --discovery-token-ca-cert-hash",
+        ));
+    }
+    if flags.keep_on_failure {
+        errors.push(FieldError::new(
+            "--keep-on-failure",
+            "true",
+            "this feature does not exist yet for join: join has no phase yet whose effects could be kept",
+        ));
+    }
+}
+
 /// Like [`resolve`], with the file already decoded.
 pub fn resolve_file(
     file: ConfigFile,
     endpoint: Option<&str>,
     flags: &JoinFlags,
     facts: &Facts,
-) -> Result<JoinSettings, InvalidInput> {
+    known_phases: &[String],
+) -> Result<ResolvedJoin, InvalidInput> {
     let mut notices = file.warnings.clone();
     let mut errors: Vec<FieldError> = Vec::new();
+    refuse_unbuilt_features(flags, &mut errors);
     let mut join = file.join.unwrap_or_default();
     apply_flags(endpoint, flags, &mut join);
     if let Some(p) = &flags.apiserver_bind_port
@@ -182,136 +204,140 @@ pub fn resolve_file(
         }
     }
     defaults::join_configuration(&mut join);
+    errors.extend(v::join_configuration(&join));
 
-    // Discovery through our endpoint replaces the API server endpoint of token discovery.
-    let discovery_url = flags.discovery_url.clone();
-    for e in crate::cli::config::validate_join(&join) {
-        let covered_by_url = discovery_url.is_some()
-            && (e.field == "discovery.bootstrapToken.apiServerEndpoint" || e.field == "discovery");
-        if !covered_by_url {
-            errors.push(e);
-        }
-    }
-    if let Some(url) = &discovery_url {
-        if join.discovery.file.is_some() {
-            errors.push(FieldError::new(
-                "--discovery-url",
-                url,
-                "choose one of --discovery-url and --discovery-file",
-            ));
-        }
-        if url_host_port(url).is_none() {
-            errors.push(FieldError::new(
-                "--discovery-url",
-                url,
-                "expected https://HOST:PORT (kubestrap's discovery endpoint, port 9898 by default)",
-            ));
-        }
-        let has_token = join
-            .discovery
-            .bootstrap_token
-            .as_ref()
-            .is_some_and(|b| b.token.is_some());
-        if !has_token {
-            errors.push(FieldError::new(
-                "--discovery-url",
-                url,
-                "the discovery endpoint needs a bootstrap token (--token)",
-            ));
-        }
-    }
-
-    let node_name = resolve_node_name(
+    let name = super::node_name(
         &mut join.node_registration,
         facts,
         &mut notices,
         &mut errors,
     );
-    let control_plane = join.control_plane.is_some();
-    let (advertise_address, advertise_address_detected, bind_port) =
-        match join.control_plane.as_mut() {
-            Some(cp) => {
-                let detected = cp.local_api_endpoint.advertise_address.is_none();
-                let address = resolve_advertise_address(
-                    &mut cp.local_api_endpoint,
-                    "controlPlane.localAPIEndpoint.advertiseAddress",
-                    facts,
-                    &mut notices,
-                    &mut errors,
-                );
-                let port = cp
-                    .local_api_endpoint
-                    .bind_port
-                    .and_then(|p| u16::try_from(p).ok())
-                    .unwrap_or(6443);
-                (address, detected, port)
-            }
-            None => (None, false, 6443),
-        };
-
-    let cri_socket = join
-        .node_registration
-        .cri_socket
-        .clone()
-        .unwrap_or_else(|| defaults::DEFAULT_CRI_SOCKET.to_string());
-    let ignore_preflight_errors = resolve_ignore_preflight_errors(
+    let mut advertise_address_detected = false;
+    let local_api: Option<Option<(IpAddr, u16)>> = match join.control_plane.as_mut() {
+        Some(cp) => {
+            let address = super::advertise_address(
+                &mut cp.local_api_endpoint,
+                "controlPlane.localAPIEndpoint.advertiseAddress",
+                facts,
+                &mut notices,
+                &mut errors,
+            );
+            let port = super::bind_port(
+                &cp.local_api_endpoint,
+                "controlPlane.localAPIEndpoint.bindPort",
+                &mut errors,
+            );
+            Some(address.map(|(ip, detected)| {
+                advertise_address_detected = detected;
+                (ip, port)
+            }))
+        }
+        None => None,
+    };
+    super::validate_node_registration(&join.node_registration, &mut errors);
+    let ignore_preflight_errors = super::ignore_preflight_errors(
         &join.node_registration,
         flags.ignore_preflight_errors.as_deref(),
         &mut errors,
     );
-    let skip_phases = match &flags.skip_phases {
-        Some(list) if !list.is_empty() => list.clone(),
-        _ => join.skip_phases.clone().unwrap_or_default(),
-    };
-    let patches_dir = join.patches.as_ref().and_then(|p| p.directory.clone());
+    let skip_phases = super::skip_phases(
+        flags.skip_phases.as_deref(),
+        join.skip_phases.as_deref(),
+        known_phases,
+        &mut errors,
+    );
+    let patches_dir = join
+        .patches
+        .as_ref()
+        .and_then(|p| p.directory.clone())
+        .map(PathBuf::from);
+    if let Some(dir) = &patches_dir
+        && !dir.is_dir()
+    {
+        errors.push(FieldError::new(
+            "patches.directory",
+            dir.display(),
+            "not a readable directory",
+        ));
+    }
     InvalidInput::check(errors)?;
 
-    let discovery = discovery_source(&join, discovery_url);
+    let (role, local_api_endpoint) = match local_api {
+        Some(Some((advertise_address, bind_port))) => (
+            NodeRole::ControlPlane,
+            Some(LocalApiEndpoint {
+                advertise_address,
+                bind_port,
+            }),
+        ),
+        Some(None) => {
+            return Err(InvalidInput::one(
+                "controlPlane.localAPIEndpoint.advertiseAddress",
+                "",
+                "incomplete configuration",
+            ));
+        }
+        None => (NodeRole::Worker, None),
+    };
+    let discovery = discovery_source(&join);
     let api_endpoint = match &discovery {
         DiscoverySource::Token {
             api_server_endpoint,
             ..
         } => split_endpoint(api_server_endpoint),
-        DiscoverySource::Url { url, .. } => url_host_port(url).map(|(host, _)| (host, 6443)),
         DiscoverySource::File { .. } => None,
     };
-    let ca_cert_path = NodePath::new(join.ca_cert_path.clone().unwrap_or_default());
-    Ok(JoinSettings {
-        node_name,
-        control_plane,
-        advertise_address,
-        advertise_address_detected,
-        bind_port,
-        discovery,
-        api_endpoint,
-        cri_socket,
-        ca_cert_path,
-        patches_dir,
-        skip_phases,
-        ignore_preflight_errors,
-        fix: flags.fix,
+    let registration = join.node_registration;
+    let labels = if role == NodeRole::ControlPlane {
+        NodeSpec::control_plane_labels()
+    } else {
+        Default::default()
+    };
+    let node = NodeSpec {
+        name,
+        role,
+        local_api_endpoint,
+        cri_socket: registration
+            .cri_socket
+            .unwrap_or_else(|| defaults::DEFAULT_CRI_SOCKET.to_string()),
+        image_pull_policy: registration
+            .image_pull_policy
+            .unwrap_or_else(|| "IfNotPresent".to_string()),
+        image_pull_serial: registration.image_pull_serial.unwrap_or(true),
+        taints: registration.taints.unwrap_or_default(),
+        labels,
+        kubelet_extra_args: registration.kubelet_extra_args.unwrap_or_default(),
+        timeouts: NodeTimeouts::from_config(join.timeouts.as_ref()),
+        mount_host_localtime: false,
+    };
+    Ok(ResolvedJoin {
+        node,
+        options: JoinOptions {
+            discovery,
+            api_endpoint,
+            tls_bootstrap_token: join.discovery.tls_bootstrap_token.clone(),
+            certificate_key: join.control_plane.and_then(|cp| cp.certificate_key),
+            ca_cert_path: NodePath::new(join.ca_cert_path.unwrap_or_default()),
+            patches_dir,
+            skip_phases,
+            ignore_preflight_errors,
+            fix: flags.fix,
+            advertise_address_detected,
+        },
         notices,
-        join,
     })
 }
 
-fn discovery_source(join: &JoinConfiguration, url: Option<String>) -> DiscoverySource {
+fn discovery_source(join: &JoinConfiguration) -> DiscoverySource {
     let token = join.discovery.bootstrap_token.clone().unwrap_or_default();
-    let hashes = token.ca_cert_hashes.clone().unwrap_or_default();
-    let skip = token.unsafe_skip_ca_verification == Some(true);
-    match (url, &join.discovery.file) {
-        (Some(url), _) => DiscoverySource::Url {
-            url,
-            ca_cert_hashes: hashes,
-            unsafe_skip_ca_verification: skip,
-        },
-        (None, Some(file)) => DiscoverySource::File {
+    match &join.discovery.file {
+        Some(file) => DiscoverySource::File {
             path: file.kube_config_path.clone(),
         },
-        (None, None) => DiscoverySource::Token {
+        None => DiscoverySource::Token {
             api_server_endpoint: token.api_server_endpoint.unwrap_or_default(),
-            ca_cert_hashes: hashes,
-            unsafe_skip_ca_verification: skip,
+            ca_cert_hashes: token.ca_cert_hashes.unwrap_or_default(),
+            unsafe_skip_ca_verification: token.unsafe_skip_ca_verification == Some(true),
         },
     }
 }
@@ -320,13 +346,6 @@ fn discovery_source(join: &JoinConfiguration, url: Option<String>) -> DiscoveryS
 fn split_endpoint(endpoint: &str) -> Option<(String, u16)> {
     let mut errors = Vec::new();
     v::host_port("endpoint", endpoint, &mut errors).map(|(host, port)| (host, port.unwrap_or(6443)))
-}
-
-/// Host and port of an `https://HOST:PORT` URL.
-fn url_host_port(url: &str) -> Option<(String, u16)> {
-    let rest = url.strip_prefix("https://")?.trim_end_matches('/');
-    let (host, port) = split_endpoint(rest)?;
-    Some((host, port))
 }
 
 #[cfg(test)]
@@ -352,37 +371,54 @@ mod tests {
         }
     }
 
+    fn phases() -> Vec<String> {
+        vec!["preflight".to_string()]
+    }
+
+    fn run(
+        endpoint: Option<&str>,
+        f: &JoinFlags,
+        facts: &Facts,
+    ) -> Result<ResolvedJoin, InvalidInput> {
+        resolve(endpoint, f, facts, &phases())
+    }
+
     #[test]
     fn token_discovery_from_flags() {
         let (_dir, facts) = facts();
-        let s = resolve(Some("10.0.0.1:6443"), &flags(), &facts).unwrap();
-        assert_eq!(s.node_name, "worker-1");
-        assert!(!s.control_plane);
-        assert_eq!(s.api_endpoint, Some(("10.0.0.1".into(), 6443)));
-        assert_eq!(s.join.discovery.tls_bootstrap_token.as_deref(), Some(TOKEN));
+        let r = run(Some("10.0.0.1:6443"), &flags(), &facts).unwrap();
+        assert_eq!(r.node.name, "worker-1");
+        assert_eq!(r.node.role, NodeRole::Worker);
+        assert!(r.node.taints.is_empty());
+        assert_eq!(r.options.api_endpoint, Some(("10.0.0.1".into(), 6443)));
+        assert_eq!(r.options.tls_bootstrap_token.as_deref(), Some(TOKEN));
         assert!(
-            matches!(s.discovery, DiscoverySource::Token { ref ca_cert_hashes, .. } if ca_cert_hashes.len() == 1)
+            matches!(r.options.discovery, DiscoverySource::Token { ref ca_cert_hashes, .. } if ca_cert_hashes.len() == 1)
         );
-        assert!(s.notices.iter().any(|n| n.contains("not lowercase")));
-        assert_eq!(s.cri_socket, defaults::DEFAULT_CRI_SOCKET);
+        assert!(r.notices.iter().any(|n| n.contains("not lowercase")));
+        assert_eq!(r.node.cri_socket, defaults::DEFAULT_CRI_SOCKET);
     }
 
     #[test]
     fn bad_input_names_the_field() {
         let (_dir, facts) = facts();
-        let err = resolve(None, &flags(), &facts).unwrap_err();
+        let err = run(None, &flags(), &facts).unwrap_err();
         assert!(err.to_string().contains("apiServerEndpoint"), "{err}");
         let mut unpinned = flags();
         unpinned.discovery_token_ca_cert_hash.clear();
-        let err = resolve(Some("10.0.0.1:6443"), &unpinned, &facts).unwrap_err();
+        let err = run(Some("10.0.0.1:6443"), &unpinned, &facts).unwrap_err();
         assert!(err.to_string().contains("caCertHashes"), "{err}");
         let mut cp_only = flags();
         cp_only.certificate_key = Some("ab".repeat(32));
-        let err = resolve(Some("10.0.0.1:6443"), &cp_only, &facts).unwrap_err();
+        let err = run(Some("10.0.0.1:6443"), &cp_only, &facts).unwrap_err();
         assert!(err.to_string().contains("--control-plane"), "{err}");
         let mut bad_name = flags();
         bad_name.node_name = Some("Bad_Name".into());
-        assert!(resolve(Some("10.0.0.1:6443"), &bad_name, &facts).is_err());
+        assert!(run(Some("10.0.0.1:6443"), &bad_name, &facts).is_err());
+        let mut bad_phase = flags();
+        bad_phase.skip_phases = Some(vec!["nosuchphase".into()]);
+        let err = run(Some("10.0.0.1:6443"), &bad_phase, &facts).unwrap_err();
+        assert!(err.to_string().contains("nosuchphase"), "{err}");
     }
 
     #[test]
@@ -395,29 +431,28 @@ mod tests {
             certificate_key: Some("ab".repeat(32)),
             ..flags()
         };
-        let s = resolve(Some("lb.example:6443"), &f, &facts).unwrap();
-        assert!(s.control_plane);
-        assert_eq!(s.advertise_address, Some("10.0.0.7".parse().unwrap()));
-        assert!(!s.advertise_address_detected);
-        assert_eq!(s.bind_port, 7443);
-        assert_eq!(s.api_endpoint, Some(("lb.example".into(), 6443)));
+        let r = run(Some("lb.example:6443"), &f, &facts).unwrap();
+        assert_eq!(r.node.role, NodeRole::ControlPlane);
+        let api = r.node.local_api_endpoint.as_ref().unwrap();
+        assert_eq!(api.advertise_address, "10.0.0.7".parse::<IpAddr>().unwrap());
+        assert!(!r.options.advertise_address_detected);
+        assert_eq!(api.bind_port, 7443);
+        assert_eq!(r.node.taints, vec![Taint::control_plane()]);
+        assert_eq!(r.options.api_endpoint, Some(("lb.example".into(), 6443)));
     }
 
     #[test]
-    fn discovery_url_needs_no_endpoint_but_a_token() {
+    fn unbuilt_features_are_refused_and_say_so() {
         let (_dir, facts) = facts();
         let f = JoinFlags {
             discovery_url: Some("https://10.0.0.1:9898".into()),
+            keep_on_failure: true,
             ..flags()
         };
-        let s = resolve(None, &f, &facts).unwrap();
-        assert!(matches!(s.discovery, DiscoverySource::Url { .. }));
-        assert_eq!(s.api_endpoint, Some(("10.0.0.1".into(), 6443)));
-        let no_token = JoinFlags {
-            discovery_url: Some("https://10.0.0.1:9898".into()),
-            ..Default::default()
-        };
-        assert!(resolve(None, &no_token, &facts).is_err());
+        let err = run(Some("10.0.0.1:6443"), &f, &facts).unwrap_err();
+        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["--discovery-url", "--keep-on-failure"]);
+        assert!(err.to_string().contains("does not exist yet"), "{err}");
     }
 
     #[test]
@@ -436,14 +471,14 @@ mod tests {
             ignore_preflight_errors: Some(vec!["Swap".into()]),
             ..Default::default()
         };
-        let s = resolve(None, &from_file, &facts).unwrap();
-        assert_eq!(s.node_name, "w2");
-        assert_eq!(s.ignore_preflight_errors, vec!["Swap"]);
+        let r = run(None, &from_file, &facts).unwrap();
+        assert_eq!(r.node.name, "w2");
+        assert_eq!(r.options.ignore_preflight_errors, vec!["Swap"]);
         let mixed = JoinFlags {
             config: Some(path),
             ..flags()
         };
-        let err = resolve(None, &mixed, &facts).unwrap_err();
+        let err = run(None, &mixed, &facts).unwrap_err();
         assert!(err.to_string().contains("can not mix"), "{err}");
     }
 }
