@@ -23,6 +23,7 @@ pub mod store;
 pub mod table;
 pub mod validation;
 pub mod watch;
+pub mod workloads;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -171,10 +171,11 @@ pub async fn default_service_accounts(lister: &ApiClient, creator: &ApiClient) -
 }
 
 /// One pass of node lifecycle: a node whose kubelet stopped renewing its lease for longer than
-/// `grace` gets Ready=Unknown and the unreachable taints.
-pub async fn node_lifecycle(client: &ApiClient, grace: Duration) -> Result<()> {
+/// `grace` gets Ready=Unknown and the unreachable taints. Leases are read with the
+/// controller-manager's own credentials (its shared informers), as node-controller's role has none.
+pub async fn node_lifecycle(lister: &ApiClient, client: &ApiClient, grace: Duration) -> Result<()> {
     let nodes = client.get("/api/v1/nodes").await?;
-    let leases = client
+    let leases = lister
         .get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
         .await?;
     for node in nodes["items"].as_array().into_iter().flatten() {
