@@ -135,6 +135,17 @@ impl Etcd {
         Ok((kvs(&response)?, header_revision(&response)))
     }
 
+    /// The store's current revision (it moves with every write anywhere).
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let response = self
+            .call(
+                "kv/range",
+                &json!({"key": B64.encode("health"), "serializable": true, "count_only": true}),
+            )
+            .await?;
+        Ok(header_revision(&response))
+    }
+
     /// Every object under `prefix` as it was at store revision `revision` (a watch's starting
     /// point); `Compacted` when etcd no longer has that revision.
     pub async fn list_at(&self, prefix: &str, revision: i64) -> Result<Vec<Stored>, StoreError> {

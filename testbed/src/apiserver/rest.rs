@@ -425,7 +425,7 @@ async fn update(
     if sub.is_empty() && rt.group == "apps" {
         super::workloads::apply_defaults(&rt.kind, &mut merged);
     }
-    if sub.is_empty()
+    if (sub.is_empty() || sub == "scale")
         && merged["spec"] != old["spec"]
         && let Some(g) = old["metadata"]["generation"].as_i64()
     {

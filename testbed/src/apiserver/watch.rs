@@ -2,7 +2,8 @@
 //! DELETED), one JSON object per line as the real server streams them. A watch from a
 //! resourceVersion starts from etcd's state at that revision, so nothing between a list and its
 //! watch is lost; a compacted revision ends the watch with 410 Expired, as the real server does.
-//! Polls compare a cheap fingerprint of the prefix (key count, newest revision) before reading.
+//! One poller per server follows etcd's revision; a watch wakes when it moves and compares a
+//! cheap fingerprint of its prefix (key count, newest revision) before reading it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -108,6 +109,24 @@ fn differences(
     events
 }
 
+/// Polls the store revision every 200 ms while watches listen, so that each watch reads its
+/// own prefix only after a write happened somewhere.
+pub async fn poll_revision(server: Arc<Server>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if server.revision.receiver_count() == 0 {
+            continue;
+        }
+        if let Ok(r) = server.etcd.revision().await {
+            server.revision.send_if_modified(|current| {
+                let moved = *current != r;
+                *current = r;
+                moved
+            });
+        }
+    }
+}
+
 pub fn stream(
     server: Arc<Server>,
     rt: ResourceType,
@@ -179,10 +198,12 @@ pub fn stream(
             }
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        let mut revision = server.revision.subscribe();
         let mut first = true;
         while tokio::time::Instant::now() < deadline && !tx.is_closed() {
             if !std::mem::take(&mut first) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Wake when the store moved (or after a while anyway, to notice a closed client).
+                let _ = tokio::time::timeout(Duration::from_secs(5), revision.changed()).await;
             }
             let current = server.fingerprint(&rt, ns.as_deref()).await.ok();
             if current.is_some() && current == fingerprint {

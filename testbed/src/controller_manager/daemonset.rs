@@ -283,6 +283,119 @@ fn status_of(
     status
 }
 
+/// rollingUpdate's plan: (old pods to delete, nodes to create a new pod on). Without surge, old
+/// pods are deleted within maxUnavailable (unavailable old pods at once) and manage recreates
+/// them; with surge, new pods are created next to old ones within maxSurge and an old pod goes
+/// once the new one is available.
+fn rolling_plan(
+    ds: &Value,
+    nodes: &[Arc<Value>],
+    by_node: &BTreeMap<String, Vec<Arc<Value>>>,
+    hash: &str,
+) -> (Vec<Arc<Value>>, Vec<String>) {
+    let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
+    let generation = template_generation(ds);
+    let mut per_node = by_node.clone();
+    let mut desired = 0;
+    for node in nodes {
+        if node_should_run(ds, node).0 {
+            desired += 1;
+            per_node
+                .entry(
+                    node["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+                .or_default();
+        }
+    }
+    let rolling = &ds["spec"]["updateStrategy"]["rollingUpdate"];
+    let mut max_unavailable = scaled_value(&rolling["maxUnavailable"], desired, true);
+    let max_surge = scaled_value(&rolling["maxSurge"], desired, true);
+    if desired > 0 && max_unavailable == 0 && max_surge == 0 {
+        max_unavailable = 1;
+    }
+    if max_surge == 0 {
+        let mut unavailable = 0;
+        let mut replace = Vec::new();
+        let mut candidates = Vec::new();
+        for pods in per_node.values() {
+            let Some((new, old)) = updated_and_old(pods, hash, generation.as_deref()) else {
+                unavailable += 1;
+                continue;
+            };
+            match (new, old) {
+                (None, None) | (Some(_), Some(_)) => unavailable += 1,
+                (Some(new), None) => {
+                    if !is_available(&new, min_ready) {
+                        unavailable += 1;
+                    }
+                }
+                (None, Some(old)) => {
+                    if !is_available(&old, min_ready) {
+                        replace.push(old);
+                        unavailable += 1;
+                    } else if unavailable < max_unavailable {
+                        candidates.push(old);
+                    }
+                }
+            }
+        }
+        let room = (max_unavailable - unavailable).clamp(0, candidates.len() as i64) as usize;
+        replace.extend(candidates.into_iter().take(room));
+        return (replace, Vec::new());
+    }
+    let mut delete = Vec::new();
+    let mut should_not_run = Vec::new();
+    let mut allowed = Vec::new();
+    let mut candidates = Vec::new();
+    let (mut surging, mut available) = (0, 0);
+    for (node_name, pods) in &per_node {
+        let Some((new, old)) = updated_and_old(pods, hash, generation.as_deref()) else {
+            surging += 1;
+            continue;
+        };
+        if let Some(p) = old.as_ref().or(new.as_ref())
+            && is_available(p, min_ready)
+        {
+            available += 1;
+        }
+        let node = nodes
+            .iter()
+            .find(|n| n["metadata"]["name"] == node_name.as_str());
+        let should_run = node.is_some_and(|n| node_should_run(ds, n).0);
+        match (new, old) {
+            (_, None) => {}
+            (None, Some(old)) => {
+                if !is_available(&old, min_ready) {
+                    if should_run {
+                        allowed.push(node_name.clone());
+                    } else {
+                        delete.push(old);
+                    }
+                } else if !should_run {
+                    should_not_run.push(old);
+                } else if surging < max_surge {
+                    candidates.push(node_name.clone());
+                }
+            }
+            (Some(new), Some(old)) => {
+                if is_available(&new, min_ready) {
+                    delete.push(old);
+                } else {
+                    surging += 1;
+                }
+            }
+        }
+    }
+    let deletable = (available - desired).clamp(0, should_not_run.len() as i64) as usize;
+    delete.extend(should_not_run.into_iter().take(deletable));
+    let room = (max_surge - surging).clamp(0, candidates.len() as i64) as usize;
+    allowed.extend(candidates.into_iter().take(room));
+    (delete, allowed)
+}
+
 impl DaemonSetController {
     async fn sync(
         &mut self,
@@ -631,9 +744,6 @@ impl DaemonSetController {
         Ok(())
     }
 
-    /// rollingUpdate: without surge, old pods are deleted within maxUnavailable (unavailable old
-    /// pods at once) and manage recreates them; with surge, new pods are created next to old ones
-    /// within maxSurge and an old pod goes once the new one is available.
     async fn rolling_update(
         &mut self,
         client: &ApiClient,
@@ -643,109 +753,8 @@ impl DaemonSetController {
         hash: &str,
         owner_ref: &Value,
     ) -> Result<()> {
-        let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-        let generation = template_generation(ds);
-        let mut per_node = by_node.clone();
-        let mut desired = 0;
-        for node in nodes {
-            if node_should_run(ds, node).0 {
-                desired += 1;
-                per_node
-                    .entry(
-                        node["metadata"]["name"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    )
-                    .or_default();
-            }
-        }
-        let rolling = &ds["spec"]["updateStrategy"]["rollingUpdate"];
-        let mut max_unavailable = scaled_value(&rolling["maxUnavailable"], desired, true);
-        let max_surge = scaled_value(&rolling["maxSurge"], desired, true);
-        if desired > 0 && max_unavailable == 0 && max_surge == 0 {
-            max_unavailable = 1;
-        }
-        if max_surge == 0 {
-            let mut unavailable = 0;
-            let mut replace = Vec::new();
-            let mut candidates = Vec::new();
-            for pods in per_node.values() {
-                let Some((new, old)) = updated_and_old(pods, hash, generation.as_deref()) else {
-                    unavailable += 1;
-                    continue;
-                };
-                match (new, old) {
-                    (None, None) | (Some(_), Some(_)) => unavailable += 1,
-                    (Some(new), None) => {
-                        if !is_available(&new, min_ready) {
-                            unavailable += 1;
-                        }
-                    }
-                    (None, Some(old)) => {
-                        if !is_available(&old, min_ready) {
-                            replace.push(old);
-                            unavailable += 1;
-                        } else if unavailable < max_unavailable {
-                            candidates.push(old);
-                        }
-                    }
-                }
-            }
-            let room = (max_unavailable - unavailable).clamp(0, candidates.len() as i64) as usize;
-            replace.extend(candidates.into_iter().take(room));
-            return self
-                .sync_nodes(client, ds, &replace, &[], hash, owner_ref)
-                .await;
-        }
-        let mut delete = Vec::new();
-        let mut should_not_run = Vec::new();
-        let mut allowed = Vec::new();
-        let mut candidates = Vec::new();
-        let (mut surging, mut available) = (0, 0);
-        for (node_name, pods) in &per_node {
-            let Some((new, old)) = updated_and_old(pods, hash, generation.as_deref()) else {
-                surging += 1;
-                continue;
-            };
-            if let Some(p) = old.as_ref().or(new.as_ref())
-                && is_available(p, min_ready)
-            {
-                available += 1;
-            }
-            let node = nodes
-                .iter()
-                .find(|n| n["metadata"]["name"] == node_name.as_str());
-            let should_run = node.is_some_and(|n| node_should_run(ds, n).0);
-            match (new, old) {
-                (_, None) => {}
-                (None, Some(old)) => {
-                    if !is_available(&old, min_ready) {
-                        if should_run {
-                            allowed.push(node_name.clone());
-                        } else {
-                            delete.push(old);
-                        }
-                    } else if !should_run {
-                        should_not_run.push(old);
-                    } else if surging < max_surge {
-                        candidates.push(node_name.clone());
-                    }
-                }
-                (Some(new), Some(old)) => {
-                    if is_available(&new, min_ready) {
-                        delete.push(old);
-                    } else {
-                        surging += 1;
-                    }
-                }
-            }
-        }
-        let deletable = (available - desired).clamp(0, should_not_run.len() as i64) as usize;
-        delete.extend(should_not_run.into_iter().take(deletable));
-        let room = (max_surge - surging).clamp(0, candidates.len() as i64) as usize;
-        allowed.extend(candidates.into_iter().take(room));
-        self.sync_nodes(client, ds, &delete, &allowed, hash, owner_ref)
+        let (delete, create) = rolling_plan(ds, nodes, by_node, hash);
+        self.sync_nodes(client, ds, &delete, &create, hash, owner_ref)
             .await
     }
 
@@ -872,6 +881,87 @@ mod tests {
         pin_to_node(&mut spec, "node2");
         let pod = json!({"spec": spec});
         assert_eq!(target_node(&pod).as_deref(), Some("node2"));
+    }
+
+    fn daemon_pod(name: &str, hash: &str, available: bool) -> Arc<Value> {
+        Arc::new(
+            json!({"metadata": {"name": name, "creationTimestamp": "2024-01-01T00:00:00Z", "labels": {HASH_LABEL: hash}},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if available {"True"} else {"False"}}]}}),
+        )
+    }
+
+    fn workers(n: usize) -> Vec<Arc<Value>> {
+        (1..=n)
+            .map(|i| node(&format!("w{i}"), Value::Null, json!({})))
+            .collect()
+    }
+
+    fn names(pods: &[Arc<Value>]) -> Vec<String> {
+        pods.iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn rolling_updates_replace_within_max_unavailable() {
+        let mut d = ds(Value::Null, Value::Null);
+        d["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}});
+        let nodes = workers(3);
+        let mut by_node = BTreeMap::new();
+        by_node.insert("w1".to_string(), vec![daemon_pod("a", "old", true)]);
+        by_node.insert("w2".to_string(), vec![daemon_pod("b", "old", true)]);
+        by_node.insert("w3".to_string(), vec![daemon_pod("c", "old", true)]);
+        let (delete, create) = rolling_plan(&d, &nodes, &by_node, "new");
+        assert_eq!(
+            (delete.len(), create.len()),
+            (1, 0),
+            "one old pod at a time"
+        );
+        by_node.insert("w1".to_string(), vec![daemon_pod("a2", "new", false)]);
+        let (delete, _) = rolling_plan(&d, &nodes, &by_node, "new");
+        assert!(
+            delete.is_empty(),
+            "an unavailable new pod uses up maxUnavailable"
+        );
+        by_node.insert("w2".to_string(), vec![daemon_pod("b", "old", false)]);
+        by_node.insert("w1".to_string(), vec![daemon_pod("a2", "new", true)]);
+        let (delete, _) = rolling_plan(&d, &nodes, &by_node, "new");
+        assert_eq!(
+            names(&delete),
+            ["b"],
+            "an unavailable old pod is replaced at once"
+        );
+    }
+
+    #[test]
+    fn surging_updates_start_new_pods_before_removing_old_ones() {
+        let mut d = ds(Value::Null, Value::Null);
+        d["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});
+        let nodes = workers(2);
+        let mut by_node = BTreeMap::new();
+        by_node.insert("w1".to_string(), vec![daemon_pod("a", "old", true)]);
+        by_node.insert("w2".to_string(), vec![daemon_pod("b", "old", true)]);
+        let (delete, create) = rolling_plan(&d, &nodes, &by_node, "new");
+        assert!(delete.is_empty());
+        assert_eq!(create.len(), 1, "one surge pod");
+        by_node.insert(
+            "w1".to_string(),
+            vec![daemon_pod("a", "old", true), daemon_pod("a2", "new", false)],
+        );
+        let (delete, create) = rolling_plan(&d, &nodes, &by_node, "new");
+        assert!(
+            delete.is_empty() && create.is_empty(),
+            "waiting for the surge pod"
+        );
+        by_node.insert(
+            "w1".to_string(),
+            vec![daemon_pod("a", "old", true), daemon_pod("a2", "new", true)],
+        );
+        let (delete, create) = rolling_plan(&d, &nodes, &by_node, "new");
+        assert_eq!(names(&delete), ["a"]);
+        assert_eq!(create, ["w2"]);
     }
 
     #[test]

@@ -392,9 +392,8 @@ impl DeploymentController {
         let mut d = d.clone();
         let d_path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
 
-        if self.paused_conditions(client, &mut d, &d_path).await?
-            || d["spec"]["paused"].as_bool() == Some(true)
-        {
+        self.paused_conditions(client, &mut d, &d_path).await?;
+        if d["spec"]["paused"].as_bool() == Some(true) {
             return self
                 .scale_and_status(client, &d, &all, new_rs.as_ref())
                 .await;
@@ -450,15 +449,10 @@ impl DeploymentController {
     }
 
     /// checkPausedConditions: Progressing=Unknown DeploymentPaused while paused, and
-    /// DeploymentResumed when resumed. True when the status was written.
-    async fn paused_conditions(
-        &self,
-        client: &ApiClient,
-        d: &mut Value,
-        path: &str,
-    ) -> Result<bool> {
+    /// DeploymentResumed when resumed.
+    async fn paused_conditions(&self, client: &ApiClient, d: &mut Value, path: &str) -> Result<()> {
         if d["spec"]["progressDeadlineSeconds"].is_null() {
-            return Ok(false);
+            return Ok(());
         }
         let paused = d["spec"]["paused"].as_bool() == Some(true);
         let reason = condition(&d["status"], "Progressing")
@@ -482,11 +476,13 @@ impl DeploymentController {
                 "Deployment is resumed",
             );
         } else {
-            return Ok(false);
+            return Ok(());
         }
-        update_status(client, path, d, status.clone()).await?;
-        d["status"] = status;
-        Ok(false)
+        match update_status(client, path, d, status.clone()).await? {
+            Some(stored) => *d = stored,
+            None => d["status"] = status,
+        }
+        Ok(())
     }
 
     /// The `sync` path: scaling events and paused deployments scale without rolling out.
@@ -725,8 +721,10 @@ impl DeploymentController {
             "NewReplicaSetCreated",
             &format!("Created new replica set {rs_name:?}"),
         );
-        update_status(client, &d_path, d, status.clone()).await?;
-        d["status"] = status;
+        match update_status(client, &d_path, d, status.clone()).await? {
+            Some(stored) => *d = stored,
+            None => d["status"] = status,
+        }
         Ok(Some(Arc::new(created)))
     }
 
@@ -771,8 +769,10 @@ impl DeploymentController {
                     "FoundNewReplicaSet",
                     &format!("Found new replica set {name:?}"),
                 );
-                update_status(client, d_path, d, status.clone()).await?;
-                d["status"] = status;
+                match update_status(client, d_path, d, status.clone()).await? {
+                    Some(stored) => *d = stored,
+                    None => d["status"] = status,
+                }
             }
         }
         let revision = annotation_int(&new_rs, REVISION).unwrap_or(1).to_string();

@@ -165,29 +165,31 @@ pub fn omit_zeros(status: &mut Value, required: &[&str]) {
 
 /// Writes a workload's status through its status subresource (PUT, as the controllers' roles
 /// allow only `update` there) when it changed; a stale cache is retried once with a fresh read.
+/// The stored object when it was written.
 pub async fn update_status(
     client: &ApiClient,
     path: &str,
     obj: &Value,
     status: Value,
-) -> Result<()> {
+) -> Result<Option<Value>> {
     if obj["status"] == status {
-        return Ok(());
+        return Ok(None);
     }
     let mut updated = obj.clone();
     updated["status"] = status.clone();
     match client.replace(&format!("{path}/status"), &updated).await {
-        Ok(_) => Ok(()),
+        Ok(stored) => Ok(Some(stored)),
         Err(e) if e.is_conflict() => {
             let mut fresh = client.get(path).await?;
             if fresh["metadata"]["uid"] != obj["metadata"]["uid"] {
-                return Ok(());
+                return Ok(None);
             }
             fresh["status"] = status;
-            client.replace(&format!("{path}/status"), &fresh).await?;
-            Ok(())
+            Ok(Some(
+                client.replace(&format!("{path}/status"), &fresh).await?,
+            ))
         }
-        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
