@@ -906,6 +906,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pod_cidrs_are_validated_and_immutable_once_set() {
+        let mut causes = Causes::new();
+        let mut node = json!({"spec": {"podCIDR": "10.244.1.0/24"}});
+        validate_pod_cidrs(None, &mut node, &mut causes);
+        assert!(causes.is_empty());
+        assert_eq!(node["spec"]["podCIDRs"], json!(["10.244.1.0/24"]));
+        let mut two_v4 = json!({"spec": {"podCIDRs": ["10.244.1.0/24", "10.244.2.0/24"]}});
+        validate_pod_cidrs(None, &mut two_v4, &mut causes);
+        assert!(
+            causes[0]
+                .1
+                .ends_with("may specify no more than one CIDR for each IP family"),
+            "{causes:?}"
+        );
+        let mut causes = Causes::new();
+        let mut bad = json!({"spec": {"podCIDRs": ["10.244.1.0/33"]}});
+        validate_pod_cidrs(None, &mut bad, &mut causes);
+        assert_eq!(causes[0].0, "spec.podCIDRs[0]");
+        let mut causes = Causes::new();
+        let mut changed = json!({"spec": {"podCIDRs": ["10.244.9.0/24"]}});
+        validate_pod_cidrs(Some(&node), &mut changed, &mut causes);
+        assert_eq!(
+            causes[0].1,
+            "Forbidden: node updates may not change podCIDR except from \"\" to valid"
+        );
+        let mut causes = Causes::new();
+        let mut first = json!({"spec": {"podCIDRs": ["10.244.3.0/24", "fd00::/64"]}});
+        validate_pod_cidrs(Some(&json!({"spec": {}})), &mut first, &mut causes);
+        assert!(causes.is_empty());
+        assert_eq!(first["spec"]["podCIDR"], "10.244.3.0/24");
+    }
+
+    #[test]
     fn kubelet_label_restrictions() {
         assert!(kubelet_may_set_label("kubernetes.io/hostname"));
         assert!(kubelet_may_set_label(

@@ -900,6 +900,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn delete_options_turn_into_garbage_collector_finalizers() {
+        let opts = |body: Value, query: Option<&str>| {
+            DeleteOptions::from_parts(&body, &Query::parse(query))
+        };
+        assert_eq!(
+            opts(json!({"propagationPolicy": "Orphan"}), None)
+                .unwrap()
+                .propagation,
+            Some(Propagation::Orphan)
+        );
+        assert_eq!(
+            opts(Value::Null, Some("propagationPolicy=Foreground"))
+                .unwrap()
+                .propagation,
+            Some(Propagation::Foreground)
+        );
+        assert_eq!(
+            opts(json!({"orphanDependents": false}), None)
+                .unwrap()
+                .propagation,
+            Some(Propagation::Background)
+        );
+        assert!(opts(json!({"propagationPolicy": "Sideways"}), None).is_err());
+        assert!(
+            opts(
+                json!({"propagationPolicy": "Orphan", "orphanDependents": true}),
+                None
+            )
+            .is_err()
+        );
+        assert_eq!(
+            opts(json!({"preconditions": {"uid": "u1"}}), None)
+                .unwrap()
+                .precondition_uid
+                .as_deref(),
+            Some("u1")
+        );
+        let kept = vec!["example.com/hold".to_string()];
+        assert_eq!(gc_finalizers(&kept, None, false), kept);
+        assert_eq!(
+            gc_finalizers(&[], Some(Propagation::Foreground), false),
+            ["foregroundDeletion"]
+        );
+        assert_eq!(gc_finalizers(&[], None, true), ["orphan"]);
+        assert_eq!(
+            gc_finalizers(&["orphan".to_string()], Some(Propagation::Background), true),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            gc_finalizers(&["foregroundDeletion".to_string()], None, true),
+            ["foregroundDeletion"]
+        );
+    }
+
+    #[test]
     fn resource_paths_split_like_the_real_server() {
         let p = parse_segments(
             "",

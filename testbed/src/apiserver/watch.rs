@@ -229,3 +229,39 @@ pub fn stream(
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(uid: &str, rv: &str) -> Value {
+        json!({"metadata": {"uid": uid, "resourceVersion": rv}})
+    }
+
+    #[test]
+    fn watches_start_now_or_after_a_revision() {
+        assert!(matches!(start_of(&Query::parse(None)), Ok(Start::Now)));
+        assert!(matches!(
+            start_of(&Query::parse(Some("resourceVersion=0"))),
+            Ok(Start::Now)
+        ));
+        assert!(matches!(
+            start_of(&Query::parse(Some("resourceVersion=42"))),
+            Ok(Start::After(42))
+        ));
+        assert!(start_of(&Query::parse(Some("resourceVersion=x"))).is_err());
+    }
+
+    #[test]
+    fn differences_become_added_modified_and_deleted_events() {
+        let known = uid_map(vec![obj("a", "1"), obj("b", "2")]);
+        let now = uid_map(vec![obj("a", "1"), obj("b", "3"), obj("c", "4")]);
+        let kinds: Vec<&str> = differences(&known, &now).iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, ["MODIFIED", "ADDED"]);
+        let gone = uid_map(vec![obj("a", "1")]);
+        let events = differences(&known, &gone);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0, "DELETED");
+        assert_eq!(events[0].1["metadata"]["uid"], "b");
+    }
+}

@@ -262,14 +262,6 @@ impl Informers {
     pub fn controller_revisions(&self) -> Arc<Informer> {
         self.of("/apis/apps/v1/controllerrevisions")
     }
-
-    /// Every informer started so far.
-    pub fn all(&self) -> Vec<Arc<Informer>> {
-        self.started
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
