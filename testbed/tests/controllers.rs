@@ -40,18 +40,13 @@ fn kubectl(node: &Node, args: &[&str]) -> Result<String> {
         .stdout)
 }
 
-/// Waits until `check` gives Some, returning it; the last seen state goes into the error.
-fn wait_for<T>(
-    cluster: &Cluster,
-    what: &str,
-    mut check: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
+/// Waits until `check` gives Some, returning it (the step's error carries the diagnostics).
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let mut found = None;
     wait_until(what, WAIT, || {
         found = check()?;
         Ok(found.is_some())
-    })
-    .with_context(|| cluster.diagnostics())?;
+    })?;
     found.context("unreachable: waited value missing")
 }
 
@@ -134,7 +129,7 @@ fn controllers_and_scheduler_on_a_three_node_cluster() -> Result<()> {
     let mut steps: Vec<(&str, Duration)> = vec![("cluster", started.elapsed())];
     let mut step = |name: &'static str, f: &dyn Fn() -> Result<()>| -> Result<()> {
         let t = Instant::now();
-        f().with_context(|| format!("step {name:?}"))?;
+        f().with_context(|| format!("step {name:?}\n{}", cluster.diagnostics()))?;
         steps.push((name, t.elapsed()));
         Ok(())
     };
@@ -153,7 +148,7 @@ fn controllers_and_scheduler_on_a_three_node_cluster() -> Result<()> {
 /// beyond the range gets none until a deleted node's subnets are released.
 fn node_ipam(cluster: &Cluster) -> Result<()> {
     let cp = cluster.node("node1")?;
-    let nodes = wait_for(cluster, "pod CIDRs on three nodes", || {
+    let nodes = wait_for("pod CIDRs on three nodes", || {
         let nodes = items(cp, &["nodes"])?;
         Ok((nodes.len() == 3
             && nodes.iter().all(|n| {
@@ -192,13 +187,13 @@ fn node_ipam(cluster: &Cluster) -> Result<()> {
     // A fourth node takes the last /24; a fifth finds the range full until the fourth is gone.
     let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
     scenario::apply(cp, scenario::ADMIN, &[node("extra-a")])?;
-    let a = wait_for(cluster, "a pod CIDR for extra-a", || {
+    let a = wait_for("a pod CIDR for extra-a", || {
         let n = get(cp, &["node", "extra-a"])?;
         Ok(n["spec"]["podCIDR"].as_str().map(str::to_string))
     })?;
     ensure!(a == "10.244.3.0/24", "the next free /24: {a}");
     scenario::apply(cp, scenario::ADMIN, &[node("extra-b")])?;
-    wait_for(cluster, "CIDRNotAvailable for extra-b", || {
+    wait_for("CIDRNotAvailable for extra-b", || {
         let events = items(
             cp,
             &["events", "--field-selector", "involvedObject.name=extra-b"],
@@ -213,17 +208,13 @@ fn node_ipam(cluster: &Cluster) -> Result<()> {
         "a full range assigns nothing"
     );
     kubectl(cp, &["delete", "node", "extra-a"])?;
-    let b = wait_for(
-        cluster,
-        "extra-a's released subnets going to extra-b",
-        || {
-            let n = get(cp, &["node", "extra-b"])?;
-            Ok(n["spec"]["podCIDRs"]
-                .as_array()
-                .filter(|c| c.len() == 2)
-                .cloned())
-        },
-    )?;
+    let b = wait_for("extra-a's released subnets going to extra-b", || {
+        let n = get(cp, &["node", "extra-b"])?;
+        Ok(n["spec"]["podCIDRs"]
+            .as_array()
+            .filter(|c| c.len() == 2)
+            .cloned())
+    })?;
     ensure!(
         b[0] == "10.244.3.0/24" && b[1] == "fd00:10:244:4::/64",
         "released /24 reused, next /64: {b:?}"
@@ -285,7 +276,7 @@ fn pod_scheduled(cp: &Node, name: &str) -> Result<Value> {
 /// nodeSelector no node matches says so; untainting lets it be bound (PodScheduled=True).
 fn unschedulable(cluster: &Cluster) -> Result<()> {
     let cp = cluster.node("node1")?;
-    wait_for(cluster, "Ready nodes without condition taints", || {
+    wait_for("Ready nodes without condition taints", || {
         let nodes = items(cp, &["nodes"])?;
         Ok(nodes
             .iter()
@@ -312,7 +303,7 @@ fn unschedulable(cluster: &Cluster) -> Result<()> {
             ),
         ],
     )?;
-    let plain = wait_for(cluster, "PodScheduled=False on plain", || {
+    let plain = wait_for("PodScheduled=False on plain", || {
         let c = pod_scheduled(cp, "plain")?;
         Ok((c["status"] == "False").then_some(c))
     })?;
@@ -322,7 +313,7 @@ fn unschedulable(cluster: &Cluster) -> Result<()> {
             == "0/3 nodes are available: 3 node(s) had untolerated taint {testbed.example/reserved: yes}. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling..",
         "{plain}"
     );
-    let picky = wait_for(cluster, "PodScheduled=False on picky", || {
+    let picky = wait_for("PodScheduled=False on picky", || {
         let c = pod_scheduled(cp, "picky")?;
         Ok((c["status"] == "False").then_some(c))
     })?;
@@ -344,7 +335,7 @@ fn unschedulable(cluster: &Cluster) -> Result<()> {
         cp,
         &["taint", "nodes", "--all", "testbed.example/reserved-"],
     )?;
-    let bound = wait_for(cluster, "plain bound after the taint is gone", || {
+    let bound = wait_for("plain bound after the taint is gone", || {
         let p = get(cp, &["pod", "plain"])?;
         Ok(p["spec"]["nodeName"]
             .as_str()
@@ -424,7 +415,7 @@ fn daemon_sets(cluster: &Cluster) -> Result<()> {
     let expect = |selector: &str, nodes: &[&str]| -> Result<()> {
         let wanted: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
         let count = nodes.len();
-        wait_for(cluster, &format!("{selector} on {nodes:?}"), || {
+        wait_for(&format!("{selector} on {nodes:?}"), || {
             Ok(placed(selector)?.filter(|p| {
                 *p == wanted && pods_of(cp, selector).map(|l| l.len()).unwrap_or(0) == count
             }))
@@ -490,7 +481,7 @@ fn daemon_sets(cluster: &Cluster) -> Result<()> {
         ]
         .map(|f| s[f].as_i64().unwrap_or(0))
     };
-    wait_for(cluster, "agent's status before readiness", || {
+    wait_for("agent's status before readiness", || {
         let s = status("agent")?;
         Ok((counts(&s) == [2, 2, 0, 0, 2, 0] && s["observedGeneration"] == 1).then_some(()))
     })?;
@@ -499,7 +490,7 @@ fn daemon_sets(cluster: &Cluster) -> Result<()> {
         let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
         set_pod_status(cp, &name_of(p), &pod_ips(&nodes, node, 10 + i as u8)?, true)?;
     }
-    wait_for(cluster, "agent's status after readiness", || {
+    wait_for("agent's status after readiness", || {
         Ok((counts(&status("agent")?) == [2, 2, 2, 2, 2, 0]).then_some(()))
     })?;
     let rollout = kubectl(
@@ -510,12 +501,12 @@ fn daemon_sets(cluster: &Cluster) -> Result<()> {
         rollout.contains("successfully rolled out"),
         "kubectl reads the status as complete: {rollout}"
     );
-    wait_for(cluster, "everywhere's status", || {
+    wait_for("everywhere's status", || {
         Ok((counts(&status("everywhere")?) == [3, 3, 0, 0, 3, 0]).then_some(()))
     })?;
     // node3 loses the label: edge's pod there is deleted and nothing is desired.
     kubectl(cp, &["label", "node", "node3", "testbed.example/edge-"])?;
-    wait_for(cluster, "edge gone from node3", || {
+    wait_for("edge gone from node3", || {
         let s = status("edge")?;
         Ok((pods_of(cp, "ds=edge")?.is_empty() && counts(&s) == [0, 0, 0, 0, 0, 0]).then_some(()))
     })?;
@@ -575,7 +566,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
                 .then_some(pods),
         )
     };
-    let pods = wait_for(cluster, "two bound web pods", || bound(2))?;
+    let pods = wait_for("two bound web pods", || bound(2))?;
     let sets = items(cp, &["replicasets", "-l", "app=web"])?;
     ensure!(sets.len() == 1, "{sets:?}");
     let rs = &sets[0];
@@ -605,7 +596,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
         );
     }
     // Placeholder slice and empty Endpoints while nothing is ready-with-an-IP.
-    let slices = wait_for(cluster, "the placeholder slice", || {
+    let slices = wait_for("the placeholder slice", || {
         let slices = items(
             cp,
             &["endpointslices", "-l", "kubernetes.io/service-name=web"],
@@ -623,7 +614,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
         "{slices:?}"
     );
     ready_all(cp, &pods, &nodes, 20)?;
-    let endpoints = wait_for(cluster, "two ready endpoints", || {
+    let endpoints = wait_for("two ready endpoints", || {
         let e = slice_endpoints(cp)?;
         Ok((e.len() == 2 && e.iter().all(|e| e["conditions"]["ready"] == true)).then_some(e))
     })?;
@@ -653,7 +644,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
             && slices[0]["ports"] == json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
         "the named targetPort resolved: {slices:?}"
     );
-    let subsets = wait_for(cluster, "Endpoints with two addresses", || {
+    let subsets = wait_for("Endpoints with two addresses", || {
         let ep = get(cp, &["endpoints", "web"])?;
         Ok(
             (ep["subsets"][0]["addresses"].as_array().map_or(0, Vec::len) == 2)
@@ -664,7 +655,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
         subsets[0]["ports"] == json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
         "{subsets}"
     );
-    wait_for(cluster, "deployment status with two available", || {
+    wait_for("deployment status with two available", || {
         let s = get(cp, &["deployment", "web"])?["status"].clone();
         let available = s["conditions"]
             .as_array()
@@ -690,7 +681,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
 
     // Scale up: four pods, the new ones not ready → in notReadyAddresses and ready=false.
     kubectl(cp, &["scale", "deployment", "web", "--replicas=4"])?;
-    let pods = wait_for(cluster, "four bound web pods", || bound(4))?;
+    let pods = wait_for("four bound web pods", || bound(4))?;
     let fresh: Vec<Value> = pods
         .iter()
         .filter(|p| p["status"]["podIP"].is_null())
@@ -707,7 +698,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
         &pod_ips(&nodes, node, 40)?,
         false,
     )?;
-    let endpoints = wait_for(cluster, "four endpoints, one not ready", || {
+    let endpoints = wait_for("four endpoints, one not ready", || {
         let e = slice_endpoints(cp)?;
         Ok((e.len() == 4
             && e.iter()
@@ -725,7 +716,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
             && not_ready["conditions"]["serving"] == false,
         "{not_ready}"
     );
-    wait_for(cluster, "Endpoints: three ready, one not", || {
+    wait_for("Endpoints: three ready, one not", || {
         let ep = get(cp, &["endpoints", "web"])?;
         let s = &ep["subsets"][0];
         Ok((s["addresses"].as_array().map_or(0, Vec::len) == 3
@@ -747,7 +738,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
         ],
     )?;
     kubectl(cp, &["delete", "pod", &leaving, "--wait=false"])?;
-    wait_for(cluster, "a terminating endpoint", || {
+    wait_for("a terminating endpoint", || {
         let e = slice_endpoints(cp)?;
         Ok(e.iter()
             .any(|e| {
@@ -757,7 +748,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
             })
             .then_some(()))
     })?;
-    wait_for(cluster, "Endpoints without the terminating pod", || {
+    wait_for("Endpoints without the terminating pod", || {
         let ep = get(cp, &["endpoints", "web"])?;
         Ok((!ep["subsets"].to_string().contains(&leaving)).then_some(()))
     })?;
@@ -775,12 +766,12 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
 
     // Scale down to one: the unready and unscheduled go first; slices follow.
     kubectl(cp, &["scale", "deployment", "web", "--replicas=1"])?;
-    let left = wait_for(cluster, "one web pod", || bound(1))?;
+    let left = wait_for("one web pod", || bound(1))?;
     ensure!(
         left[0]["status"]["conditions"][0]["status"] == "True",
         "the pod kept is a ready one: {left:?}"
     );
-    wait_for(cluster, "one endpoint", || {
+    wait_for("one endpoint", || {
         Ok((slice_endpoints(cp)?.len() == 1).then_some(()))
     })?;
 
@@ -794,7 +785,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
             "web=registry.k8s.io/pause:3.9",
         ],
     )?;
-    let new_pod = wait_for(cluster, "the new template's pod", || {
+    let new_pod = wait_for("the new template's pod", || {
         let pods = pods_of(cp, "app=web")?;
         Ok(pods.into_iter().find(|p| {
             p["metadata"]["labels"]["pod-template-hash"] != hash.as_str()
@@ -806,7 +797,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
         "a second ReplicaSet"
     );
     ready_all(cp, std::slice::from_ref(&new_pod), &nodes, 50)?;
-    wait_for(cluster, "the rollout to finish", || {
+    wait_for("the rollout to finish", || {
         let pods = pods_of(cp, "app=web")?;
         let d = get(cp, &["deployment", "web"])?;
         let old = get(cp, &[&format!("replicaset/web-{hash}")])?;
@@ -826,13 +817,13 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
 fn garbage_collection(cluster: &Cluster) -> Result<()> {
     let cp = cluster.node("node1")?;
     kubectl(cp, &["delete", "deployment", "web"])?;
-    wait_for(cluster, "web's ReplicaSets and pods collected", || {
+    wait_for("web's ReplicaSets and pods collected", || {
         Ok((items(cp, &["replicasets", "-l", "app=web"])?.is_empty()
             && pods_of(cp, "app=web")?.is_empty())
         .then_some(()))
     })?;
     kubectl(cp, &["delete", "service", "web"])?;
-    wait_for(cluster, "web's EndpointSlices and Endpoints gone", || {
+    wait_for("web's EndpointSlices and Endpoints gone", || {
         let slices = items(
             cp,
             &["endpointslices", "-l", "kubernetes.io/service-name=web"],
@@ -842,7 +833,7 @@ fn garbage_collection(cluster: &Cluster) -> Result<()> {
     })?;
 
     scenario::apply(cp, scenario::ADMIN, &[web(1, "registry.k8s.io/pause:3.10")])?;
-    let rs = wait_for(cluster, "a ReplicaSet for the orphan test", || {
+    let rs = wait_for("a ReplicaSet for the orphan test", || {
         let sets = items(cp, &["replicasets", "-l", "app=web"])?;
         Ok(sets
             .first()
@@ -884,7 +875,7 @@ fn garbage_collection(cluster: &Cluster) -> Result<()> {
             "--wait=false",
         ],
     )?;
-    wait_for(cluster, "the pod deleted first", || {
+    wait_for("the pod deleted first", || {
         Ok((!get(cp, &["pod", &held])?["metadata"]["deletionTimestamp"].is_null()).then_some(()))
     })?;
     let waiting = get(cp, &["replicaset", &name_of(&rs)])?;
@@ -904,7 +895,7 @@ fn garbage_collection(cluster: &Cluster) -> Result<()> {
             r#"{"metadata":{"finalizers":null}}"#,
         ],
     )?;
-    wait_for(cluster, "foreground deletion of the ReplicaSet", || {
+    wait_for("foreground deletion of the ReplicaSet", || {
         Ok((items(cp, &["replicasets", "-l", "app=web"])?.is_empty()
             && pods_of(cp, "app=web")?.is_empty())
         .then_some(()))

@@ -491,34 +491,44 @@ async fn patch_object(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<
     };
     let p = &call.path;
     let name = p.name.as_deref().unwrap_or_default();
-    let current = call
-        .server
-        .read_opt(rt, p.namespace.as_deref(), name)
-        .await?;
-    let Some((old, revision)) = current else {
-        if matches!(kind, PatchKind::Apply) && p.sub.is_none() {
-            let mut obj = patch_body;
-            obj["metadata"]["name"] = json!(name);
-            let created = create_object(call, rt, &mut obj).await?;
-            return respond(StatusCode::CREATED, &created);
+    // Without a resourceVersion in the patch, a concurrent write is retried on the fresh object,
+    // as the real server's GuaranteedUpdate does; with one, the conflict is the caller's.
+    let unconditional = patch_body["metadata"]["resourceVersion"].is_null();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = call
+            .server
+            .read_opt(rt, p.namespace.as_deref(), name)
+            .await?;
+        let Some((old, revision)) = current else {
+            if matches!(kind, PatchKind::Apply) && p.sub.is_none() {
+                let mut obj = patch_body;
+                obj["metadata"]["name"] = json!(name);
+                let created = create_object(call, rt, &mut obj).await?;
+                return respond(StatusCode::CREATED, &created);
+            }
+            return Err(ApiError::not_found(rt, name));
+        };
+        let base = if p.sub.as_deref() == Some("scale") {
+            scale_of(&old)
+        } else {
+            old.clone()
+        };
+        let mut patched = patch::apply(&kind, &base, &patch_body)?;
+        if p.sub.as_deref() == Some("scale") {
+            let mut m = old.clone();
+            m["spec"]["replicas"] = patched["spec"]["replicas"].clone();
+            patched = m;
         }
-        return Err(ApiError::not_found(rt, name));
-    };
-    let base = if p.sub.as_deref() == Some("scale") {
-        scale_of(&old)
-    } else {
-        old.clone()
-    };
-    let mut patched = patch::apply(&kind, &base, &patch_body)?;
-    if p.sub.as_deref() == Some("scale") {
-        let mut m = old.clone();
-        m["spec"]["replicas"] = patched["spec"]["replicas"].clone();
-        patched = m;
+        if unconditional {
+            patched["metadata"]["resourceVersion"] = json!(revision.to_string());
+        }
+        match update(call, rt, patched, Some((old, revision))).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && unconditional && attempts < 5 => {}
+            other => return other,
+        }
     }
-    if patch_body["metadata"]["resourceVersion"].is_null() {
-        patched["metadata"]["resourceVersion"] = json!(revision.to_string());
-    }
-    update(call, rt, patched, Some((old, revision))).await
 }
 
 async fn delete(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {

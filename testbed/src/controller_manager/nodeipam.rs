@@ -315,6 +315,8 @@ pub struct NodeIpamController {
     sets: Vec<CidrSet>,
     /// What each node holds in the sets.
     held: BTreeMap<String, Vec<IpNet>>,
+    /// podCIDRs that could not be occupied (reported once, until they change).
+    refused: BTreeMap<String, Vec<String>>,
     started: bool,
 }
 
@@ -324,6 +326,7 @@ impl NodeIpamController {
             nodes: informers.nodes(),
             sets: config.sets,
             held: BTreeMap::new(),
+            refused: BTreeMap::new(),
             started: false,
         }
     }
@@ -449,6 +452,7 @@ impl Reconciler for NodeIpamController {
             .filter(|n| !present.contains(*n))
             .cloned()
             .collect();
+        self.refused.retain(|n, _| present.contains(n));
         for name in gone {
             self.release(&name);
             logf!(
@@ -469,13 +473,15 @@ impl Reconciler for NodeIpamController {
                     .get(&name)
                     .map(|h| h.iter().map(ToString::to_string).collect())
                     .unwrap_or_default();
-                if held != cidrs {
+                if held != cidrs && self.refused.get(&name) != Some(&cidrs) {
                     self.release(&name);
+                    self.refused.remove(&name);
                     if let Err(e) = self.occupy(&name, &cidrs) {
                         logf!(
                             super::COMPONENT,
                             "Error occupying the pod CIDRs of node {name}: {e}"
                         );
+                        self.refused.insert(name.clone(), cidrs);
                     }
                 }
                 continue;
