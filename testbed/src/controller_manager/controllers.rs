@@ -293,33 +293,48 @@ pub async fn node_lifecycle(lister: &ApiClient, client: &ApiClient, grace: Durat
                     c
                 })
                 .collect();
-            client
+            node = client
                 .patch(
                     &format!("/api/v1/nodes/{name}/status"),
                     PatchType::Strategic,
                     &json!({"status": {"conditions": unknown}}),
                 )
                 .await?;
-            node["status"]["conditions"] = json!(unknown);
             logf!(
                 COMPONENT,
                 "node {name} hasn't been updated for more than {}s; marked Unknown",
                 grace.as_secs()
             );
         }
+        swap_condition_taints(client, name, node).await?;
+    }
+    Ok(())
+}
+
+/// Writes the wanted condition taints, guarded by the node's resourceVersion so that a taint
+/// someone else set meanwhile is not lost; a conflict is retried on a fresh read, as
+/// SwapNodeControllerTaint's RetryOnConflict does.
+async fn swap_condition_taints(client: &ApiClient, name: &str, mut node: Value) -> Result<()> {
+    for _ in 0..5 {
         let taints = wanted_taints(&node);
         let current = node["spec"]["taints"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if taints != current {
-            client
-                .patch(
-                    &format!("/api/v1/nodes/{name}"),
-                    PatchType::Merge,
-                    &json!({"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": taints}}),
-                )
-                .await?;
+        if taints == current {
+            return Ok(());
+        }
+        let patch = json!({"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": taints}});
+        match client
+            .patch(&format!("/api/v1/nodes/{name}"), PatchType::Merge, &patch)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() => {
+                node = client.get(&format!("/api/v1/nodes/{name}")).await?
+            }
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
