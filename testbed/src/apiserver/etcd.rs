@@ -27,6 +27,9 @@ pub enum StoreError {
     NotFound,
     #[error("etcd: {0}")]
     Unavailable(String),
+    /// A read at a revision etcd has compacted away.
+    #[error("required revision has been compacted (compacted revision {0})")]
+    Compacted(i64),
 }
 
 /// One stored object and its revision.
@@ -130,6 +133,56 @@ impl Etcd {
             )
             .await?;
         Ok((kvs(&response)?, header_revision(&response)))
+    }
+
+    /// The store's current revision (it moves with every write anywhere).
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let response = self
+            .call(
+                "kv/range",
+                &json!({"key": B64.encode("health"), "serializable": true, "count_only": true}),
+            )
+            .await?;
+        Ok(header_revision(&response))
+    }
+
+    /// Every object under `prefix` as it was at store revision `revision` (a watch's starting
+    /// point); `Compacted` when etcd no longer has that revision.
+    pub async fn list_at(&self, prefix: &str, revision: i64) -> Result<Vec<Stored>, StoreError> {
+        let body = json!({
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_end(prefix)),
+            "revision": revision.to_string(),
+        });
+        match self.call("kv/range", &body).await {
+            Ok(response) => kvs(&response),
+            Err(StoreError::Unavailable(message)) if message.contains("compacted") => {
+                let current = self.list(prefix).await.map(|(_, r)| r).unwrap_or(0);
+                Err(StoreError::Compacted(current))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many keys are under `prefix` and the highest mod revision among them: any create,
+    /// update or delete under the prefix changes one of the two, so a watch compares these
+    /// instead of reading every object each time it polls.
+    pub async fn fingerprint(&self, prefix: &str) -> Result<(i64, i64), StoreError> {
+        let body = json!({
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_end(prefix)),
+            "limit": "1",
+            "sort_order": "DESCEND",
+            "sort_target": "MOD",
+            "keys_only": true,
+        });
+        let response = self.call("kv/range", &body).await?;
+        let newest = response["kvs"]
+            .as_array()
+            .and_then(|kvs| kvs.first())
+            .map(|kv| int(&kv["mod_revision"]))
+            .unwrap_or(0);
+        Ok((int(&response["count"]), newest))
     }
 
     /// Stores a new object; fails with AlreadyExists when the key is taken.

@@ -23,6 +23,7 @@ pub mod store;
 pub mod table;
 pub mod validation;
 pub mod watch;
+pub mod workloads;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct Server {
     pub front_proxy_cas: Vec<CertificateDer<'static>>,
     pub tokens: satoken::TokenKeys,
     registry: RwLock<Registry>,
+    /// The store revision, polled while watches listen: they wake when it moves.
+    pub revision: tokio::sync::watch::Sender<i64>,
 }
 
 impl Server {
@@ -185,8 +188,10 @@ async fn run(args: Vec<String>) -> Result<()> {
         front_proxy_cas: front_proxy_cas.clone(),
         tokens,
         registry: RwLock::new(Registry::built_in()),
+        revision: tokio::sync::watch::Sender::new(0),
         opts,
     });
+    tokio::spawn(watch::poll_revision(server.clone()));
     wait_for_etcd(&server).await?;
     server.refresh_types().await;
     server

@@ -14,6 +14,7 @@ use super::rbac::Attributes;
 use super::registry::ResourceType;
 use super::status::{ApiError, ApiResult};
 use super::validation::{self, Causes};
+use super::workloads;
 use crate::common::time;
 
 /// The context of one write.
@@ -78,7 +79,10 @@ impl Write<'_> {
                 obj["status"] = json!({"phase": "Active"});
             }
             ("", "Pod") => self.create_pod(obj, &mut causes).await?,
-            ("", "Node") => self.admit_node(None, obj)?,
+            ("", "Node") => {
+                self.admit_node(None, obj)?;
+                validate_pod_cidrs(None, obj, &mut causes);
+            }
             ("", "Secret") => {
                 merge_string_data(obj);
                 if obj["type"].as_str().is_none_or(str::is_empty) {
@@ -115,8 +119,15 @@ impl Write<'_> {
                     )));
                 }
             }
-            ("apps", "Deployment" | "DaemonSet" | "ReplicaSet" | "StatefulSet")
-            | ("batch", "Job") => {
+            ("apps", "Deployment" | "DaemonSet" | "ReplicaSet") => {
+                obj.as_object_mut().map(|o| o.remove("status"));
+                workloads::apply_defaults(&kind, obj);
+                workloads::validate(&kind, obj, &mut causes);
+                if kind == "DaemonSet" {
+                    workloads::daemonset_template_generation(None, obj);
+                }
+            }
+            ("apps", "StatefulSet") | ("batch", "Job") => {
                 obj.as_object_mut().map(|o| o.remove("status"));
             }
             _ => {}
@@ -146,7 +157,17 @@ impl Write<'_> {
                 }
             }
             ("", "Pod", "status") => self.admit_pod_write(old)?,
-            ("", "Node", _) => self.admit_node(Some(old), new)?,
+            ("", "Node", _) => {
+                self.admit_node(Some(old), new)?;
+                validate_pod_cidrs(Some(old), new, &mut causes);
+            }
+            ("apps", "Deployment" | "DaemonSet" | "ReplicaSet", "") => {
+                workloads::validate(&kind, new, &mut causes);
+                workloads::validate_update(old, new, &mut causes);
+                if kind == "DaemonSet" {
+                    workloads::daemonset_template_generation(Some(old), new);
+                }
+            }
             ("", "Secret", "") => {
                 merge_string_data(new);
                 if new["type"].as_str().is_none_or(str::is_empty) {
@@ -290,16 +311,9 @@ impl Write<'_> {
                 ));
             }
         }
-        for (field, default) in [
-            ("restartPolicy", json!("Always")),
-            ("dnsPolicy", json!("ClusterFirst")),
-            ("schedulerName", json!("default-scheduler")),
-            ("terminationGracePeriodSeconds", json!(30)),
-            ("enableServiceLinks", json!(true)),
-        ] {
-            if spec[field].is_null() {
-                spec[field] = default;
-            }
+        workloads::default_pod_spec(spec);
+        if spec["enableServiceLinks"].is_null() {
+            spec["enableServiceLinks"] = json!(true);
         }
         if self.server.opts.admission_enabled("Priority") {
             self.admit_priority(pod, &name).await?;
@@ -673,6 +687,58 @@ impl Write<'_> {
     }
 }
 
+/// spec.podCIDR/podCIDRs of a Node: podCIDRs wins and podCIDR is its first entry (the v1
+/// conversion), every entry a CIDR, at most one per family, and once set they never change
+/// (ValidateNode / ValidateNodeUpdate).
+fn validate_pod_cidrs(old: Option<&Value>, node: &mut Value, causes: &mut Causes) {
+    let spec = &mut node["spec"];
+    let listed = spec["podCIDRs"].as_array().is_some_and(|l| !l.is_empty());
+    if !listed {
+        if let Some(single) = spec["podCIDR"].as_str().filter(|c| !c.is_empty()) {
+            spec["podCIDRs"] = json!([single]);
+        }
+    } else {
+        spec["podCIDR"] = spec["podCIDRs"][0].clone();
+    }
+    let cidrs: Vec<String> = spec["podCIDRs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c.as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut families = Vec::new();
+    for (i, cidr) in cidrs.iter().enumerate() {
+        match cidr.parse::<ipnet::IpNet>() {
+            Ok(net) => families.push(net.addr().is_ipv4()),
+            Err(_) => causes.push((
+                format!("spec.podCIDRs[{i}]"),
+                format!("Invalid value: {cidr:?}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"),
+            )),
+        }
+    }
+    if cidrs.len() > 1 {
+        let dual = families.contains(&true) && families.contains(&false);
+        if !dual || cidrs.len() > 2 {
+            causes.push((
+                "spec.podCIDRs".into(),
+                format!(
+                    "Invalid value: []string{{{}}}: may specify no more than one CIDR for each IP family",
+                    cidrs.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(old) = old {
+        let before = &old["spec"]["podCIDRs"];
+        if before.as_array().is_some_and(|l| !l.is_empty()) && *before != node["spec"]["podCIDRs"] {
+            causes.push((
+                "spec.podCIDRs".into(),
+                "Forbidden: node updates may not change podCIDR except from \"\" to valid".into(),
+            ));
+        }
+    }
+}
+
 /// Labels a kubelet may set on its own Node under NodeRestriction.
 pub fn kubelet_may_set_label(key: &str) -> bool {
     const ALLOWED: &[&str] = &[
@@ -838,6 +904,39 @@ fn allocate_ip(cidr: &ipnet::IpNet, used: &[IpAddr]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_cidrs_are_validated_and_immutable_once_set() {
+        let mut causes = Causes::new();
+        let mut node = json!({"spec": {"podCIDR": "10.244.1.0/24"}});
+        validate_pod_cidrs(None, &mut node, &mut causes);
+        assert!(causes.is_empty());
+        assert_eq!(node["spec"]["podCIDRs"], json!(["10.244.1.0/24"]));
+        let mut two_v4 = json!({"spec": {"podCIDRs": ["10.244.1.0/24", "10.244.2.0/24"]}});
+        validate_pod_cidrs(None, &mut two_v4, &mut causes);
+        assert!(
+            causes[0]
+                .1
+                .ends_with("may specify no more than one CIDR for each IP family"),
+            "{causes:?}"
+        );
+        let mut causes = Causes::new();
+        let mut bad = json!({"spec": {"podCIDRs": ["10.244.1.0/33"]}});
+        validate_pod_cidrs(None, &mut bad, &mut causes);
+        assert_eq!(causes[0].0, "spec.podCIDRs[0]");
+        let mut causes = Causes::new();
+        let mut changed = json!({"spec": {"podCIDRs": ["10.244.9.0/24"]}});
+        validate_pod_cidrs(Some(&node), &mut changed, &mut causes);
+        assert_eq!(
+            causes[0].1,
+            "Forbidden: node updates may not change podCIDR except from \"\" to valid"
+        );
+        let mut causes = Causes::new();
+        let mut first = json!({"spec": {"podCIDRs": ["10.244.3.0/24", "fd00::/64"]}});
+        validate_pod_cidrs(Some(&json!({"spec": {}})), &mut first, &mut causes);
+        assert!(causes.is_empty());
+        assert_eq!(first["spec"]["podCIDR"], "10.244.3.0/24");
+    }
 
     #[test]
     fn kubelet_label_restrictions() {

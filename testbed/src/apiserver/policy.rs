@@ -634,20 +634,141 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     &[""],
                     &["nodes"],
-                    &["delete", "get", "list", "patch", "update"],
+                    &["delete", "get", "list", "patch", "update", "watch"],
                 ),
                 rule(&[""], &["nodes/status"], &["patch", "update"]),
                 rule(&[""], &["pods/status"], &["patch", "update"]),
-                rule(&[""], &["pods"], &["delete", "list"]),
+                rule(&[""], &["pods"], &["delete", "get", "list", "watch"]),
+                events_rule(),
+            ],
+        ),
+        cluster_role(
+            "system:controller:daemon-set-controller",
+            vec![
+                rule(&["extensions", "apps"], &["daemonsets"], READ),
+                rule(&["extensions", "apps"], &["daemonsets/status"], &["update"]),
                 rule(
-                    &["coordination.k8s.io"],
-                    &["leases"],
-                    &["get", "list", "watch"],
+                    &["extensions", "apps"],
+                    &["daemonsets/finalizers"],
+                    &["update"],
+                ),
+                rule(&[""], &["nodes"], &["list", "watch"]),
+                rule(
+                    &[""],
+                    &["pods"],
+                    &["create", "delete", "list", "patch", "watch"],
+                ),
+                rule(&[""], &["pods/binding"], &["create"]),
+                rule(
+                    &["apps"],
+                    &["controllerrevisions"],
+                    &[
+                        "create", "delete", "get", "list", "patch", "update", "watch",
+                    ],
+                ),
+                events_rule(),
+            ],
+        ),
+        cluster_role(
+            "system:controller:deployment-controller",
+            vec![
+                rule(
+                    &["extensions", "apps"],
+                    &["deployments"],
+                    &["get", "list", "update", "watch"],
+                ),
+                rule(
+                    &["extensions", "apps"],
+                    &["deployments/status"],
+                    &["update"],
+                ),
+                rule(
+                    &["extensions", "apps"],
+                    &["deployments/finalizers"],
+                    &["update"],
+                ),
+                rule(
+                    &["apps", "extensions"],
+                    &["replicasets"],
+                    &[
+                        "create", "delete", "get", "list", "patch", "update", "watch",
+                    ],
+                ),
+                rule(&[""], &["pods"], &["get", "list", "update", "watch"]),
+                events_rule(),
+            ],
+        ),
+        cluster_role(
+            "system:controller:replicaset-controller",
+            vec![
+                rule(
+                    &["apps", "extensions"],
+                    &["replicasets"],
+                    &["get", "list", "update", "watch"],
+                ),
+                rule(
+                    &["apps", "extensions"],
+                    &["replicasets/status"],
+                    &["update"],
+                ),
+                rule(
+                    &["apps", "extensions"],
+                    &["replicasets/finalizers"],
+                    &["update"],
+                ),
+                rule(
+                    &[""],
+                    &["pods"],
+                    &["create", "delete", "list", "patch", "watch"],
+                ),
+                events_rule(),
+            ],
+        ),
+        cluster_role(
+            "system:controller:endpoint-controller",
+            vec![
+                rule(&[""], &["pods", "services"], READ),
+                rule(
+                    &[""],
+                    &["endpoints"],
+                    &["create", "delete", "get", "list", "update", "watch"],
+                ),
+                rule(&[""], &["endpoints/restricted"], &["create"]),
+                events_rule(),
+            ],
+        ),
+        cluster_role(
+            "system:controller:endpointslice-controller",
+            vec![
+                rule(&[""], &["nodes", "pods", "services"], READ),
+                rule(&[""], &["services/finalizers"], &["update"]),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["create", "delete", "get", "list", "update", "watch"],
+                ),
+                events_rule(),
+            ],
+        ),
+        cluster_role(
+            "system:controller:generic-garbage-collector",
+            vec![
+                rule(
+                    &["*"],
+                    &["*"],
+                    &["delete", "get", "list", "patch", "update", "watch"],
                 ),
                 events_rule(),
             ],
         ),
     ]
+}
+
+/// `system:controller:<name>` bound to the kube-system/<name> service account, as the real
+/// bootstrap policy binds every controller role.
+fn controller_binding(name: &str) -> Value {
+    let role = format!("system:controller:{name}");
+    cluster_binding(&role, &role, vec![service_account("kube-system", name)])
 }
 
 pub fn cluster_role_bindings() -> Vec<Value> {
@@ -726,6 +847,12 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:controller:node-controller",
             vec![service_account("kube-system", "node-controller")],
         ),
+        controller_binding("daemon-set-controller"),
+        controller_binding("deployment-controller"),
+        controller_binding("replicaset-controller"),
+        controller_binding("endpoint-controller"),
+        controller_binding("endpointslice-controller"),
+        controller_binding("generic-garbage-collector"),
         cluster_binding(
             "system:controller:service-account-controller",
             "system:controller:service-account-controller",

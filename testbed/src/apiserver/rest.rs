@@ -422,7 +422,10 @@ async fn update(
         meta.retain(|_, v| !v.is_null());
         meta.remove("managedFields");
     }
-    if sub.is_empty()
+    if sub.is_empty() && rt.group == "apps" {
+        super::workloads::apply_defaults(&rt.kind, &mut merged);
+    }
+    if (sub.is_empty() || sub == "scale")
         && merged["spec"] != old["spec"]
         && let Some(g) = old["metadata"]["generation"].as_i64()
     {
@@ -488,42 +491,180 @@ async fn patch_object(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<
     };
     let p = &call.path;
     let name = p.name.as_deref().unwrap_or_default();
-    let current = call
-        .server
-        .read_opt(rt, p.namespace.as_deref(), name)
-        .await?;
-    let Some((old, revision)) = current else {
-        if matches!(kind, PatchKind::Apply) && p.sub.is_none() {
-            let mut obj = patch_body;
-            obj["metadata"]["name"] = json!(name);
-            let created = create_object(call, rt, &mut obj).await?;
-            return respond(StatusCode::CREATED, &created);
+    // Without a resourceVersion in the patch, a concurrent write is retried on the fresh object,
+    // as the real server's GuaranteedUpdate does; with one, the conflict is the caller's.
+    let unconditional = patch_body["metadata"]["resourceVersion"].is_null();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = call
+            .server
+            .read_opt(rt, p.namespace.as_deref(), name)
+            .await?;
+        let Some((old, revision)) = current else {
+            if matches!(kind, PatchKind::Apply) && p.sub.is_none() {
+                let mut obj = patch_body;
+                obj["metadata"]["name"] = json!(name);
+                let created = create_object(call, rt, &mut obj).await?;
+                return respond(StatusCode::CREATED, &created);
+            }
+            return Err(ApiError::not_found(rt, name));
+        };
+        let base = if p.sub.as_deref() == Some("scale") {
+            scale_of(&old)
+        } else {
+            old.clone()
+        };
+        let mut patched = patch::apply(&kind, &base, &patch_body)?;
+        if p.sub.as_deref() == Some("scale") {
+            let mut m = old.clone();
+            m["spec"]["replicas"] = patched["spec"]["replicas"].clone();
+            patched = m;
         }
-        return Err(ApiError::not_found(rt, name));
-    };
-    let base = if p.sub.as_deref() == Some("scale") {
-        scale_of(&old)
-    } else {
-        old.clone()
-    };
-    let mut patched = patch::apply(&kind, &base, &patch_body)?;
-    if p.sub.as_deref() == Some("scale") {
-        let mut m = old.clone();
-        m["spec"]["replicas"] = patched["spec"]["replicas"].clone();
-        patched = m;
+        if unconditional {
+            patched["metadata"]["resourceVersion"] = json!(revision.to_string());
+        }
+        match update(call, rt, patched, Some((old, revision))).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && unconditional && attempts < 5 => {}
+            other => return other,
+        }
     }
-    if patch_body["metadata"]["resourceVersion"].is_null() {
-        patched["metadata"]["resourceVersion"] = json!(revision.to_string());
-    }
-    update(call, rt, patched, Some((old, revision))).await
 }
 
 async fn delete(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
     let p = &call.path;
     let name = p.name.as_deref().unwrap_or_default();
+    let options = DeleteOptions::of(call)?;
     let (obj, revision) = call.server.read(rt, p.namespace.as_deref(), name).await?;
-    let result = delete_one(call, rt, obj, revision).await?;
+    let result = delete_one(call, rt, obj, revision, &options).await?;
     respond(StatusCode::OK, &result)
+}
+
+/// How dependents are treated when their owner is deleted (metav1.DeletionPropagation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Orphan,
+    Background,
+    Foreground,
+}
+
+/// The parts of a request's DeleteOptions (body or query) the double honours.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub propagation: Option<Propagation>,
+    pub precondition_uid: Option<String>,
+    pub precondition_version: Option<String>,
+}
+
+impl DeleteOptions {
+    fn of(call: &Call<'_>) -> ApiResult<DeleteOptions> {
+        let protobuf = call
+            .headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("protobuf"));
+        let body = if call.body.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else if protobuf {
+            // Protobuf DeleteOptions (typed client-go callers) are not decoded by the double.
+            decode(&call.headers, &call.body).unwrap_or(Value::Null)
+        } else {
+            decode(&call.headers, &call.body)?
+        };
+        Self::from_parts(&body, &call.query)
+    }
+
+    pub fn from_parts(body: &Value, query: &Query) -> ApiResult<DeleteOptions> {
+        let policy = body["propagationPolicy"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| query.get("propagationPolicy").map(str::to_string));
+        let orphan = body["orphanDependents"].as_bool().or_else(|| {
+            query
+                .get("orphanDependents")
+                .and_then(|v| crate::common::flags::parse_bool(v).ok())
+        });
+        let propagation = match policy.as_deref() {
+            None | Some("") => None,
+            Some("Orphan") => Some(Propagation::Orphan),
+            Some("Background") => Some(Propagation::Background),
+            Some("Foreground") => Some(Propagation::Foreground),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "DeleteOptions",
+                    "",
+                    &[(
+                        "propagationPolicy".into(),
+                        format!(
+                            "Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                        ),
+                    )],
+                ));
+            }
+        };
+        if orphan.is_some() && propagation.is_some() {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "",
+                &[(
+                    "propagationPolicy".into(),
+                    "Invalid value: \"\": orphanDependents and deletionPropagation cannot be both set".into(),
+                )],
+            ));
+        }
+        let propagation = propagation.or(orphan.map(|o| {
+            if o {
+                Propagation::Orphan
+            } else {
+                Propagation::Background
+            }
+        }));
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        Ok(DeleteOptions {
+            propagation,
+            precondition_uid: text(&body["preconditions"]["uid"]),
+            precondition_version: text(&body["preconditions"]["resourceVersion"]),
+        })
+    }
+}
+
+/// The finalizers a delete leaves on an object for the garbage collector, as the real registry's
+/// deletionFinalizersForGarbageCollection computes them: `orphan` when dependents are orphaned,
+/// `foregroundDeletion` when they are deleted first; an explicit policy replaces both.
+pub fn gc_finalizers(
+    current: &[String],
+    policy: Option<Propagation>,
+    orphans_by_default: bool,
+) -> Vec<String> {
+    const ORPHAN: &str = "orphan";
+    const FOREGROUND: &str = "foregroundDeletion";
+    let has = |f: &str| current.iter().any(|c| c == f);
+    let (orphan, foreground) = match policy {
+        Some(Propagation::Orphan) => (true, false),
+        Some(Propagation::Foreground) => (false, true),
+        Some(Propagation::Background) => (false, false),
+        None if has(ORPHAN) => (true, false),
+        None if has(FOREGROUND) => (false, true),
+        None => (orphans_by_default, false),
+    };
+    let mut out: Vec<String> = current
+        .iter()
+        .filter(|f| *f != ORPHAN && *f != FOREGROUND)
+        .cloned()
+        .collect();
+    if orphan {
+        out.push(ORPHAN.into());
+    }
+    if foreground {
+        out.push(FOREGROUND.into());
+    }
+    out
+}
+
+/// ReplicationControllers deleted through core/v1 orphan their pods unless told otherwise (the
+/// real registry keeps that v1 default for compatibility); every other kind deletes dependents.
+fn orphans_by_default(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.kind == "ReplicationController"
 }
 
 async fn delete_one(
@@ -531,12 +672,41 @@ async fn delete_one(
     rt: &ResourceType,
     obj: Value,
     revision: i64,
+    options: &DeleteOptions,
 ) -> ApiResult<Value> {
     let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
     let name = obj["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let uid = obj["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if let Some(wanted) = &options.precondition_uid
+        && *wanted != uid
+    {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: Precondition failed: UID in precondition: {wanted}, UID in object meta: {uid}",
+                status::qualified(rt)
+            ),
+        ));
+    }
+    if let Some(wanted) = &options.precondition_version
+        && *wanted != revision.to_string()
+    {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: Precondition failed: ResourceVersion in precondition: {wanted}, ResourceVersion in object meta: {revision}",
+                status::qualified(rt)
+            ),
+        ));
+    }
     let write = Write {
         server: call.server,
         user: call.user,
@@ -544,21 +714,29 @@ async fn delete_one(
         namespace: ns.as_deref(),
     };
     write.delete(&obj).await?;
-    if call.query.dry_run() {
-        return Ok(status::success(
-            rt,
-            &name,
-            obj["metadata"]["uid"].as_str().unwrap_or_default(),
-        ));
-    }
-    let has_finalizers = obj["metadata"]["finalizers"]
+    let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
+    let current: Vec<String> = obj["metadata"]["finalizers"]
         .as_array()
-        .is_some_and(|f| !f.is_empty());
-    if has_finalizers && !(rt.group.is_empty() && rt.kind == "Namespace") {
-        if obj["metadata"]["deletionTimestamp"].is_null() {
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect();
+    let finalizers = if is_namespace {
+        current.clone()
+    } else {
+        gc_finalizers(&current, options.propagation, orphans_by_default(rt))
+    };
+    if call.query.dry_run() {
+        return Ok(status::success(rt, &name, &uid));
+    }
+    if !finalizers.is_empty() && !is_namespace {
+        if obj["metadata"]["deletionTimestamp"].is_null() || finalizers != current {
             let mut marked = obj.clone();
-            marked["metadata"]["deletionTimestamp"] = json!(time::now());
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if marked["metadata"]["deletionTimestamp"].is_null() {
+                marked["metadata"]["deletionTimestamp"] = json!(time::now());
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            }
+            marked["metadata"]["finalizers"] = json!(finalizers);
             return call
                 .server
                 .store_update(rt, ns.as_deref(), marked, revision)
@@ -566,7 +744,7 @@ async fn delete_one(
         }
         return Ok(obj);
     }
-    if rt.group.is_empty() && rt.kind == "Namespace" {
+    if is_namespace {
         call.server.delete_namespace_content(&name).await?;
     }
     call.server
@@ -575,14 +753,11 @@ async fn delete_one(
     if rt.group == "apiextensions.k8s.io" {
         call.server.refresh_types().await;
     }
-    Ok(status::success(
-        rt,
-        &name,
-        obj["metadata"]["uid"].as_str().unwrap_or_default(),
-    ))
+    Ok(status::success(rt, &name, &uid))
 }
 
 async fn delete_collection(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
+    let options = DeleteOptions::of(call)?;
     let (items, _) = call.server.list(rt, call.path.namespace.as_deref()).await?;
     let items = selectors::filter(items, &call.query)?;
     for item in &items {
@@ -590,7 +765,7 @@ async fn delete_collection(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Resp
             .as_str()
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
-        delete_one(call, rt, item.clone(), revision).await?;
+        delete_one(call, rt, item.clone(), revision, &options).await?;
     }
     respond(
         StatusCode::OK,
@@ -617,7 +792,8 @@ async fn create_subresource(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Res
         }
         ("pods", "eviction") => {
             let (obj, revision) = call.server.read(rt, ns, name).await?;
-            delete_one(call, rt, obj, revision).await?;
+            let options = DeleteOptions::from_parts(&body["deleteOptions"], &Query::default())?;
+            delete_one(call, rt, obj, revision, &options).await?;
             respond(
                 StatusCode::CREATED,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -691,10 +867,26 @@ pub async fn bind_pod(
         ));
     }
     pod["spec"]["nodeName"] = json!(node);
+    set_pod_scheduled(&mut pod);
     server
         .store_update(pods, ns, pod, revision)
         .await
         .map(|_| ())
+}
+
+/// The PodScheduled=True condition a binding sets (replacing the scheduler's False one).
+fn set_pod_scheduled(pod: &mut Value) {
+    let mut conditions: Vec<Value> = pod["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": time::now()});
+    match conditions.iter_mut().find(|c| c["type"] == "PodScheduled") {
+        Some(c) if c["status"] == "True" => {}
+        Some(c) => *c = scheduled,
+        None => conditions.push(scheduled),
+    }
+    pod["status"]["conditions"] = json!(conditions);
 }
 
 fn scale_of(obj: &Value) -> Value {
@@ -716,6 +908,61 @@ fn scale_of(obj: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delete_options_turn_into_garbage_collector_finalizers() {
+        let opts = |body: Value, query: Option<&str>| {
+            DeleteOptions::from_parts(&body, &Query::parse(query))
+        };
+        assert_eq!(
+            opts(json!({"propagationPolicy": "Orphan"}), None)
+                .unwrap()
+                .propagation,
+            Some(Propagation::Orphan)
+        );
+        assert_eq!(
+            opts(Value::Null, Some("propagationPolicy=Foreground"))
+                .unwrap()
+                .propagation,
+            Some(Propagation::Foreground)
+        );
+        assert_eq!(
+            opts(json!({"orphanDependents": false}), None)
+                .unwrap()
+                .propagation,
+            Some(Propagation::Background)
+        );
+        assert!(opts(json!({"propagationPolicy": "Sideways"}), None).is_err());
+        assert!(
+            opts(
+                json!({"propagationPolicy": "Orphan", "orphanDependents": true}),
+                None
+            )
+            .is_err()
+        );
+        assert_eq!(
+            opts(json!({"preconditions": {"uid": "u1"}}), None)
+                .unwrap()
+                .precondition_uid
+                .as_deref(),
+            Some("u1")
+        );
+        let kept = vec!["example.com/hold".to_string()];
+        assert_eq!(gc_finalizers(&kept, None, false), kept);
+        assert_eq!(
+            gc_finalizers(&[], Some(Propagation::Foreground), false),
+            ["foregroundDeletion"]
+        );
+        assert_eq!(gc_finalizers(&[], None, true), ["orphan"]);
+        assert_eq!(
+            gc_finalizers(&["orphan".to_string()], Some(Propagation::Background), true),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            gc_finalizers(&["foregroundDeletion".to_string()], None, true),
+            ["foregroundDeletion"]
+        );
+    }
 
     #[test]
     fn resource_paths_split_like_the_real_server() {

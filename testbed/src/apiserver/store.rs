@@ -97,6 +97,34 @@ impl Server {
         Ok((items, revision))
     }
 
+    /// All objects of a type as they were at store revision `revision` (a watch's starting point).
+    pub async fn list_at(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        revision: i64,
+    ) -> Result<Vec<Value>, StoreError> {
+        let items = self
+            .etcd
+            .list_at(&rt.list_prefix(&self.opts.etcd_prefix, namespace), revision)
+            .await?;
+        Ok(items
+            .into_iter()
+            .map(|s| with_version(s.object, s.revision))
+            .collect())
+    }
+
+    /// The key count and newest revision under a list's prefix: changes whenever the list does.
+    pub async fn fingerprint(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+    ) -> Result<(i64, i64), StoreError> {
+        self.etcd
+            .fingerprint(&rt.list_prefix(&self.opts.etcd_prefix, namespace))
+            .await
+    }
+
     /// Stores a new object: sets uid, creationTimestamp, apiVersion/kind; 409 when it exists.
     pub async fn insert(
         &self,

@@ -140,6 +140,12 @@ impl ApiClient {
         self.send(reqwest::Method::DELETE, path, None, None).await
     }
 
+    /// DELETE with a DeleteOptions body (propagationPolicy, preconditions).
+    pub async fn delete_with(&self, path: &str, options: &Value) -> Result<Value, ApiError> {
+        self.send(reqwest::Method::DELETE, path, Some(options), None)
+            .await
+    }
+
     /// Creates the object, or replaces it (keeping its resourceVersion) when it exists.
     pub async fn apply(
         &self,
@@ -158,6 +164,47 @@ impl ApiClient {
             }
             other => other,
         }
+    }
+
+    /// Opens a watch (`path` carries `watch=1` and its query); the stream yields one event a line.
+    /// `timeout` bounds the whole request, as the client's default 10 s would end any watch.
+    pub async fn watch(&self, path: &str, timeout: Duration) -> Result<WatchStream, ApiError> {
+        let url = format!("{}{}", self.server, path);
+        let mut request = self
+            .http
+            .get(&url)
+            .header("Accept", "application/json")
+            .timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let fail = |status: u16, reason: String, message: String| ApiError {
+            method: "WATCH".into(),
+            path: path.to_string(),
+            status,
+            reason,
+            message,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| fail(0, "ConnectionFailed".into(), error_chain(&e)))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = response.text().await.unwrap_or_default();
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let reason = value["reason"].as_str().unwrap_or_default().to_string();
+            let message = value["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            return Err(fail(status, reason, message));
+        }
+        Ok(WatchStream {
+            response,
+            buffer: Vec::new(),
+            path: path.to_string(),
+        })
     }
 
     async fn send(
@@ -206,6 +253,49 @@ impl ApiClient {
                 .map(str::to_string)
                 .unwrap_or_else(|| value.to_string());
             Err(fail(status, reason, message))
+        }
+    }
+}
+
+/// The events of a watch, as the server streams them (`{"type": …, "object": …}` a line).
+pub struct WatchStream {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    path: String,
+}
+
+impl WatchStream {
+    /// The next event, or None when the server ended the watch.
+    pub async fn next(&mut self) -> Result<Option<Value>, ApiError> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return serde_json::from_slice(&line)
+                    .map(Some)
+                    .map_err(|e| ApiError {
+                        method: "WATCH".into(),
+                        path: self.path.clone(),
+                        status: 0,
+                        reason: "BadEvent".into(),
+                        message: e.to_string(),
+                    });
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Err(ApiError {
+                        method: "WATCH".into(),
+                        path: self.path.clone(),
+                        status: 0,
+                        reason: "StreamFailed".into(),
+                        message: error_chain(&e),
+                    });
+                }
+            }
         }
     }
 }

@@ -1,9 +1,13 @@
-//! Building blocks every double shares: flags, kubeconfigs, TLS, the API client, serving, time, leader election.
+//! Building blocks every double shares: flags, kubeconfigs, TLS, the API client, serving, time, leader
+//! election, label selectors and the pod-to-node fit rules.
 
 pub mod client;
+pub mod events;
 pub mod flags;
 pub mod kubeconfig;
+pub mod labels;
 pub mod leader;
+pub mod scheduling;
 pub mod serve;
 pub mod time;
 pub mod tls;

@@ -1,7 +1,8 @@
 //! The other controllers a kubeadm cluster relies on: bootstrapsigner (JWS signatures of
 //! cluster-info), tokencleaner (expired bootstrap tokens), root-ca-cert-publisher
 //! (kube-root-ca.crt in every namespace), serviceaccount (the `default` ServiceAccount) and
-//! nodelifecycle (nodes whose lease stops being renewed become NotReady/Unknown and unreachable).
+//! nodelifecycle (nodes whose lease stops being renewed become Unknown; the condition taints —
+//! not-ready, unreachable, pressure, unschedulable — follow each node's conditions).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -170,15 +171,100 @@ pub async fn default_service_accounts(lister: &ApiClient, creator: &ApiClient) -
     Ok(())
 }
 
+/// The NoSchedule taints TaintNodesByCondition derives from a node's conditions and
+/// spec.unschedulable (doNoScheduleTaintingPass), keyed by taint key.
+fn condition_taints(node: &Value) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    for c in node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = match (c["type"].as_str(), c["status"].as_str()) {
+            (Some("Ready"), Some("False")) => "node.kubernetes.io/not-ready",
+            (Some("Ready"), Some("Unknown")) => "node.kubernetes.io/unreachable",
+            (Some("MemoryPressure"), Some("True")) => "node.kubernetes.io/memory-pressure",
+            (Some("DiskPressure"), Some("True")) => "node.kubernetes.io/disk-pressure",
+            (Some("PIDPressure"), Some("True")) => "node.kubernetes.io/pid-pressure",
+            (Some("NetworkUnavailable"), Some("True")) => "node.kubernetes.io/network-unavailable",
+            _ => continue,
+        };
+        keys.push(key);
+    }
+    if node["spec"]["unschedulable"].as_bool() == Some(true) {
+        keys.push("node.kubernetes.io/unschedulable");
+    }
+    keys
+}
+
+const CONDITION_TAINT_KEYS: &[&str] = &[
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/pid-pressure",
+    "node.kubernetes.io/network-unavailable",
+    "node.kubernetes.io/unschedulable",
+];
+
+/// The taints the node controller wants on a node: its other taints kept, the condition
+/// NoSchedule taints, and the NoExecute one of a NotReady (not-ready) or Unknown (unreachable)
+/// node, as the taint-based eviction pass swaps them (no NoExecute taint once Ready).
+pub fn wanted_taints(node: &Value) -> Vec<Value> {
+    let current: Vec<Value> = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let managed = |t: &Value| {
+        let key = t["key"].as_str().unwrap_or_default();
+        match t["effect"].as_str() {
+            Some("NoSchedule") => CONDITION_TAINT_KEYS.contains(&key),
+            Some("NoExecute") => {
+                key == "node.kubernetes.io/not-ready" || key == "node.kubernetes.io/unreachable"
+            }
+            _ => false,
+        }
+    };
+    let mut wanted: Vec<Value> = current.iter().filter(|t| !managed(t)).cloned().collect();
+    let keep_or_add = |key: &str, effect: &str, wanted: &mut Vec<Value>| {
+        let existing = current
+            .iter()
+            .find(|t| t["key"] == key && t["effect"] == effect)
+            .cloned();
+        wanted
+            .push(existing.unwrap_or_else(
+                || json!({"key": key, "effect": effect, "timeAdded": time::now()}),
+            ));
+    };
+    for key in condition_taints(node) {
+        keep_or_add(key, "NoSchedule", &mut wanted);
+    }
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str());
+    match ready {
+        Some("False") => keep_or_add("node.kubernetes.io/not-ready", "NoExecute", &mut wanted),
+        Some("Unknown") => keep_or_add("node.kubernetes.io/unreachable", "NoExecute", &mut wanted),
+        _ => {}
+    }
+    wanted
+}
+
 /// One pass of node lifecycle: a node whose kubelet stopped renewing its lease for longer than
-/// `grace` gets Ready=Unknown and the unreachable taints.
-pub async fn node_lifecycle(client: &ApiClient, grace: Duration) -> Result<()> {
+/// `grace` gets Ready=Unknown; every node's condition taints follow its conditions. Leases are
+/// read with the controller-manager's own credentials (its shared informers), as
+/// node-controller's role has none.
+pub async fn node_lifecycle(lister: &ApiClient, client: &ApiClient, grace: Duration) -> Result<()> {
     let nodes = client.get("/api/v1/nodes").await?;
-    let leases = client
+    let leases = lister
         .get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
         .await?;
     for node in nodes["items"].as_array().into_iter().flatten() {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        let mut node = node.clone();
         let renewed = leases["items"]
             .as_array()
             .into_iter()
@@ -186,64 +272,70 @@ pub async fn node_lifecycle(client: &ApiClient, grace: Duration) -> Result<()> {
             .find(|l| l["metadata"]["name"].as_str() == Some(name))
             .and_then(|l| l["spec"]["renewTime"].as_str().and_then(time::parse))
             .map(|t| t.unix_timestamp());
-        let Some(renewed) = renewed else {
-            continue;
-        };
-        if time::unix_now() - renewed <= i64::try_from(grace.as_secs()).unwrap_or(50) {
-            continue;
-        }
         let conditions = node["status"]["conditions"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if conditions
+        let stale = renewed
+            .is_some_and(|r| time::unix_now() - r > i64::try_from(grace.as_secs()).unwrap_or(50));
+        let already_unknown = conditions
             .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
-        {
-            continue;
+            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+        if stale && !already_unknown {
+            let unknown: Vec<Value> = conditions
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    c["status"] = json!("Unknown");
+                    c["reason"] = json!("NodeStatusUnknown");
+                    c["message"] = json!("Kubelet stopped posting node status.");
+                    c["lastTransitionTime"] = json!(time::now());
+                    c
+                })
+                .collect();
+            node = client
+                .patch(
+                    &format!("/api/v1/nodes/{name}/status"),
+                    PatchType::Strategic,
+                    &json!({"status": {"conditions": unknown}}),
+                )
+                .await?;
+            logf!(
+                COMPONENT,
+                "node {name} hasn't been updated for more than {}s; marked Unknown",
+                grace.as_secs()
+            );
         }
-        let unknown: Vec<Value> = conditions
-            .iter()
-            .map(|c| {
-                let mut c = c.clone();
-                c["status"] = json!("Unknown");
-                c["reason"] = json!("NodeStatusUnknown");
-                c["message"] = json!("Kubelet stopped posting node status.");
-                c["lastTransitionTime"] = json!(time::now());
-                c
-            })
-            .collect();
-        client
-            .patch(
-                &format!("/api/v1/nodes/{name}/status"),
-                PatchType::Strategic,
-                &json!({"status": {"conditions": unknown}}),
-            )
-            .await?;
-        let mut taints = node["spec"]["taints"]
+        swap_condition_taints(client, name, node).await?;
+    }
+    Ok(())
+}
+
+/// Writes the wanted condition taints, guarded by the node's resourceVersion so that a taint
+/// someone else set meanwhile is not lost; a conflict is retried on a fresh read, as
+/// SwapNodeControllerTaint's RetryOnConflict does.
+async fn swap_condition_taints(client: &ApiClient, name: &str, mut node: Value) -> Result<()> {
+    for _ in 0..5 {
+        let taints = wanted_taints(&node);
+        let current = node["spec"]["taints"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        for effect in ["NoSchedule", "NoExecute"] {
-            if !taints
-                .iter()
-                .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == effect)
-            {
-                taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": effect, "timeAdded": time::now()}));
-            }
+        if taints == current {
+            return Ok(());
         }
-        client
-            .patch(
-                &format!("/api/v1/nodes/{name}"),
-                PatchType::Merge,
-                &json!({"spec": {"taints": taints}}),
-            )
-            .await?;
-        logf!(
-            COMPONENT,
-            "node {name} hasn't been updated for more than {}s; marked Unknown",
-            grace.as_secs()
-        );
+        let patch = json!({"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": taints}});
+        match client
+            .patch(&format!("/api/v1/nodes/{name}"), PatchType::Merge, &patch)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() => {
+                node = client.get(&format!("/api/v1/nodes/{name}")).await?
+            }
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -251,6 +343,50 @@ pub async fn node_lifecycle(client: &ApiClient, grace: Duration) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_conditions_become_taints_and_ready_nodes_lose_them() {
+        let not_ready = json!({"spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "DiskPressure", "status": "True"}]}});
+        let keys: Vec<(String, String)> = wanted_taints(&not_ready)
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap().to_string(),
+                    t["effect"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("node-role.kubernetes.io/control-plane", "NoSchedule"),
+                ("node.kubernetes.io/not-ready", "NoSchedule"),
+                ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+                ("node.kubernetes.io/not-ready", "NoExecute"),
+            ]
+            .map(|(k, e)| (k.to_string(), e.to_string()))
+        );
+        let mut ready = not_ready.clone();
+        ready["spec"]["taints"] = json!(wanted_taints(&not_ready));
+        ready["spec"]["unschedulable"] = json!(true);
+        ready["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+        let after = wanted_taints(&ready);
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert_eq!(after[1]["key"], "node.kubernetes.io/unschedulable");
+        let unknown = json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
+        assert_eq!(wanted_taints(&unknown).len(), 2);
+        assert!(
+            wanted_taints(&unknown)
+                .iter()
+                .all(|t| t["key"] == "node.kubernetes.io/unreachable")
+        );
+        let stable = json!({"spec": {"taints": wanted_taints(&unknown)}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
+        assert_eq!(
+            wanted_taints(&stable),
+            stable["spec"]["taints"].as_array().unwrap().clone()
+        );
+    }
 
     #[test]
     fn jws_matches_kubeadms_test_vector() {

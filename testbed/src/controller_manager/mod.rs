@@ -4,7 +4,17 @@
 
 pub mod controllers;
 pub mod csr;
+pub mod daemonset;
+pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod flags;
+pub mod gc;
+pub mod informer;
+pub mod nodeipam;
+pub mod podutil;
+pub mod replicaset;
+pub mod runner;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,13 +137,15 @@ async fn service_account_client(own: &ApiClient, name: &str) -> Result<ApiClient
     own.with_token(token)
 }
 
-struct Credentials {
+/// The controller manager's own client, and whether each controller gets its own service
+/// account's (--use-service-account-credentials).
+pub struct Credentials {
     own: ApiClient,
     per_controller: bool,
 }
 
 impl Credentials {
-    async fn for_controller(&self, service_account: &str) -> ApiClient {
+    pub async fn for_controller(&self, service_account: &str) -> ApiClient {
         if !self.per_controller {
             return self.own.clone();
         }
@@ -176,6 +188,94 @@ fn spawn_controller<F, Fut>(
     });
 }
 
+/// A controller that cannot start ends the controller manager, as StartControllers' error does
+/// (`klog.FlushAndExit(…, 1)`), after the two log lines the real one writes.
+pub fn fail_start(controller: &str, error: &str) -> ! {
+    logf!(
+        COMPONENT,
+        "\"Error starting controller\" err=\"{error}\" controller=\"{controller}\""
+    );
+    logf!(COMPONENT, "\"Error starting controllers\" err=\"{error}\"");
+    std::process::exit(1);
+}
+
+/// EndpointSliceControllerOptions.Validate for --max-endpoints-per-slice (1..=1000).
+fn max_endpoints_per_slice(flags: &crate::common::flags::Flags) -> Result<usize> {
+    let value = flags.int("max-endpoints-per-slice", 100)?;
+    if value < 1 {
+        bail!("max-endpoints-per-slice must not be less than 1, but got {value}");
+    }
+    if value > 1000 {
+        bail!("max-endpoints-per-slice must not be more than 1000, but got {value}");
+    }
+    Ok(usize::try_from(value).unwrap_or(100))
+}
+
+/// Starts the informer-driven controllers that are enabled, each under its real service account.
+fn start_workload_controllers(
+    flags: &crate::common::flags::Flags,
+    on: &dyn Fn(&str) -> bool,
+    creds: &std::sync::Arc<Credentials>,
+    own: &ApiClient,
+    max_per_slice: usize,
+) -> Result<()> {
+    let informers = informer::Informers::new(own.clone());
+    if on(nodeipam::NAME) {
+        match nodeipam::config(flags) {
+            Ok(Some(config)) => runner::spawn(
+                creds.clone(),
+                "node-controller",
+                nodeipam::NodeIpamController::new(&informers, config),
+            ),
+            Ok(None) => {}
+            Err(e) => fail_start(nodeipam::NAME, &e),
+        }
+    }
+    if on("daemonset-controller") {
+        runner::spawn(
+            creds.clone(),
+            "daemon-set-controller",
+            daemonset::DaemonSetController::new(&informers),
+        );
+    }
+    if on("deployment-controller") {
+        runner::spawn(
+            creds.clone(),
+            "deployment-controller",
+            deployment::DeploymentController::new(&informers),
+        );
+    }
+    if on("replicaset-controller") {
+        runner::spawn(
+            creds.clone(),
+            "replicaset-controller",
+            replicaset::ReplicaSetController::new(&informers),
+        );
+    }
+    if on("endpoints-controller") {
+        runner::spawn(
+            creds.clone(),
+            "endpoint-controller",
+            endpoints::EndpointsController::new(&informers),
+        );
+    }
+    if on("endpointslice-controller") {
+        runner::spawn(
+            creds.clone(),
+            "endpointslice-controller",
+            endpointslice::EndpointSliceController::new(&informers, max_per_slice),
+        );
+    }
+    if on("garbage-collector-controller") && flags.bool("enable-garbage-collector", true)? {
+        runner::spawn(
+            creds.clone(),
+            "generic-garbage-collector",
+            gc::GarbageCollector::new(&informers, own.clone()),
+        );
+    }
+    Ok(())
+}
+
 async fn run(args: Vec<String>) -> Result<()> {
     let flags = flags::flag_table().parse(&args)?;
     if flags.has("version") {
@@ -183,6 +283,7 @@ async fn run(args: Vec<String>) -> Result<()> {
         return Ok(());
     }
     let enabled = flags::enabled_controllers(&flags.list("controllers"))?;
+    let max_per_slice = max_endpoints_per_slice(&flags)?;
     let signing_duration =
         flags.duration("cluster-signing-duration", Duration::from_secs(8760 * 3600))?;
     let ca = |cert: &str, key: &str| -> Result<Option<csr::SigningCa>> {
@@ -335,14 +436,19 @@ async fn run(args: Vec<String>) -> Result<()> {
     }
     if on("node-lifecycle-controller") {
         let grace = flags.duration("node-monitor-grace-period", Duration::from_secs(50))?;
+        let lister = own.clone();
         spawn_controller(
             creds.clone(),
             "node-controller",
             Duration::from_secs(5),
             "nodelifecycle",
-            move |c| async move { controllers::node_lifecycle(&c, grace).await },
+            move |c| {
+                let lister = lister.clone();
+                async move { controllers::node_lifecycle(&lister, &c, grace).await }
+            },
         );
     }
+    start_workload_controllers(&flags, &on, &creds, &own, max_per_slice)?;
     if let Some(election) = &election {
         election.hold(&own).await;
         bail!("leaderelection lost");

@@ -23,6 +23,9 @@ pub struct ClusterSettings {
     pub etcd_tag: String,
     pub service_cidr: String,
     pub service_vip: String,
+    /// `networking.podSubnet` (comma-separated for dual-stack): the controller-manager then
+    /// allocates node pod CIDRs from it, as kubeadm configures it. None: no node IPAM.
+    pub pod_subnet: Option<String>,
     pub dns_domain: String,
 }
 
@@ -35,6 +38,7 @@ impl ClusterSettings {
             etcd_tag: "3.4.23-0".into(),
             service_cidr: "10.96.0.0/12".into(),
             service_vip: "10.96.0.1".into(),
+            pod_subnet: None,
             dns_domain: "cluster.local".into(),
         }
     }
@@ -564,27 +568,34 @@ pub fn manifests(s: &ClusterSettings) -> Result<Files> {
         0o600,
     );
     let kcm_conf = "/etc/kubernetes/controller-manager.conf";
+    let mut kcm_flags = vec![
+        ("authentication-kubeconfig", kcm_conf.into()),
+        ("authorization-kubeconfig", kcm_conf.into()),
+        ("bind-address", "127.0.0.1".into()),
+        ("client-ca-file", format!("{pki}/ca.crt")),
+        ("cluster-name", "kubernetes".into()),
+        ("cluster-signing-cert-file", format!("{pki}/ca.crt")),
+        ("cluster-signing-key-file", format!("{pki}/ca.key")),
+        ("controllers", "*,bootstrapsigner,tokencleaner".into()),
+        ("kubeconfig", kcm_conf.into()),
+        ("leader-elect", "true".into()),
+        (
+            "requestheader-client-ca-file",
+            format!("{pki}/front-proxy-ca.crt"),
+        ),
+        ("root-ca-file", format!("{pki}/ca.crt")),
+        ("service-account-private-key-file", format!("{pki}/sa.key")),
+        ("use-service-account-credentials", "true".into()),
+    ];
+    if let Some(pods) = &s.pod_subnet {
+        kcm_flags.push(("allocate-node-cidrs", "true".into()));
+        kcm_flags.push(("cluster-cidr", pods.clone()));
+        kcm_flags.push(("service-cluster-ip-range", s.service_cidr.clone()));
+        kcm_flags.sort_by_key(|(name, _)| *name);
+    }
     let kcm_cmd = [
         vec!["kube-controller-manager".to_string()],
-        flags(&[
-            ("authentication-kubeconfig", kcm_conf.into()),
-            ("authorization-kubeconfig", kcm_conf.into()),
-            ("bind-address", "127.0.0.1".into()),
-            ("client-ca-file", format!("{pki}/ca.crt")),
-            ("cluster-name", "kubernetes".into()),
-            ("cluster-signing-cert-file", format!("{pki}/ca.crt")),
-            ("cluster-signing-key-file", format!("{pki}/ca.key")),
-            ("controllers", "*,bootstrapsigner,tokencleaner".into()),
-            ("kubeconfig", kcm_conf.into()),
-            ("leader-elect", "true".into()),
-            (
-                "requestheader-client-ca-file",
-                format!("{pki}/front-proxy-ca.crt"),
-            ),
-            ("root-ca-file", format!("{pki}/ca.crt")),
-            ("service-account-private-key-file", format!("{pki}/sa.key")),
-            ("use-service-account-credentials", "true".into()),
-        ]),
+        flags(&kcm_flags),
     ]
     .concat();
     let mut kcm_mounts = ca_mounts();

@@ -23,13 +23,16 @@ pub fn kubestrap_config(s: &ClusterSettings) -> Result<String> {
         "localAPIEndpoint": {"advertiseAddress": s.advertise_address, "bindPort": 6443},
         "nodeRegistration": {"name": s.node_name},
     });
-    let cluster = json!({
+    let mut cluster = json!({
         "apiVersion": "kubeadm.k8s.io/v1beta4",
         "kind": "ClusterConfiguration",
         "kubernetesVersion": s.kubernetes_version,
         "etcd": {"local": {"imageTag": s.etcd_tag}},
         "networking": {"serviceSubnet": s.service_cidr, "dnsDomain": s.dns_domain},
     });
+    if let Some(pods) = &s.pod_subnet {
+        cluster["networking"]["podSubnet"] = json!(pods);
+    }
     kubestrap::yaml::to_documents(&[init, cluster])
 }
 
@@ -190,9 +193,20 @@ pub fn three_node_cluster(
     timings: &mut Timings,
     started: Instant,
 ) -> Result<()> {
+    let settings = ClusterSettings::for_node(cluster.node("node1")?);
+    three_node_cluster_with(cluster, source, &settings, timings, started)
+}
+
+/// [`three_node_cluster`] with node 1's settings given (e.g. a pod subnet).
+pub fn three_node_cluster_with(
+    cluster: &Cluster,
+    source: Source,
+    settings: &ClusterSettings,
+    timings: &mut Timings,
+    started: Instant,
+) -> Result<()> {
     let cp = cluster.node("node1")?;
-    let settings = ClusterSettings::for_node(cp);
-    write_control_plane(cp, &settings, source)?;
+    write_control_plane(cp, settings, source)?;
     timings.files_written = started.elapsed();
     wait_for_api(cp, SUPER_ADMIN, Duration::from_secs(90))?;
     timings.api_ready = started.elapsed();
@@ -201,7 +215,7 @@ pub fn three_node_cluster(
     admit_token(cp, token)?;
     let ca = cp.read_string("/etc/kubernetes/pki/ca.crt")?;
     for name in ["node2", "node3"] {
-        join_worker(cluster.node(name)?, &settings, &ca, token)?;
+        join_worker(cluster.node(name)?, settings, &ca, token)?;
     }
     wait_until("three registered nodes", Duration::from_secs(90), || {
         Ok(node_names(cp, ADMIN)?.len() == 3)
