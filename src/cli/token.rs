@@ -13,8 +13,7 @@ pub enum TokenCmd {
 pub fn run(_global: &GlobalOpts, cmd: TokenCmd) -> anyhow::Result<()> {
     match cmd {
         TokenCmd::Generate => {
-            println!("{}", crate::token::generate()?);
-            Ok(())
+            crate::output::print(format!("{}\n", crate::token::generate()?))
         }
     }
 }
