@@ -1,4 +1,4 @@
-//! The static-Pod manifests through the library: hand-written goldens (kubeadm-behaviour.md §4),
+//! The static-Pod manifests through the library: hand-written goldens,
 //! version- and address-family-dependent rendering, overrides, patches, schema validation.
 
 use std::collections::BTreeMap;

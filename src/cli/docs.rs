@@ -212,7 +212,7 @@ fn help_text(arg: &Arg) -> String {
     if !values.is_empty() && takes_value(arg) {
         let _ = write!(help, " (one of: {})", values.join(", "));
     }
-    if matches!(arg.get_action(), ArgAction::Append) {
+    if matches!(arg.get_action(), ArgAction::Append) && arg.get_value_delimiter().is_none() {
         help.push_str(" (repeatable)");
     }
     help
@@ -315,17 +315,27 @@ pub fn generated() -> String {
     out.push_str("### Commands\n\n");
     out.push_str("| command | what it does | `-o json\\|yaml` |\n|---|---|---|\n");
     for (path, cmd) in all.iter().filter(|(p, _)| !is_phase_command(p)) {
-        if !runnable(cmd) {
-            continue;
+        let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+        if runnable(cmd) {
+            let name = format!("kubestrap {}{}", path.join(" "), usage_args(cmd));
+            let _ = writeln!(
+                out,
+                "| [`{name}`](#{}) | {} | {} |",
+                anchor(path),
+                cell(&about),
+                output_cell(path)
+            );
         }
-        let name = format!("kubestrap {}{}", path.join(" "), usage_args(cmd));
-        let _ = writeln!(
-            out,
-            "| [`{name}`](#{}) | {} | {} |",
-            anchor(path),
-            cell(&cmd.get_about().map(|a| a.to_string()).unwrap_or_default()),
-            output_cell(path)
-        );
+        if let Some(phase) = cmd.find_subcommand("phase") {
+            let _ = writeln!(
+                out,
+                "| [`kubestrap {} phase <phase> [sub-phase]{}`](#{}) | {} | per phase |",
+                path.join(" "),
+                phase_positional(Some(phase)),
+                anchor(path),
+                cell(&phase.get_about().map(|a| a.to_string()).unwrap_or_default()),
+            );
+        }
     }
     out.push('\n');
 
@@ -361,12 +371,7 @@ pub fn generated() -> String {
         if !args.is_empty() {
             out.push_str("| argument | meaning |\n|---|---|\n");
             for arg in args {
-                let _ = writeln!(
-                    out,
-                    "| `{}` | {} |",
-                    value_name(arg),
-                    cell(&help_text(arg))
-                );
+                let _ = writeln!(out, "| `{}` | {} |", value_name(arg), cell(&help_text(arg)));
             }
             out.push('\n');
         }
@@ -516,10 +521,11 @@ mod tests {
 
     #[test]
     fn committed_page_matches_the_command_tree() {
-        let committed = std::fs::read_to_string(page_path()).unwrap();
+        let mut committed = std::fs::read_to_string(page_path()).unwrap();
         let generated = regenerate(&committed).unwrap();
         if std::env::var_os("KUBESTRAP_BLESS").is_some() {
             std::fs::write(page_path(), &generated).unwrap();
+            committed = generated.clone();
         }
         assert!(
             committed == generated,
@@ -538,16 +544,18 @@ mod tests {
         let root = Cli::command();
         let rows = planned(&root);
         let commands: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        assert!(commands.contains(&"`kubestrap token create`"), "{commands:?}");
+        assert!(
+            commands.contains(&"`kubestrap token create`"),
+            "{commands:?}"
+        );
         assert!(commands.contains(&"`kubestrap status`"), "{commands:?}");
-        assert!(!commands.contains(&"`kubestrap token generate`"), "{commands:?}");
+        assert!(
+            !commands.contains(&"`kubestrap token generate`"),
+            "{commands:?}"
+        );
         // A command that is added drops out: a tree with `status` no longer plans it.
         let grown = Cli::command().subcommand(Command::new("status"));
-        assert!(
-            !planned(&grown)
-                .iter()
-                .any(|r| r.0 == "`kubestrap status`")
-        );
+        assert!(!planned(&grown).iter().any(|r| r.0 == "`kubestrap status`"));
         // A flag of a built command the binary lacks is planned under that command.
         assert!(
             rows.iter()

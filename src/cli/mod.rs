@@ -118,6 +118,7 @@ pub enum Command {
     Version,
     /// Print a shell completion script
     Completion {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -144,10 +145,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Ok(()) => 0,
         Err(err) if crate::output::is_stdout_closed(&err) => 0,
         Err(err) => {
-            crate::output::print_error_line(format!(
-                "error: {}",
-                crate::error::describe(&err)
-            ));
+            crate::output::print_error_line(format!("error: {}", crate::error::describe(&err)));
             crate::error::exit_code_for(&err)
         }
     }

@@ -295,7 +295,7 @@ pub struct JoinFlags {
     /// Token that validates the cluster information fetched from the API server
     #[arg(long, global = true, allow_hyphen_values = true, value_name = "TOKEN")]
     pub discovery_token: Option<String>,
-    /// Pin of the cluster CA's public key (sha256:<hex>); repeatable
+    /// Pin of the cluster CA's public key (sha256:<hex>)
     #[arg(
         long,
         global = true,
@@ -406,7 +406,11 @@ impl JoinFlags {
     pub fn sources(&self) -> Vec<(&'static str, &'static str)> {
         if self.config.is_some() {
             return [
-                (self.node_name.is_some(), "--node-name", "nodeRegistration.name"),
+                (
+                    self.node_name.is_some(),
+                    "--node-name",
+                    "nodeRegistration.name",
+                ),
                 (self.patches.is_some(), "--patches", "patches.directory"),
             ]
             .into_iter()

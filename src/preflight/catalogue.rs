@@ -138,9 +138,7 @@ impl Entry {
 
     /// What to do when the check fails for this role.
     pub fn remediation(&self, role: Role) -> &str {
-        self.remediation_for
-            .get(&role)
-            .unwrap_or(&self.remediation)
+        self.remediation_for.get(&role).unwrap_or(&self.remediation)
     }
 
     /// The id for this node: placeholders filled in, paths written with '-' for '/' (kubeadm's style).

@@ -11,8 +11,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::{PARALLEL_STOPS, block_on};
-use crate::host::inventory::{Found, Kind, Outcome, Owner};
 use crate::host::Facts;
+use crate::host::inventory::{Found, Kind, Outcome, Owner};
 
 /// What preflight needs from `docker info`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -346,9 +346,10 @@ fn in_flag_terms(errors: &mut [FieldError]) {
                     .to_string();
             }
             "discovery" if error.value.is_empty() => {
-                error.reason = "give the cluster to join: the API server endpoint (host:port) with \
+                error.reason =
+                    "give the cluster to join: the API server endpoint (host:port) with \
                     --token and --discovery-token-ca-cert-hash, or --discovery-file"
-                    .to_string();
+                        .to_string();
             }
             _ => {}
         }
