@@ -294,11 +294,9 @@ fn which(tool: &str) -> PathBuf {
 
 /// `scripts/setup.sh --check` with only the stubs in `bin` and the shell tools it uses on PATH.
 fn setup_check(bin: &Path) -> Output {
-    for tool in ["timeout"] {
-        let link = bin.join(tool);
-        if !link.exists() {
-            std::os::unix::fs::symlink(which(tool), link).unwrap();
-        }
+    let timeout = bin.join("timeout");
+    if !timeout.exists() {
+        std::os::unix::fs::symlink(which("timeout"), timeout).unwrap();
     }
     Command::new(which("bash"))
         .arg(repo().join("scripts/setup.sh"))

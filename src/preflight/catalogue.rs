@@ -194,7 +194,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
         if entry.roles.is_empty() {
             return Err(format!("check {:?} names no role", entry.id));
         }
-        for (role, _) in &entry.remediation_for {
+        for role in entry.remediation_for.keys() {
             if !entry.roles.contains_key(role) {
                 return Err(format!(
                     "check {:?} has a remedy for {role}, a role it does not run for",
