@@ -49,6 +49,58 @@ fn describe(output: &Output) -> String {
     )
 }
 
+/// The arguments of an init and a join preflight that pass validation (every check's error ignored).
+const INIT_PREFLIGHT: [&str; 9] = [
+    "init",
+    "phase",
+    "preflight",
+    "--ignore-preflight-errors",
+    "all",
+    "--node-name",
+    "n1",
+    "--apiserver-advertise-address",
+    "192.0.2.10",
+];
+const JOIN_PREFLIGHT: [&str; 11] = [
+    "join",
+    "phase",
+    "preflight",
+    "10.0.0.1:6443",
+    "--token",
+    TOKEN,
+    "--discovery-token-unsafe-skip-ca-verification",
+    "--ignore-preflight-errors",
+    "all",
+    "--node-name",
+    "w1",
+];
+
+/// A preflight's `-o json` report (the run must succeed): `preflight` is INIT_PREFLIGHT or
+/// JOIN_PREFLIGHT plus flags, `envs` extra environment.
+fn preflight_report(preflight: &[&str], root: &Path, envs: &[(&str, &Path)]) -> Value {
+    let out = kubestrap()
+        .args(preflight)
+        .args(["-o", "json", "--root"])
+        .arg(root)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{preflight:?}: {}", describe(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{preflight:?}: not JSON ({e}): {}", describe(&out)))
+}
+
+/// One check of a preflight report, by id.
+fn check_of(report: &Value, id: &str) -> Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {id} in {report}"))
+}
+
 fn write(path: &Path, body: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, body).unwrap();
@@ -292,15 +344,16 @@ fn which(tool: &str) -> PathBuf {
     PathBuf::from(text(&out.stdout).trim())
 }
 
-/// `scripts/setup.sh --check` with only the stubs in `bin` and the shell tools it uses on PATH.
-fn setup_check(bin: &Path) -> Output {
+/// `scripts/setup.sh` (with `--check`, or the whole set-up) with only the stubs in `bin` and the
+/// shell tools the checks use on PATH.
+fn setup(bin: &Path, args: &[&str]) -> Output {
     let timeout = bin.join("timeout");
     if !timeout.exists() {
         std::os::unix::fs::symlink(which("timeout"), timeout).unwrap();
     }
     Command::new(which("bash"))
         .arg(repo().join("scripts/setup.sh"))
-        .arg("--check")
+        .args(args)
         .env_clear()
         .env("PATH", bin)
         .env("HOME", bin)
@@ -308,65 +361,74 @@ fn setup_check(bin: &Path) -> Output {
         .unwrap()
 }
 
+/// Cargo.toml's `rust-version`.
+fn rust_version() -> String {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("Cargo.toml has a rust-version")
+}
+
 #[test]
 fn setup_names_each_missing_prerequisite_and_how_to_get_it() {
+    let wanted = rust_version();
     let bin = tempfile::tempdir().unwrap();
-    stub(bin.path(), "id", "echo 1000");
-    stub(
-        bin.path(),
-        "rustc",
-        "echo 'rustc 1.80.0 (051478957 2024-07-21)'",
-    );
-    stub(bin.path(), "cargo", "exit 0");
-    stub(
-        bin.path(),
-        "docker",
-        "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1",
-    );
-    let out = setup_check(bin.path());
+    let b = bin.path();
+    stub(b, "id", "echo 1000");
+    stub(b, "rustc", "echo 'rustc 1.80.0 (051478957 2024-07-21)'");
+    stub(b, "cargo", "exit 0");
+    let no_daemon = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?";
+    stub(b, "docker", &format!("echo '{no_daemon}' >&2; exit 1"));
+    // The whole set-up, not only the check: it must stop before installing or building anything
+    // (had it gone on, apt-get, grep and cargo are not on this PATH and would say so).
+    let out = setup(b, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "");
     let err = text(&out.stderr);
-    for expected in [
-        "[setup] missing prerequisites",
-        "- root: run the set-up as root",
-        "- Debian with apt (apt-get and dpkg on PATH)",
-        "- rustc 1.89 or newer (Cargo.toml's rust-version; edition 2024): found rustc 1.80.0; run 'rustup update stable'",
-        "- kubectl on PATH: apt-get install kubectl",
-        "- a running Docker engine: 'docker info' failed (Cannot connect to the Docker daemon",
-    ] {
-        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    let expected = [
+        "[setup] missing prerequisites (README.md, \"Set-up\"):".to_string(),
+        "  - root: run the set-up as root".to_string(),
+        "  - Debian with apt (apt-get and dpkg on PATH)".to_string(),
+        format!(
+            "  - rustc {wanted} or newer (Cargo.toml's rust-version; edition 2024): found rustc 1.80.0; run 'rustup update stable'"
+        ),
+        "  - kubectl on PATH: apt-get install kubectl".to_string(),
+        format!("  - a running Docker engine: 'docker info' failed ({no_daemon}); start it"),
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(want.as_str()),
+            "{line:?} should start with {want:?}"
+        );
     }
-    // Nothing was installed or built: the check stops before apt-get and cargo would run.
-    assert!(
-        !text(&out.stdout).contains("installing"),
-        "{}",
-        describe(&out)
-    );
 
     // No toolchain and no Docker CLI at all.
-    std::fs::remove_file(bin.path().join("rustc")).unwrap();
-    std::fs::remove_file(bin.path().join("docker")).unwrap();
-    let err = text(&setup_check(bin.path()).stderr);
-    assert!(
-        err.contains("- a Rust toolchain (rustc and cargo 1.89 or newer, edition 2024) on PATH: install rustup"),
-        "{err}"
+    std::fs::remove_file(b.join("rustc")).unwrap();
+    std::fs::remove_file(b.join("docker")).unwrap();
+    let err = text(&setup(b, &["--check"]).stderr);
+    let toolchain = format!(
+        "  - a Rust toolchain (rustc and cargo {wanted} or newer, edition 2024) on PATH: install rustup"
     );
-    assert!(err.contains("- a Docker engine and its CLI"), "{err}");
+    assert!(err.contains(&toolchain), "{err}");
+    assert!(err.contains("  - a Docker engine and its CLI"), "{err}");
 
     // Everything present: the check passes.
-    stub(bin.path(), "id", "echo 0");
+    stub(b, "id", "echo 0");
     stub(
-        bin.path(),
+        b,
         "rustc",
-        "echo 'rustc 1.89.0 (29483883e 2025-08-04)'",
+        &format!("echo 'rustc {wanted}.0 (29483883e 2025-08-04)'"),
     );
-    stub(bin.path(), "docker", "exit 0");
-    for tool in ["kubectl", "apt-get", "dpkg"] {
-        stub(bin.path(), tool, "exit 0");
+    for tool in ["docker", "kubectl", "apt-get", "dpkg"] {
+        stub(b, tool, "exit 0");
     }
-    let out = setup_check(bin.path());
+    let out = setup(b, &["--check"]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert!(text(&out.stdout).contains("[setup] prerequisites: ok"));
+    assert!(text(&out.stdout).starts_with("[setup] prerequisites: ok"));
 }
 
 // ---- a closed stdout is a quiet exit ----
@@ -407,20 +469,7 @@ fn a_closed_stdout_is_a_quiet_exit_for_every_printing_command() {
         vec!["certs", "certificate-key"],
         vec!["--help"],
         vec!["init", "--help"],
-        [
-            vec![
-                "init",
-                "phase",
-                "preflight",
-                "-o",
-                "json",
-                "--ignore-preflight-errors",
-                "all",
-            ],
-            node.to_vec(),
-            vec!["--root", r],
-        ]
-        .concat(),
+        [&INIT_PREFLIGHT[..], &["-o", "json", "--root", r]].concat(),
         [
             vec!["init", "phase", "certs", "all", "--root", r],
             node.to_vec(),
@@ -511,24 +560,13 @@ fn invocation(path: &[&str], pki_root: &Path, empty_root: &Path, config: &Path) 
     let strings = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     match path {
         ["version"] | ["config", "images", "list"] | ["config", "print", _] => Vec::new(),
-        ["init", "phase", "preflight"] => [
-            strings(&[
-                "--node-name",
-                "n1",
-                "--apiserver-advertise-address",
-                "192.0.2.10",
-            ]),
-            strings(&["--ignore-preflight-errors", "all"]),
-            root(empty_root),
-        ]
-        .concat(),
-        ["join", "phase", "preflight"] => [
-            strings(&["192.0.2.10:6443", "--token", TOKEN]),
-            strings(&["--discovery-token-unsafe-skip-ca-verification"]),
-            strings(&["--ignore-preflight-errors", "all", "--node-name", "w1"]),
-            root(empty_root),
-        ]
-        .concat(),
+        // The flags after `<command> phase preflight`.
+        ["init", "phase", "preflight"] => {
+            [strings(&INIT_PREFLIGHT[3..]), root(empty_root)].concat()
+        }
+        ["join", "phase", "preflight"] => {
+            [strings(&JOIN_PREFLIGHT[3..]), root(empty_root)].concat()
+        }
         // Never a real reset here: a dry run only reads the host.
         ["reset", ..] => [strings(&["--dry-run"]), root(empty_root)].concat(),
         ["certs", "check-expiration"] | ["config", "view"] => root(pki_root),
@@ -802,73 +840,63 @@ fn strict_decoding_reports_every_unknown_field_of_every_document_at_once() {
 
 // ---- errors name what the user typed ----
 
-#[test]
-fn a_bad_flag_value_names_the_flag_the_field_and_the_value() {
+/// Runs the binary on a fresh, empty `--root`; asserts it refused with exit 2 and left nothing
+/// there, and returns its stderr.
+fn refused_on_an_empty_root(args: &[&str]) -> String {
     let root = tempfile::tempdir().unwrap();
     let out = kubestrap()
-        .args([
-            "init",
-            "--service-cidr",
-            "bad",
-            "--apiserver-advertise-address",
-            "192.0.2.10",
-        ])
-        .args(["--node-name", "n1", "--root"])
+        .args(args)
+        .arg("--root")
         .arg(root.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
     assert_eq!(
-        text(&out.stderr),
+        files_under(root.path()),
+        Vec::<PathBuf>::new(),
+        "{args:?} wrote files"
+    );
+    text(&out.stderr)
+}
+
+#[test]
+fn a_bad_flag_value_names_the_flag_the_field_and_the_value() {
+    let err = refused_on_an_empty_root(&[
+        "init",
+        "--service-cidr",
+        "bad",
+        "--apiserver-advertise-address",
+        "192.0.2.10",
+        "--node-name",
+        "n1",
+    ]);
+    assert_eq!(
+        err,
         "error: invalid input: --service-cidr (networking.serviceSubnet): Invalid value: \"bad\": \
          not a valid CIDR (expected address/prefix, e.g. 10.96.0.0/12)\n"
     );
-    assert_eq!(files_under(root.path()), Vec::<PathBuf>::new());
 }
 
 #[test]
 fn join_without_a_ca_pin_names_both_flags() {
-    let root = tempfile::tempdir().unwrap();
-    let out = kubestrap()
-        .args([
-            "join",
-            "phase",
-            "preflight",
-            "10.0.0.1:6443",
-            "--token",
-            TOKEN,
-            "--root",
-        ])
-        .arg(root.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // The endpoint and the token, without a pin or --discovery-token-unsafe-skip-ca-verification.
+    let err = refused_on_an_empty_root(&JOIN_PREFLIGHT[..6]);
     assert_eq!(
-        text(&out.stderr),
+        err,
         "error: invalid input: --discovery-token-ca-cert-hash (discovery.bootstrapToken.caCertHashes): Invalid value: \"\": \
          token discovery without pinning the cluster CA can be unsafe: pass --discovery-token-ca-cert-hash \
          sha256:<hex of the CA's public key> (the join command 'kubestrap init' prints has it), or \
          --discovery-token-unsafe-skip-ca-verification to trust the cluster without it\n"
     );
-    assert_eq!(files_under(root.path()), Vec::<PathBuf>::new());
 }
 
 #[test]
 fn reset_without_a_terminal_says_why_without_a_flag_prefix() {
-    let root = tempfile::tempdir().unwrap();
-    let out = kubestrap()
-        .arg("reset")
-        .arg("--root")
-        .arg(root.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert_eq!(
-        text(&out.stderr),
+        refused_on_an_empty_root(&["reset"]),
         "error: reset deletes cluster state and needs confirmation, but stdin is not a terminal (or --quiet was given); \
          pass --force to reset without a prompt\n"
     );
-    assert_eq!(files_under(root.path()), Vec::<PathBuf>::new());
 }
 
 // ---- certs without a PKI ----
@@ -931,59 +959,31 @@ fn host_facts_are_read_from_the_host_not_under_root() {
     let root = tempfile::tempdir().unwrap();
     let host = tempfile::tempdir().unwrap();
     // Under --root: files that would pass; on the "host": files that fail.
-    write(
-        &root.path().join("etc/machine-id"),
-        "0123456789abcdef0123456789abcdef\n",
+    let (r, h) = (root.path(), host.path());
+    for (dir, file, body) in [
+        (r, "etc/machine-id", "0123456789abcdef0123456789abcdef\n"),
+        (r, "etc/resolv.conf", "nameserver 192.0.2.53\n"),
+        (h, "etc/machine-id", "not-a-machine-id\n"),
+        (h, "etc/resolv.conf", "nameserver 127.0.0.53\n"),
+        (
+            h,
+            "etc/containerd/config.toml",
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n",
+        ),
+    ] {
+        write(&dir.join(file), body);
+    }
+    let preflight = [
+        &INIT_PREFLIGHT[..],
+        &["--cri-socket", "unix:///run/containerd/containerd.sock"],
+    ]
+    .concat();
+    let report = preflight_report(
+        &preflight,
+        root.path(),
+        &[("KUBESTRAP_HOST_FILES_ROOT", host.path())],
     );
-    write(
-        &root.path().join("etc/resolv.conf"),
-        "nameserver 192.0.2.53\n",
-    );
-    write(&host.path().join("etc/machine-id"), "not-a-machine-id\n");
-    write(
-        &host.path().join("etc/resolv.conf"),
-        "nameserver 127.0.0.53\n",
-    );
-    write(
-        &host.path().join("etc/containerd/config.toml"),
-        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n",
-    );
-    let out = kubestrap()
-        .args([
-            "init",
-            "phase",
-            "preflight",
-            "-o",
-            "json",
-            "--ignore-preflight-errors",
-            "all",
-        ])
-        .args([
-            "--node-name",
-            "n1",
-            "--apiserver-advertise-address",
-            "192.0.2.10",
-        ])
-        .args([
-            "--cri-socket",
-            "unix:///run/containerd/containerd.sock",
-            "--root",
-        ])
-        .arg(root.path())
-        .env("KUBESTRAP_HOST_FILES_ROOT", host.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let check = |id: &str| -> Value {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {id} in {report}"))
-    };
+    let check = |id: &str| check_of(&report, id);
     assert_eq!(check("MachineID")["status"], "fail");
     assert_eq!(
         check("MachineID")["message"],
@@ -1026,22 +1026,8 @@ fn a_verbosity_above_five_is_taken_as_five() {
     let root = tempfile::tempdir().unwrap();
     let preflight = |level: &str| -> String {
         let out = kubestrap()
-            .args([
-                "init",
-                "phase",
-                "preflight",
-                "--ignore-preflight-errors",
-                "all",
-            ])
-            .args([
-                "--node-name",
-                "n1",
-                "--apiserver-advertise-address",
-                "192.0.2.10",
-                "--v",
-                level,
-                "--root",
-            ])
+            .args(INIT_PREFLIGHT)
+            .args(["--v", level, "--root"])
             .arg(root.path())
             .env("KUBESTRAP_HOST_FILES_ROOT", root.path())
             .output()
@@ -1096,57 +1082,16 @@ fn every_help_lists_the_global_options_apart_from_the_commands_own() {
 fn the_remedy_for_a_dead_cri_socket_is_about_the_runtime_for_init_and_join() {
     let root = tempfile::tempdir().unwrap();
     let dead = "unix:///nonexistent/kubestrap-test.sock";
-    let remedy = |args: &[&str]| -> String {
-        let out = kubestrap()
-            .args(args)
-            .args([
-                "-o",
-                "json",
-                "--ignore-preflight-errors",
-                "all",
-                "--cri-socket",
-                dead,
-                "--root",
-            ])
-            .arg(root.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", describe(&out));
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let cri = report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == "CRI")
-            .cloned()
-            .unwrap();
+    let remedy = |preflight: &[&str]| -> String {
+        let args = [preflight, &["--cri-socket", dead]].concat();
+        let cri = check_of(&preflight_report(&args, root.path(), &[]), "CRI");
         assert_eq!(cri["status"], "fail", "{cri}");
         cri["remediation"].as_str().unwrap().to_string()
     };
     let expected = "Start the runtime (systemctl enable --now containerd) or point --cri-socket \
                     (nodeRegistration.criSocket) at the socket it listens on.";
-    let init = remedy(&[
-        "init",
-        "phase",
-        "preflight",
-        "--node-name",
-        "n1",
-        "--apiserver-advertise-address",
-        "192.0.2.10",
-    ]);
-    assert_eq!(init, expected);
-    let join = remedy(&[
-        "join",
-        "phase",
-        "preflight",
-        "10.0.0.1:6443",
-        "--token",
-        TOKEN,
-        "--discovery-token-unsafe-skip-ca-verification",
-        "--node-name",
-        "w1",
-    ]);
-    assert_eq!(join, expected);
+    assert_eq!(remedy(&INIT_PREFLIGHT), expected);
+    assert_eq!(remedy(&JOIN_PREFLIGHT), expected);
     // reset's own remedy keeps the reason that matters there.
     let out = kubestrap()
         .args([
