@@ -1019,6 +1019,59 @@ fn host_facts_are_read_from_the_host_not_under_root() {
     }
 }
 
+#[test]
+fn the_root_list_in_the_docs_is_the_one_the_code_uses() {
+    use kubestrap::host::paths::well_known::STATE_PATHS;
+    let page = std::fs::read_to_string(repo().join("docs/cli.md")).unwrap();
+    let section = page
+        .split("## `--root`: what it prefixes")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/cli.md has a --root section");
+    for path in STATE_PATHS {
+        assert!(
+            section.contains(&format!("`{path}`")),
+            "the --root list lacks {path}"
+        );
+    }
+    // Every fixed node path the code re-roots is one of them (configured paths are not literals).
+    let mut outside = Vec::new();
+    let mut seen = 0;
+    for file in files_under(&repo().join("src")) {
+        let body = std::fs::read_to_string(repo().join("src").join(&file)).unwrap();
+        let code = body.split("#[cfg(test)]").next().unwrap_or("");
+        // Paths made into node paths where they are written, and the well-known ones.
+        let literals = code
+            .split("NodePath::new(\"")
+            .skip(1)
+            .chain(
+                code.split(": &str = \"/")
+                    .skip(1)
+                    .filter(|_| file == Path::new("host/paths.rs")),
+            )
+            .map(|rest| rest.split('"').next().unwrap_or(""))
+            .map(|p| {
+                if p.starts_with('/') {
+                    p.to_string()
+                } else {
+                    format!("/{p}")
+                }
+            });
+        for path in literals {
+            seen += 1;
+            if !STATE_PATHS.iter().any(|p| Path::new(&path).starts_with(p)) {
+                outside.push(format!("src/{}: {path}", file.display()));
+            }
+        }
+    }
+    assert!(seen >= 9, "found only {seen} node path literals");
+    assert!(
+        outside.is_empty(),
+        "node paths outside the documented --root list (host facts belong to host::facts):\n{}",
+        outside.join("\n")
+    );
+}
+
 // ---- --v above 5 ----
 
 #[test]
