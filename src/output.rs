@@ -39,14 +39,10 @@ impl Format {
 #[error("standard output is closed")]
 pub struct StdoutClosed;
 
-/// True when the error (or one of its causes) is a closed standard output.
+/// True when the error (or one of its causes) is a closed standard output. Only [`print`] says so: a
+/// broken pipe to anything else (a socket, a child process) is a failure like any other.
 pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause.is::<StdoutClosed>()
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    err.chain().any(|cause| cause.is::<StdoutClosed>())
 }
 
 /// Writes a command's output to stdout. A closed stdout is [`StdoutClosed`]; any other failure to
@@ -131,5 +127,20 @@ impl Ui {
     /// True when progress bars and prompts make sense: stderr is a terminal and not `--quiet`.
     pub fn interactive(&self) -> bool {
         !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_closed_stdout_is_a_quiet_exit() {
+        let closed = anyhow::Error::new(StdoutClosed).context("error execution phase preflight");
+        assert!(is_stdout_closed(&closed));
+        let socket = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(!is_stdout_closed(
+            &anyhow::Error::new(socket).context("talking to etcd")
+        ));
     }
 }
