@@ -5,10 +5,6 @@
 # `kubestrap reset` on every node, and tear everything down. Needs the Docker engine (no registry).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-if ! docker info >/dev/null 2>&1; then
-  echo "the demo needs a running Docker engine (docker info failed)" >&2
-  exit 1
-fi
+./scripts/setup.sh   # also checks the prerequisites: root, apt, Rust, kubectl, a running Docker engine
 cargo build --quiet -p kubestrap-testbed --bins
 exec target/debug/testbed-demo

@@ -76,6 +76,12 @@ impl fmt::Display for InvalidInput {
     }
 }
 
+/// A command refused as it was used, where no single flag or field is at fault (a real `reset` with no
+/// terminal to confirm on and no `--force`). Maps to exit code 2, like invalid input; nothing is changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 /// An error and its causes joined with ": ", dropping a cause whose text the previous one already
 /// contains (transport errors often repeat their source in their own message).
 pub fn describe(err: &anyhow::Error) -> String {
@@ -99,7 +105,7 @@ pub fn describe(err: &anyhow::Error) -> String {
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     if err
         .chain()
-        .any(|cause| cause.downcast_ref::<InvalidInput>().is_some())
+        .any(|cause| cause.is::<InvalidInput>() || cause.is::<Refused>())
     {
         2
     } else {
@@ -117,6 +123,8 @@ mod tests {
             .context("loading configuration");
         assert_eq!(exit_code_for(&err), 2);
         assert_eq!(exit_code_for(&anyhow::anyhow!("boom")), 1);
+        let refused = anyhow::Error::new(Refused("needs a terminal".into())).context("reset");
+        assert_eq!(exit_code_for(&refused), 2);
     }
 
     #[test]

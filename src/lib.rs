@@ -1,5 +1,8 @@
 //! kubestrap: bootstraps Kubernetes clusters the way kubeadm does (init, join, reset).
 
+// Output goes through `output` (a closed stdout is a quiet exit there, never a panic).
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 pub mod certs;
 pub mod cli;
 pub mod config;

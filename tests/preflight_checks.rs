@@ -1,6 +1,6 @@
 //! Every preflight check, by id: one scenario that makes it pass and one that makes it fail.
 //!
-//! Host facts come from a fixture tree (/proc, /sys, /boot, the `--root` tree, PATH): the machine
+//! Host facts come from a fixture tree (/proc, /sys, /boot, the host's own files, the `--root` tree, PATH): the machine
 //! cannot be made to show little memory, swap, cgroup v2 or a missing kernel option. What a check
 //! reads live from the kernel (ports, interface addresses, free space) is set up for real, in the
 //! scenario thread's own network and mount namespaces, so the machine's own state is never touched.
@@ -96,10 +96,10 @@ impl Fixture {
         );
         f("sys/class/net/lo/mtu", "1500\n");
         std::fs::create_dir_all(dir.path().join("boot")).unwrap();
-        f("root/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
-        f("root/etc/resolv.conf", "nameserver 192.0.2.53\n");
+        f("host/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
+        f("host/etc/resolv.conf", "nameserver 192.0.2.53\n");
         f(
-            "root/lib/systemd/system/kubelet.service",
+            "host/lib/systemd/system/kubelet.service",
             "[Service]\nExecStart=/usr/bin/kubelet\n",
         );
         std::fs::create_dir_all(
@@ -236,7 +236,8 @@ impl Fixture {
             std::fs::write(self.path("proc/config.gz"), gz.finish().unwrap()).unwrap();
         }
         let facts = Facts::with_roots(self.path("proc"), self.path("sys"))
-            .with_boot_root(self.path("boot"));
+            .with_boot_root(self.path("boot"))
+            .with_host_files_root(self.path("host"));
         let host = Host::new(Root::new(self.path("root")), facts, false, Ui::default());
         host.start_journal("preflight test").unwrap();
         let result = evaluate_one(&host, &self.node, &self.env, id).unwrap();
@@ -376,7 +377,7 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
         Kind::Hostname => (nothing(), setup(|f| f.node.node.name = "Bad_Name".into())),
         Kind::ResolvConf => (
             nothing(),
-            setup(|f| f.write("root/etc/resolv.conf", "nameserver 127.0.0.53\n")),
+            setup(|f| f.write("host/etc/resolv.conf", "nameserver 127.0.0.53\n")),
         ),
         Kind::KubeletCgroupDriver => (
             nothing(),
@@ -390,7 +391,7 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
                 }
             }),
         ),
-        Kind::MachineId => (nothing(), setup(|f| f.remove("root/etc/machine-id"))),
+        Kind::MachineId => (nothing(), setup(|f| f.remove("host/etc/machine-id"))),
         Kind::AdvertiseAddress => (
             setup(|f| {
                 addresses(f, &["198.51.100.7/32"]);
@@ -555,7 +556,7 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
                 require_docker_engine();
                 f.env.vars.remove("DOCKER_HOST");
                 f.write(
-                    "root/etc/docker/daemon.json",
+                    "host/etc/docker/daemon.json",
                     r#"{"log-driver": "json-file", "log-opts": {"max-size": "100m"}}"#,
                 );
             }),
@@ -567,7 +568,7 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
         Kind::ContainerdCgroupDriver => (
             setup(|f| {
                 f.write(
-                    "root/etc/containerd/config.toml",
+                    "host/etc/containerd/config.toml",
                     "version = 2
 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]
   SystemdCgroup = true
@@ -913,9 +914,9 @@ fn messages_name_what_was_found() {
         Role::Init,
         "ResolvConf",
         setup(|f| {
-            f.write("root/etc/resolv.conf", "nameserver 127.0.0.53\n");
+            f.write("host/etc/resolv.conf", "nameserver 127.0.0.53\n");
             f.write(
-                "root/run/systemd/resolve/resolv.conf",
+                "host/run/systemd/resolve/resolv.conf",
                 "nameserver 192.0.2.53\n",
             );
         }),
@@ -1133,7 +1134,8 @@ fn reset_preflight_warns_about_its_tools_and_runtime_and_fails_only_without_root
             "proc/self/status",
             &format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
         );
-        let facts = Facts::with_roots(fixture.path("proc"), fixture.path("sys"));
+        let facts = Facts::with_roots(fixture.path("proc"), fixture.path("sys"))
+            .with_host_files_root(fixture.path("host"));
         Host::new(Root::new(fixture.path("root")), facts, false, Ui::default())
     };
     let dead = format!("unix://{}", fixture.path("dead.sock").display());

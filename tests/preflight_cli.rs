@@ -37,8 +37,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A node whose every error-level check can pass inside a fresh namespace: a `--root` tree with
-/// the files a node has, a kubelet of the right version on PATH, a private containerd holding the
+/// A node whose every error-level check can pass inside a fresh namespace: a `--root` tree for its
+/// state, a tree of the host's own files (machine id, resolv.conf, containerd's configuration; read
+/// through KUBESTRAP_HOST_FILES_ROOT, never under `--root`), a kubelet of the right version on PATH, a private containerd holding the
 /// control-plane images, and a configuration with an advertise address on the namespace's loopback
 /// and a cgroup driver that suits PID 1 (for the kubelet and containerd alike).
 struct Node {
@@ -58,8 +59,8 @@ impl Node {
         assert!(images.len() >= 6, "{images:?}");
         containerd.import(&images);
         let node = Node { dir, containerd };
-        node.write("root/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
-        node.write("root/etc/resolv.conf", "nameserver 192.0.2.53\n");
+        node.write("host/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
+        node.write("host/etc/resolv.conf", "nameserver 192.0.2.53\n");
         node.write("bin/kubelet", "#!/bin/sh\necho 'Kubernetes v1.34.3'\n");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(
@@ -74,7 +75,7 @@ impl Node {
             "cgroupfs"
         };
         node.write(
-            "root/etc/containerd/config.toml",
+            "host/etc/containerd/config.toml",
             &format!(
                 "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = {}\n",
                 driver == "systemd"
@@ -113,6 +114,10 @@ impl Node {
         vec![
             ("PATH", path),
             ("ROOT", self.root()),
+            (
+                "KUBESTRAP_HOST_FILES_ROOT",
+                self.path("host").display().to_string(),
+            ),
             ("CONFIG", self.path("init.yaml").display().to_string()),
         ]
     }

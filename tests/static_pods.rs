@@ -1,4 +1,4 @@
-//! The static-Pod manifests through the library: hand-written goldens (kubeadm-behaviour.md §4),
+//! The static-Pod manifests through the library: hand-written goldens,
 //! version- and address-family-dependent rendering, overrides, patches, schema validation.
 
 use std::collections::BTreeMap;
@@ -61,9 +61,10 @@ impl Node {
                 std::fs::create_dir_all(dir.path().join(d)).unwrap();
             }
         }
+        // The directory is the node's --root and its host files alike (the CA-trust dirs are host facts).
         let host = Host::new(
             Root::new(dir.path()),
-            Facts::default(),
+            Facts::default().with_host_files_root(dir.path()),
             false,
             Ui::default(),
         );

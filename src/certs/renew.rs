@@ -93,6 +93,30 @@ pub fn renew_names() -> Vec<&'static str> {
     names
 }
 
+/// Fails (exit 1) when not one file of the cluster's PKI exists on the node (no CA, no certificate, no
+/// kubeconfig): there is nothing to check or renew, and the message says where it looked. A PKI with
+/// only some files missing is not an error: those are reported as MISSING, as kubeadm does.
+pub fn require_pki(host: &Host, layout: &PkiLayout) -> anyhow::Result<()> {
+    let cas = table::CAS
+        .into_iter()
+        .filter(|ca| !(layout.external_etcd() && ca.etcd))
+        .map(|ca| ca.cert_path(layout.cert_dir()));
+    let mut files = targets(layout.external_etcd())
+        .into_iter()
+        .map(|t| t.path(layout))
+        .chain(cas);
+    if files.any(|path| host.exists(&path)) {
+        return Ok(());
+    }
+    bail!(
+        "no PKI found: none of the cluster's certificates is in {} and none of its kubeconfigs in {}; \
+         set this node up with 'kubestrap init' (or 'kubestrap init phase certs all'), or point --cert-dir \
+         (or certificatesDir in --config) at the certificates",
+        host.disk(layout.cert_dir()).display(),
+        host.disk(layout.kubeconfig_dir).display()
+    )
+}
+
 /// The outcome of renewing one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {

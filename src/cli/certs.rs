@@ -61,10 +61,7 @@ pub fn run(global: &GlobalOpts, cmd: CertsCmd) -> anyhow::Result<()> {
     match cmd {
         CertsCmd::CheckExpiration(args) => check_expiration(global, &args),
         CertsCmd::Renew(args) => renew_command(global, &args),
-        CertsCmd::CertificateKey => {
-            println!("{}", certificate_key()?);
-            Ok(())
-        }
+        CertsCmd::CertificateKey => crate::output::print(format!("{}\n", certificate_key()?)),
         CertsCmd::GenerateCsr(args) => generate_csr(global, &args),
     }
 }
@@ -119,6 +116,7 @@ fn check_expiration(global: &GlobalOpts, args: &PkiArgs) -> anyhow::Result<()> {
         cluster: &cluster,
         kubeconfig_dir: &NodePath::new(kubeconfig_dir),
     };
+    renew::require_pki(&host, &layout)?;
     let info = expiration::collect(&host, &layout, time::OffsetDateTime::now_utc())?;
     global.ui().result(&info, || expiration::render_text(&info))
 }
@@ -145,6 +143,7 @@ fn renew_command(global: &GlobalOpts, args: &RenewArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    renew::require_pki(&host, &layout)?;
     let command = format!("certs renew {}", args.name);
     run_journaled(&host, &command, |host| {
         let ui = host.ui();

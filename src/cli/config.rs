@@ -76,7 +76,7 @@ pub struct ImagesArgs {
 
 pub fn run(global: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
     match cmd {
-        ConfigCmd::Print(which) => print_defaults(which),
+        ConfigCmd::Print(which) => print_defaults(global, which),
         ConfigCmd::Validate { config } => validate_file(global, &config),
         ConfigCmd::Images(ImagesCmd::List(args)) => images_list(global, &args),
         ConfigCmd::Images(ImagesCmd::Pull(args)) => images_pull(global, &args),
@@ -98,39 +98,54 @@ fn view(global: &GlobalOpts) -> anyhow::Result<()> {
             host.disk(&record::path()).display()
         );
     };
-    match global.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&record)?),
-        Format::Yaml | Format::Text => print!("{}", record.to_yaml()?),
-    }
-    Ok(())
+    let text = match global.output {
+        Format::Json => serde_json::to_string_pretty(&record)? + "\n",
+        _ => record.to_yaml()?,
+    };
+    crate::output::print(text)
 }
 
-fn print_defaults(which: PrintCmd) -> anyhow::Result<()> {
-    let text = match which {
+/// `config print`: the documents as YAML (text and `-o yaml`, usable as `--config`), or with `-o json`
+/// each document as one JSON object, in order (a JSON stream, as `jq` reads it).
+fn print_defaults(global: &GlobalOpts, which: PrintCmd) -> anyhow::Result<()> {
+    let documents = match which {
         PrintCmd::InitDefaults => {
             let (init, cluster) = defaults::printable_init_defaults();
-            crate::yaml::to_documents(&[
-                serde_json::to_value(init)?,
-                serde_json::to_value(cluster)?,
-            ])?
+            vec![serde_json::to_value(init)?, serde_json::to_value(cluster)?]
         }
-        PrintCmd::JoinDefaults => crate::yaml::to_string(&defaults::printable_join_defaults())?,
+        PrintCmd::JoinDefaults => vec![serde_json::to_value(defaults::printable_join_defaults())?],
         PrintCmd::ResetDefaults => {
             let mut reset = ResetConfiguration::default();
             defaults::reset_configuration(&mut reset);
-            crate::yaml::to_string(&reset)?
+            vec![serde_json::to_value(reset)?]
         }
     };
-    print!("{text}");
-    Ok(())
+    let text = match global.output {
+        Format::Json => {
+            let mut text = String::new();
+            for document in &documents {
+                text.push_str(&serde_json::to_string_pretty(document)?);
+                text.push('\n');
+            }
+            text
+        }
+        _ => crate::yaml::to_documents(&documents)?,
+    };
+    crate::output::print(text)
+}
+
+/// `config validate -o json|yaml`: what was checked.
+#[derive(Debug, Serialize)]
+struct Validation {
+    file: String,
+    checked: Vec<&'static str>,
+    warnings: Vec<String>,
 }
 
 fn validate_file(global: &GlobalOpts, path: &std::path::Path) -> anyhow::Result<()> {
     let file = load::read_file(path)?;
     let ui = global.ui();
-    for warning in &file.warnings {
-        ui.warn(warning);
-    }
+    let mut warnings = file.warnings.clone();
     let mut checked = Vec::new();
     if file.init.is_some() || file.cluster.is_some() {
         let resolved = init::resolve_file(
@@ -139,8 +154,10 @@ fn validate_file(global: &GlobalOpts, path: &std::path::Path) -> anyhow::Result<
             &Facts::from_env(),
             &init_phases(),
         )?;
-        for notice in &resolved.notices {
-            ui.warn(notice);
+        for notice in resolved.notices {
+            if !warnings.contains(&notice) {
+                warnings.push(notice);
+            }
         }
         checked.push("InitConfiguration/ClusterConfiguration");
     }
@@ -160,8 +177,21 @@ fn validate_file(global: &GlobalOpts, path: &std::path::Path) -> anyhow::Result<
         )
         .into());
     }
-    println!("ok: {} ({})", path.display(), checked.join(", "));
-    Ok(())
+    for warning in &warnings {
+        ui.warn(warning);
+    }
+    let validation = Validation {
+        file: path.display().to_string(),
+        checked,
+        warnings,
+    };
+    ui.result(&validation, || {
+        format!(
+            "ok: {} ({})\n",
+            validation.file,
+            validation.checked.join(", ")
+        )
+    })
 }
 
 /// kubeadm's `output.kubeadm.k8s.io/v1alpha3` Images document.

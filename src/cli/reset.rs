@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::GlobalOpts;
 use crate::config::defaults::{DEFAULT_CERT_DIR, DEFAULT_CRI_SOCKET};
-use crate::error::{FieldError, InvalidInput};
+use crate::error::{FieldError, InvalidInput, Refused};
 use crate::host::inventory::{Item, Report};
 use crate::host::{Facts, Host, NodePath, Root};
 use crate::phases::reset::{ResetData, ResetSettings, ResetTree, workflow};
@@ -107,10 +107,8 @@ pub fn resolve(global: &GlobalOpts, cmd: &ResetCmd) -> anyhow::Result<ResetSetti
     let force = cmd.force || file.force.unwrap_or(false);
     let dry_run = global.dry_run || file.dry_run.unwrap_or(false);
     if !force && !dry_run && (global.quiet || !std::io::stdin().is_terminal()) {
-        return Err(InvalidInput::one(
-            "--force",
-            "false",
-            "reset deletes cluster state and needs confirmation, but stdin is not a terminal (or --quiet was given); pass --force to reset without a prompt",
+        return Err(Refused(
+            "reset deletes cluster state and needs confirmation, but stdin is not a terminal (or --quiet was given); pass --force to reset without a prompt".to_string(),
         )
         .into());
     }

@@ -12,9 +12,6 @@ pub enum TokenCmd {
 
 pub fn run(_global: &GlobalOpts, cmd: TokenCmd) -> anyhow::Result<()> {
     match cmd {
-        TokenCmd::Generate => {
-            println!("{}", crate::token::generate()?);
-            Ok(())
-        }
+        TokenCmd::Generate => crate::output::print(format!("{}\n", crate::token::generate()?)),
     }
 }

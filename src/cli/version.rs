@@ -1,9 +1,11 @@
-//! `kubestrap version`: the tool's version, in kubeadm's `output.kubeadm.k8s.io/v1alpha3` shape for -o json|yaml.
+//! `kubestrap version`: the tool's version, in kubeadm's `output.kubeadm.k8s.io/v1alpha3` shape for -o json|yaml,
+//! the version alone for -o short.
 
 use serde::Serialize;
 
 use super::GlobalOpts;
 use crate::config::versions::DEFAULT_KUBERNETES_VERSION;
+use crate::output::Format;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,6 +35,9 @@ pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
             default_kubernetes_version: DEFAULT_KUBERNETES_VERSION.to_string(),
         },
     };
+    if global.output == Format::Short {
+        return crate::output::print(format!("{}\n", info.client_version.git_version));
+    }
     global.ui().result(&info, || {
         format!(
             "kubestrap version: v{version} ({}), default Kubernetes {DEFAULT_KUBERNETES_VERSION}\n",

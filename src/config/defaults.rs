@@ -1,4 +1,4 @@
-//! kubeadm's v1beta4 defaults (kubeadm-behaviour.md §11), with kubestrap's stated differences:
+//! kubeadm's v1beta4 defaults, with kubestrap's stated differences:
 //! ECDSA-P256 keys, a pinned default Kubernetes version, and a pod subnet whenever an addon is chosen.
 
 use super::duration::GoDuration;

@@ -4,6 +4,27 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::error::FieldError;
+
+/// Reports each error found in a field a flag set under both names, `--service-cidr
+/// (networking.serviceSubnet)`, so the message names what the user typed and where it went.
+/// `sources` pairs a flag (as typed) with the configuration field it sets; an error belongs to a
+/// field when it is that field or inside it (`field[0]`, `field.x`).
+pub fn name_flags(errors: &mut [FieldError], sources: &[(&str, &str)]) {
+    for error in errors {
+        let source = sources.iter().find(|(_, field)| {
+            error.field == *field
+                || error
+                    .field
+                    .strip_prefix(field)
+                    .is_some_and(|rest| rest.starts_with('[') || rest.starts_with('.'))
+        });
+        if let Some((flag, _)) = source {
+            error.field = format!("{flag} ({})", error.field);
+        }
+    }
+}
+
 /// The pod-network addon installed by init (ours; `none` leaves it to the admin).
 #[derive(
     Debug,
@@ -188,6 +209,78 @@ impl InitFlags {
         check(self.patches.is_some(), "patches");
         set
     }
+
+    /// The configuration fields the given flags set, for [`name_flags`].
+    pub fn sources(&self) -> Vec<(&'static str, &'static str)> {
+        [
+            (
+                self.apiserver_advertise_address.is_some(),
+                "--apiserver-advertise-address",
+                "localAPIEndpoint.advertiseAddress",
+            ),
+            (
+                self.apiserver_bind_port.is_some(),
+                "--apiserver-bind-port",
+                "localAPIEndpoint.bindPort",
+            ),
+            (
+                self.apiserver_cert_extra_sans.is_some(),
+                "--apiserver-cert-extra-sans",
+                "apiServer.certSANs",
+            ),
+            (
+                self.control_plane_endpoint.is_some(),
+                "--control-plane-endpoint",
+                "controlPlaneEndpoint",
+            ),
+            (
+                self.pod_network_cidr.is_some(),
+                "--pod-network-cidr",
+                "networking.podSubnet",
+            ),
+            (
+                self.service_cidr.is_some(),
+                "--service-cidr",
+                "networking.serviceSubnet",
+            ),
+            (
+                self.service_dns_domain.is_some(),
+                "--service-dns-domain",
+                "networking.dnsDomain",
+            ),
+            (
+                self.node_name.is_some(),
+                "--node-name",
+                "nodeRegistration.name",
+            ),
+            (
+                self.kubernetes_version.is_some(),
+                "--kubernetes-version",
+                "kubernetesVersion",
+            ),
+            (
+                self.image_repository.is_some(),
+                "--image-repository",
+                "imageRepository",
+            ),
+            (
+                self.cri_socket.is_some(),
+                "--cri-socket",
+                "nodeRegistration.criSocket",
+            ),
+            (self.token.is_some(), "--token", "bootstrapTokens[0].token"),
+            (self.cert_dir.is_some(), "--cert-dir", "certificatesDir"),
+            (
+                self.certificate_key.is_some(),
+                "--certificate-key",
+                "certificateKey",
+            ),
+            (self.patches.is_some(), "--patches", "patches.directory"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag, field)| given.then_some((flag, field)))
+        .collect()
+    }
 }
 
 /// Flags of `kubestrap join` (global within `join`, so `join phase X` accepts them too).
@@ -202,7 +295,7 @@ pub struct JoinFlags {
     /// Token that validates the cluster information fetched from the API server
     #[arg(long, global = true, allow_hyphen_values = true, value_name = "TOKEN")]
     pub discovery_token: Option<String>,
-    /// Pin of the cluster CA's public key (sha256:<hex>); repeatable
+    /// Pin of the cluster CA's public key (sha256:<hex>)
     #[arg(
         long,
         global = true,
@@ -305,5 +398,82 @@ impl JoinFlags {
         .into_iter()
         .filter_map(|(given, name)| given.then_some(name))
         .collect()
+    }
+
+    /// The configuration fields join's flags stand for, for [`name_flags`]. Without `--config` the
+    /// flags are the only way to set these fields, so every one is named, given or not (a missing
+    /// endpoint is reported under the argument that gives it).
+    pub fn sources(&self) -> Vec<(&'static str, &'static str)> {
+        if self.config.is_some() {
+            return [
+                (
+                    self.node_name.is_some(),
+                    "--node-name",
+                    "nodeRegistration.name",
+                ),
+                (self.patches.is_some(), "--patches", "patches.directory"),
+            ]
+            .into_iter()
+            .filter_map(|(given, flag, field)| given.then_some((flag, field)))
+            .collect();
+        }
+        let discovery_token = if self.discovery_token.is_some() {
+            "--discovery-token"
+        } else {
+            "--token"
+        };
+        let tls_token = if self.tls_bootstrap_token.is_some() {
+            "--tls-bootstrap-token"
+        } else {
+            "--token"
+        };
+        vec![
+            (
+                "api-server-endpoint",
+                "discovery.bootstrapToken.apiServerEndpoint",
+            ),
+            (discovery_token, "discovery.bootstrapToken.token"),
+            (
+                "--discovery-token-ca-cert-hash",
+                "discovery.bootstrapToken.caCertHashes",
+            ),
+            (tls_token, "discovery.tlsBootstrapToken"),
+            ("--discovery-file", "discovery.file.kubeConfigPath"),
+            ("--certificate-key", "controlPlane.certificateKey"),
+            (
+                "--apiserver-advertise-address",
+                "controlPlane.localAPIEndpoint.advertiseAddress",
+            ),
+            (
+                "--apiserver-bind-port",
+                "controlPlane.localAPIEndpoint.bindPort",
+            ),
+            ("--node-name", "nodeRegistration.name"),
+            ("--cri-socket", "nodeRegistration.criSocket"),
+            ("--patches", "patches.directory"),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_a_flags_field_name_the_flag_too() {
+        let mut errors = vec![
+            FieldError::new("networking.serviceSubnet", "bad", "not a CIDR"),
+            FieldError::new("bootstrapTokens[0].token", "x", "bad token"),
+            FieldError::new("networking.serviceSubnetX", "y", "other field"),
+        ];
+        let flags = InitFlags {
+            service_cidr: Some("bad".into()),
+            token: Some("x".into()),
+            ..Default::default()
+        };
+        name_flags(&mut errors, &flags.sources());
+        assert_eq!(errors[0].field, "--service-cidr (networking.serviceSubnet)");
+        assert_eq!(errors[1].field, "--token (bootstrapTokens[0].token)");
+        assert_eq!(errors[2].field, "networking.serviceSubnetX");
     }
 }

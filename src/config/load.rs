@@ -122,41 +122,142 @@ pub fn parse(text: &str) -> Result<ConfigFile, InvalidInput> {
 /// Stores a decoded document; returns true when one of that kind was already there.
 fn store<T>(
     slot: &mut Option<T>,
-    decoded: Result<T, FieldError>,
+    decoded: Result<T, Vec<FieldError>>,
     errors: &mut Vec<FieldError>,
 ) -> bool {
     match decoded {
         Ok(value) => slot.replace(value).is_some(),
         Err(e) => {
-            errors.push(e);
+            errors.extend(e);
             false
         }
     }
 }
 
-/// Strictly decodes one document, naming the path of the first offending field.
-pub fn decode<T: DeserializeOwned>(kind: &str, doc: Value) -> Result<T, FieldError> {
+/// Strictly decodes one document, naming the path of every offending field: each unknown field is
+/// reported and taken out, and decoding goes on to find the next; a value of the wrong type is
+/// reported and taken out too. Each round removes one entry, so the rounds are bounded by the
+/// document's size.
+pub fn decode<T: DeserializeOwned>(kind: &str, doc: Value) -> Result<T, Vec<FieldError>> {
     let original = doc.clone();
-    serde_path_to_error::deserialize::<_, T>(doc).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let unknown = unknown_field_name(&inner);
-        let field = match (&unknown, path.as_str()) {
-            (Some(name), ".") => format!("{kind}.{name}"),
-            (Some(name), p) if !p.ends_with(name.as_str()) => format!("{kind}.{p}.{name}"),
-            (_, ".") => kind.to_string(),
-            (_, p) => format!("{kind}.{p}"),
+    let mut doc = doc;
+    let mut errors = Vec::new();
+    let mut removed_names: Vec<String> = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, T>(doc.clone()) {
+            Ok(value) if errors.is_empty() => return Ok(value),
+            Ok(_) => return Err(errors),
+            Err(e) => e,
         };
-        let value = unknown
-            .clone()
-            .unwrap_or_else(|| value_at(&original, &path));
-        let reason = if unknown.is_some() {
-            "unknown field (strict decoding)".to_string()
-        } else {
-            inner
+        let segments: Vec<Segment> = error.path().iter().map(Segment::from).collect();
+        let path = error.path().to_string();
+        let inner = error.into_inner().to_string();
+        if let Some(name) = missing_field_name(&inner)
+            && removed_names.contains(&name)
+        {
+            // A required field this loop took out for its wrong type: already reported.
+            return Err(errors);
+        }
+        let removed = match unknown_field_name(&inner) {
+            Some(name) => {
+                let container = match segments.split_last() {
+                    Some((Segment::Key(last), rest)) if *last == name => rest,
+                    _ => &segments[..],
+                };
+                let mut field_path = container.to_vec();
+                field_path.push(Segment::Key(name.clone()));
+                errors.push(FieldError::new(
+                    format!("{kind}.{}", render_path(&field_path)),
+                    &name,
+                    "unknown field (strict decoding)",
+                ));
+                remove(&mut doc, &field_path)
+            }
+            None => {
+                let field = if segments.is_empty() {
+                    kind.to_string()
+                } else {
+                    format!("{kind}.{path}")
+                };
+                errors.push(FieldError::new(field, value_at(&original, &path), inner));
+                if let Some(Segment::Key(name)) = segments.last() {
+                    removed_names.push(name.clone());
+                }
+                !segments.is_empty() && remove(&mut doc, &segments)
+            }
         };
-        FieldError::new(field, value, reason)
-    })
+        if !removed {
+            return Err(errors);
+        }
+    }
+}
+
+/// One step of a path inside a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+    Other,
+}
+
+impl From<&serde_path_to_error::Segment> for Segment {
+    fn from(segment: &serde_path_to_error::Segment) -> Self {
+        match segment {
+            serde_path_to_error::Segment::Map { key } => Segment::Key(key.clone()),
+            serde_path_to_error::Segment::Seq { index } => Segment::Index(*index),
+            _ => Segment::Other,
+        }
+    }
+}
+
+/// `networking.podSubnet`, `apiServer.extraArgs[0].name`.
+fn render_path(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+            Segment::Other => out.push_str(".?"),
+        }
+    }
+    out
+}
+
+/// Takes the entry at `path` out of the document; false when there is none.
+fn remove(doc: &mut Value, path: &[Segment]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut current = doc;
+    for segment in parents {
+        let next = match (segment, current) {
+            (Segment::Key(key), Value::Object(map)) => map.get_mut(key),
+            (Segment::Index(i), Value::Array(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(value) => current = value,
+            None => return false,
+        }
+    }
+    match (last, current) {
+        (Segment::Key(key), Value::Object(map)) => map.remove(key).is_some(),
+        (Segment::Index(i), Value::Array(items)) if *i < items.len() => {
+            items.remove(*i);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn missing_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_string())
 }
 
 fn unknown_field_name(message: &str) -> Option<String> {
@@ -225,6 +326,25 @@ mod tests {
         assert_eq!(
             err.errors[0].field,
             "ClusterConfiguration.networking.podSubnett"
+        );
+    }
+
+    #[test]
+    fn every_unknown_field_of_every_document_is_reported_at_once() {
+        let text = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nbogusA: 1\nnetworking:\n  bogusB: x\n  podSubnet: 10.244.0.0/16\n\
+                    apiServer:\n  extraArgs:\n  - name: a\n    value: b\n    bogusC: c\n\
+                    ---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  bindPort: abc\n  bogusD: 1\n";
+        let err = parse(text).unwrap_err();
+        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "ClusterConfiguration.apiServer.extraArgs[0].bogusC",
+                "ClusterConfiguration.bogusA",
+                "ClusterConfiguration.networking.bogusB",
+                "InitConfiguration.localAPIEndpoint.bindPort",
+                "InitConfiguration.localAPIEndpoint.bogusD",
+            ]
         );
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.3";
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "registry.k8s.io";
 
-/// The components kubeadm pins for a Kubernetes minor version (kubeadm-behaviour.md §0).
+/// The components kubeadm pins for a Kubernetes minor version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ComponentTable {
     pub minor: u32,

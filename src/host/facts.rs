@@ -1,8 +1,12 @@
-//! Readers of host facts from /proc and /sys, with roots a test can point at a fixture tree.
+//! Readers of host facts — /proc, /sys, /boot and the host's own files that are not kubestrap's state
+//! (/etc/machine-id, /etc/resolv.conf, /etc/containerd/config.toml, /etc/docker/daemon.json, the CA
+//! trust directories, packaged unit files) — with roots a test can point at a fixture tree. `--root`
+//! never applies to these: it prefixes state paths only ([`super::paths`]).
 //!
-//! `KUBESTRAP_PROC_ROOT`, `KUBESTRAP_SYS_ROOT` and `KUBESTRAP_BOOT_ROOT` replace `/proc`, `/sys`
-//! and `/boot` (test hooks; never needed on a real node). Kernel state that has no file form (interface addresses) is read with
-//! system calls and always belongs to the namespaces the process runs in.
+//! `KUBESTRAP_PROC_ROOT`, `KUBESTRAP_SYS_ROOT`, `KUBESTRAP_BOOT_ROOT` and `KUBESTRAP_HOST_FILES_ROOT`
+//! replace `/proc`, `/sys`, `/boot` and `/` for host files (test hooks; never needed on a real node).
+//! Kernel state that has no file form (interface addresses) is read with system calls and always
+//! belongs to the namespaces the process runs in.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ pub struct Facts {
     proc_root: PathBuf,
     sys_root: PathBuf,
     boot_root: PathBuf,
+    host_files_root: PathBuf,
 }
 
 impl Default for Facts {
@@ -22,6 +27,7 @@ impl Default for Facts {
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
             boot_root: PathBuf::from("/boot"),
+            host_files_root: PathBuf::from("/"),
         }
     }
 }
@@ -47,6 +53,9 @@ impl Facts {
         if let Some(b) = std::env::var_os("KUBESTRAP_BOOT_ROOT") {
             facts.boot_root = PathBuf::from(b);
         }
+        if let Some(h) = std::env::var_os("KUBESTRAP_HOST_FILES_ROOT") {
+            facts.host_files_root = PathBuf::from(h);
+        }
         facts
     }
 
@@ -62,6 +71,33 @@ impl Facts {
     pub fn with_boot_root(mut self, boot_root: impl Into<PathBuf>) -> Self {
         self.boot_root = boot_root.into();
         self
+    }
+
+    /// Replaces `/` for the host's own files (see the module doc).
+    pub fn with_host_files_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.host_files_root = root.into();
+        self
+    }
+
+    /// Where a host file (given by its absolute path on the node) is read from.
+    pub fn host_file(&self, path: impl AsRef<Path>) -> PathBuf {
+        let relative = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
+        self.host_files_root.join(relative)
+    }
+
+    /// A host file's bytes, `None` when it does not exist.
+    pub fn read_host_file(&self, path: impl AsRef<Path>) -> anyhow::Result<Option<Vec<u8>>> {
+        let on_disk = self.host_file(path);
+        match std::fs::read(&on_disk) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", on_disk.display())),
+        }
+    }
+
+    /// Whether a host file or directory exists.
+    pub fn host_file_exists(&self, path: impl AsRef<Path>) -> bool {
+        self.host_file(path).exists()
     }
 
     pub fn boot_path(&self, relative: impl AsRef<Path>) -> PathBuf {

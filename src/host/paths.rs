@@ -106,6 +106,21 @@ pub mod well_known {
     pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
     pub const SYSCTL_DIR: &str = "/etc/sysctl.d";
     pub const STATE_DIR: &str = "/var/lib/kubestrap";
+
+    /// The state paths `--root` prefixes (docs/cli.md lists the same), besides the paths a
+    /// configuration names (cert dir, etcd data dir, external etcd files). Everything else the tool
+    /// reads about the host is a host fact (`host::facts`), never under `--root`.
+    pub const STATE_PATHS: [&str; 9] = [
+        KUBERNETES_DIR,
+        KUBELET_DIR,
+        ETCD_DATA_DIR,
+        CNI_CONF_DIR,
+        CNI_STATE_DIR,
+        FLANNEL_RUN_DIR,
+        SYSTEMD_DIR,
+        SYSCTL_DIR,
+        STATE_DIR,
+    ];
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! kubeadm's kubeconfig files of a control-plane node (kubeadm-behaviour.md §3) as data, and creating or reusing them.
+//! kubeadm's kubeconfig files of a control-plane node as data, and creating or reusing them.
 
 use anyhow::{Context as _, anyhow, bail};
 use time::OffsetDateTime;

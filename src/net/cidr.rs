@@ -31,9 +31,18 @@ pub fn parse_cidr_list(text: &str) -> Result<Vec<IpNet>, String> {
     if parts.len() > 2 {
         return Err("at most two subnets (one IPv4 and one IPv6) may be given".to_string());
     }
+    // In a list, name the entry at fault; a single value is already named by the message's value.
     let nets = parts
         .iter()
-        .map(|p| parse_cidr(p).map_err(|e| format!("{p:?}: {e}")))
+        .map(|p| {
+            parse_cidr(p).map_err(|e| {
+                if parts.len() > 1 {
+                    format!("{p:?}: {e}")
+                } else {
+                    e
+                }
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if let [a, b] = nets.as_slice()
         && is_ipv4(a) == is_ipv4(b)

@@ -1,4 +1,4 @@
-//! Building certificates and CSRs with kubeadm's templates (kubeadm-behaviour.md §2.2).
+//! Building certificates and CSRs with kubeadm's templates.
 //!
 //! CA: subject CN only, SAN DNS = CN, KeyUsage critical DigitalSignature|KeyEncipherment|CertSign,
 //! BasicConstraints critical CA:TRUE, a SubjectKeyIdentifier. Leaf: subject O + CN, KeyUsage

@@ -1,6 +1,6 @@
 //! The PKI files under the cert dir: create each CA, leaf and the service-account key, or reuse and check what exists.
 //!
-//! kubeadm-behaviour.md §2.5: an existing valid certificate and key are reused; a file that does not
+//! As kubeadm does: an existing valid certificate and key are reused; a file that does not
 //! fit (wrong CA, key, SANs or usages, expired) is an error naming it; a CA certificate without its
 //! key is an external CA, whose leaves must already exist and be signed by it; a user-provided CA
 //! with its key signs new leaves. Every write goes through [`Host::write_file`].

@@ -1,4 +1,4 @@
-//! kubeadm's certificate list as data (kubeadm-behaviour.md §2.1, §2.3): names, files, signer, identity, SANs.
+//! kubeadm's certificate list as data: names, files, signer, identity, SANs.
 
 use super::cert::{AltNames, LeafTemplate, Subject, Usage};
 use crate::host::NodePath;

@@ -125,11 +125,20 @@ pub struct Entry {
     pub check: Kind,
     /// What to do when the check fails.
     pub remediation: String,
+    /// A remedy that replaces `remediation` for one role, where that role's failure means something
+    /// else (reset without a runtime cannot stop containers; init and join cannot start any).
+    #[serde(default)]
+    pub remediation_for: BTreeMap<Role, String>,
 }
 
 impl Entry {
     pub fn severity(&self, role: Role) -> Option<Severity> {
         self.roles.get(&role).copied()
+    }
+
+    /// What to do when the check fails for this role.
+    pub fn remediation(&self, role: Role) -> &str {
+        self.remediation_for.get(&role).unwrap_or(&self.remediation)
     }
 
     /// The id for this node: placeholders filled in, paths written with '-' for '/' (kubeadm's style).
@@ -185,7 +194,18 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
         if entry.roles.is_empty() {
             return Err(format!("check {:?} names no role", entry.id));
         }
-        for text in [&entry.id, &entry.title, &entry.remediation] {
+        for role in entry.remediation_for.keys() {
+            if !entry.roles.contains_key(role) {
+                return Err(format!(
+                    "check {:?} has a remedy for {role}, a role it does not run for",
+                    entry.id
+                ));
+            }
+        }
+        let texts = [&entry.id, &entry.title, &entry.remediation]
+            .into_iter()
+            .chain(entry.remediation_for.values());
+        for text in texts {
             if let Some(unknown) = unknown_placeholder(text) {
                 return Err(format!(
                     "check {:?} uses the unknown placeholder {{{unknown}}} (known: {})",

@@ -42,9 +42,12 @@ pub fn markdown() -> anyhow::Result<String> {
          `{discoveryPort}` the discovery port, `{etcdDataDir}` and `{certDir}` are paths written with `-` for `/`.\n\n\
          A severity of `error` may still produce a warning: checks such as `Swap` or `CgroupsVersion` warn when the\n\
          problem is tolerated by the configuration and fail when it is not. Host facts are read from /proc and /sys\n\
-         (per network namespace where the kernel keeps them so: sysctls, sockets, addresses); files such as\n\
-         `/etc/resolv.conf`, `/etc/machine-id` and the systemd unit directories are read under `--root`. Kernel\n\
-         options come from `/proc/config.gz` or `/boot/config-RELEASE`, never from modprobe or /proc/modules.\n\n\
+         (per network namespace where the kernel keeps them so: sysctls, sockets, addresses). State paths (the\n\
+         `--root` list in [the command line](cli.md#global-options)) are read under `--root`; the host's own files, which\n\
+         are not cluster state, are always read from the host: `/etc/machine-id`, the kubelet's resolv.conf (and\n\
+         `/run/systemd/resolve/resolv.conf`), `/etc/containerd/config.toml`, `/etc/docker/daemon.json` and the packaged\n\
+         unit directories `/lib/systemd/system` and `/usr/lib/systemd/system`. Kernel options come from\n\
+         `/proc/config.gz` or `/boot/config-RELEASE`, never from modprobe or /proc/modules.\n\n\
          `--fix` applies the safe fixes: kernel parameters (`sysctl` checks) are written to\n\
          `/etc/sysctl.d/99-kubestrap.conf` and set live; both are journaled. `kubestrap reset` removes the drop-in\n\
          but leaves live values alone (other software, such as Docker, relies on ip_forward).\n\n",
@@ -95,7 +98,11 @@ pub fn markdown() -> anyhow::Result<String> {
         if let Some((key, value)) = entry.check.sysctl_fix() {
             let _ = writeln!(out, "- `--fix`: sets `{key} = {value}` (drop-in and live)");
         }
-        let _ = writeln!(out, "- Remedy: {}\n", entry.remediation);
+        let _ = writeln!(out, "- Remedy: {}", entry.remediation);
+        for (role, remedy) in &entry.remediation_for {
+            let _ = writeln!(out, "- Remedy for {role}: {remedy}");
+        }
+        out.push('\n');
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@ pub enum Status {
     Skip,
 }
 
-/// One check's result, as interface.md's JSON shape has it.
+/// One check's result, in the JSON shape docs/cli.md documents ("Preflight report").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckResult {
     pub id: String,

@@ -12,7 +12,6 @@ use super::kinds::Kind;
 use super::report::{CheckResult, Report, Status};
 use super::settings::PreflightInput;
 use crate::host::Host;
-use crate::output::Format;
 
 /// The error a failed preflight returns (the workflow adds "error execution phase preflight").
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +125,7 @@ fn to_result(
         severity,
         status,
         message: outcome.message().to_string(),
-        remediation: catalogue::render(&entry.remediation, probe.node, false),
+        remediation: catalogue::render(entry.remediation(probe.node.role), probe.node, false),
     }
 }
 
@@ -271,9 +270,9 @@ pub fn run_printing(
         );
     }
     for line in report.error_lines() {
-        eprintln!("{line}");
+        crate::output::print_error_line(line);
     }
-    if document && ui.format != Format::Text {
+    if document && ui.format.is_document() {
         ui.result(&report, String::new)?;
     }
     if report.has_errors() {

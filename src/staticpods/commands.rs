@@ -1,4 +1,4 @@
-//! The arguments of the four control-plane binaries (kubeadm-behaviour.md §4.3–4.5).
+//! The arguments of the four control-plane binaries.
 //!
 //! Paths written here are canonical node paths (`--root` never appears inside a manifest).
 

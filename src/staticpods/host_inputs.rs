@@ -8,7 +8,7 @@ pub struct HostInputs {
     /// `*_proxy` variables (any case) with a value, from the tool's own environment: kubeadm
     /// passes them to the API server, controller manager and scheduler.
     pub proxy_env: Vec<(String, String)>,
-    /// The CA-trust directories that exist on the node, looked up under `--root`.
+    /// The CA-trust directories that exist on the host (host facts: not looked up under `--root`).
     pub ca_trust_dirs: Vec<String>,
     /// `ca.crt` is on the node but `ca.key` is not: the CA is kept outside the cluster.
     pub external_ca: bool,
@@ -20,7 +20,7 @@ impl HostInputs {
             proxy_env: proxy_env(std::env::vars()),
             ca_trust_dirs: CA_TRUST_DIRS
                 .iter()
-                .filter(|dir| host.exists(&NodePath::new(dir)))
+                .filter(|dir| host.facts().host_file_exists(dir))
                 .map(|dir| dir.to_string())
                 .collect(),
             external_ca: host.exists(&cert_dir.join("ca.crt"))
@@ -62,14 +62,17 @@ mod tests {
     }
 
     #[test]
-    fn ca_trust_dirs_and_external_ca_are_probed_under_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("etc/pki/ca-trust")).unwrap();
-        std::fs::create_dir_all(dir.path().join("etc/kubernetes/pki")).unwrap();
-        std::fs::write(dir.path().join("etc/kubernetes/pki/ca.crt"), "x").unwrap();
+    fn ca_trust_dirs_come_from_the_host_and_the_ca_from_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let host_files = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(host_files.path().join("etc/pki/ca-trust")).unwrap();
+        // Under --root, a trust directory is not the host's: it does not count.
+        std::fs::create_dir_all(root.path().join("etc/ca-certificates")).unwrap();
+        std::fs::create_dir_all(root.path().join("etc/kubernetes/pki")).unwrap();
+        std::fs::write(root.path().join("etc/kubernetes/pki/ca.crt"), "x").unwrap();
         let host = Host::new(
-            Root::new(dir.path()),
-            Facts::default(),
+            Root::new(root.path()),
+            Facts::default().with_host_files_root(host_files.path()),
             false,
             Ui::default(),
         );
@@ -77,7 +80,7 @@ mod tests {
         let inputs = HostInputs::gather(&host, &cert_dir);
         assert_eq!(inputs.ca_trust_dirs, vec!["/etc/pki/ca-trust".to_string()]);
         assert!(inputs.external_ca);
-        std::fs::write(dir.path().join("etc/kubernetes/pki/ca.key"), "x").unwrap();
+        std::fs::write(root.path().join("etc/kubernetes/pki/ca.key"), "x").unwrap();
         assert!(!HostInputs::gather(&host, &cert_dir).external_ca);
     }
 }

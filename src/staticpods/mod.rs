@@ -1,4 +1,4 @@
-//! The static-Pod manifests of a control-plane node (kubeadm-behaviour.md §4): what goes into them,
+//! The static-Pod manifests of a control-plane node: what goes into them,
 //! rendering through `templates/static-pods/`, `--patches`, and writing them to the manifests folder.
 
 pub mod args;

@@ -1,4 +1,4 @@
-//! Where and how the kubelet probes each component (kubeadm-behaviour.md §4.2), per component and version.
+//! Where and how the kubelet probes each component, per component and version.
 
 use serde::Serialize;
 

@@ -11,8 +11,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::{PARALLEL_STOPS, block_on};
+use crate::host::Facts;
 use crate::host::inventory::{Found, Kind, Outcome, Owner};
-use crate::host::paths::{NodePath, Root};
 
 /// What preflight needs from `docker info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,14 +61,14 @@ pub fn info() -> anyhow::Result<DockerInfo> {
     })?
 }
 
-/// The json-file log driver's `max-size` from the engine's daemon.json (`log-opts`), if set.
-pub fn log_max_size(root: &Root) -> anyhow::Result<Option<String>> {
-    let path = NodePath::new("/etc/docker/daemon.json");
-    let text = match std::fs::read_to_string(root.disk(&path)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+/// The json-file log driver's `max-size` from the engine's daemon.json (`log-opts`), if set. The
+/// file is the host's (a host fact, not state under `--root`).
+pub fn log_max_size(facts: &Facts) -> anyhow::Result<Option<String>> {
+    let path = "/etc/docker/daemon.json";
+    let Some(bytes) = facts.read_host_file(path)? else {
+        return Ok(None);
     };
+    let text = String::from_utf8_lossy(&bytes);
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {path}"))?;
     Ok(value
@@ -220,14 +220,14 @@ mod tests {
     #[test]
     fn reads_log_max_size_from_daemon_json() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path());
-        assert_eq!(log_max_size(&root).unwrap(), None);
+        let facts = Facts::default().with_host_files_root(dir.path());
+        assert_eq!(log_max_size(&facts).unwrap(), None);
         std::fs::create_dir_all(dir.path().join("etc/docker")).unwrap();
         std::fs::write(
             dir.path().join("etc/docker/daemon.json"),
             r#"{"log-driver":"json-file","log-opts":{"max-size":"100m"}}"#,
         )
         .unwrap();
-        assert_eq!(log_max_size(&root).unwrap().as_deref(), Some("100m"));
+        assert_eq!(log_max_size(&facts).unwrap().as_deref(), Some("100m"));
     }
 }

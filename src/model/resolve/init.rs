@@ -151,6 +151,7 @@ pub fn resolve_file(
         &mut errors,
     );
 
+    crate::config::flags::name_flags(&mut errors, &flags.sources());
     InvalidInput::check(errors)?;
     let (Some(cluster), Some((advertise_address, detected))) = (cluster_spec, advertise) else {
         return Err(InvalidInput::one(
@@ -443,7 +444,13 @@ mod tests {
         f.service_cidr = Some("10.96.0.0/12 ,fd00:10:96::/112".into());
         let err = run(&f, &facts).unwrap_err();
         let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["networking.serviceSubnet", "networking.podSubnet"]);
+        assert_eq!(
+            fields,
+            [
+                "--service-cidr (networking.serviceSubnet)",
+                "--pod-network-cidr (networking.podSubnet)"
+            ]
+        );
         assert!(err.to_string().contains("without spaces"), "{err}");
     }
 
@@ -540,9 +547,9 @@ mod tests {
         let err = run(&f, &facts).unwrap_err();
         let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
         for expected in [
-            "networking.serviceSubnet",
-            "kubernetesVersion",
-            "nodeRegistration.name",
+            "--service-cidr (networking.serviceSubnet)",
+            "--kubernetes-version (kubernetesVersion)",
+            "--node-name (nodeRegistration.name)",
             "--skip-phases",
             "--token-ttl",
             "--upload-certs",

@@ -260,6 +260,10 @@ pub fn resolve_file(
             "not a readable directory",
         ));
     }
+    if flags.config.is_none() {
+        in_flag_terms(&mut errors);
+    }
+    crate::config::flags::name_flags(&mut errors, &flags.sources());
     InvalidInput::check(errors)?;
 
     let (role, local_api_endpoint) = match local_api {
@@ -326,6 +330,30 @@ pub fn resolve_file(
         },
         notices,
     })
+}
+
+/// Without `--config` the user gave flags, not a JoinConfiguration: the problems that concern the
+/// discovery as a whole say which flags to give instead of which fields to set.
+fn in_flag_terms(errors: &mut [FieldError]) {
+    for error in errors {
+        match error.field.as_str() {
+            "discovery.bootstrapToken.caCertHashes" => {
+                error.value = String::new();
+                error.reason = "token discovery without pinning the cluster CA can be unsafe: pass \
+                    --discovery-token-ca-cert-hash sha256:<hex of the CA's public key> (the join command \
+                    'kubestrap init' prints has it), or --discovery-token-unsafe-skip-ca-verification to \
+                    trust the cluster without it"
+                    .to_string();
+            }
+            "discovery" if error.value.is_empty() => {
+                error.reason =
+                    "give the cluster to join: the API server endpoint (host:port) with \
+                    --token and --discovery-token-ca-cert-hash, or --discovery-file"
+                        .to_string();
+            }
+            _ => {}
+        }
+    }
 }
 
 fn discovery_source(join: &JoinConfiguration) -> DiscoverySource {
@@ -407,7 +435,15 @@ mod tests {
         let mut unpinned = flags();
         unpinned.discovery_token_ca_cert_hash.clear();
         let err = run(Some("10.0.0.1:6443"), &unpinned, &facts).unwrap_err();
-        assert!(err.to_string().contains("caCertHashes"), "{err}");
+        assert_eq!(
+            err.errors[0].field,
+            "--discovery-token-ca-cert-hash (discovery.bootstrapToken.caCertHashes)"
+        );
+        assert!(
+            err.to_string()
+                .contains("--discovery-token-unsafe-skip-ca-verification"),
+            "{err}"
+        );
         let mut cp_only = flags();
         cp_only.certificate_key = Some("ab".repeat(32));
         let err = run(Some("10.0.0.1:6443"), &cp_only, &facts).unwrap_err();

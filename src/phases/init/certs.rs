@@ -1,4 +1,4 @@
-//! `init phase certs`: the cluster PKI (kubeadm-behaviour.md §2), one sub-phase per CA, leaf and the sa key.
+//! `init phase certs`: the cluster PKI, one sub-phase per CA, leaf and the sa key.
 
 use super::InitData;
 use crate::pki::store;

@@ -1,5 +1,5 @@
-//! Checks of state files under `--root`: files that must not exist, directories that must be empty,
-//! /etc/machine-id, and files the configuration points at.
+//! Checks of state files under `--root` (files that must not exist, directories that must be empty,
+//! files the configuration points at) and of the host's /etc/machine-id (a host fact).
 
 use super::super::Outcome;
 use super::super::context::Probe;
@@ -39,8 +39,8 @@ pub fn dir_empty(probe: &Probe, path: &NodePath) -> anyhow::Result<Outcome> {
 
 /// `MachineID`: /etc/machine-id holds 32 hexadecimal characters.
 pub fn machine_id(probe: &Probe) -> anyhow::Result<Outcome> {
-    let path = NodePath::new("/etc/machine-id");
-    let Some(bytes) = probe.host.read_optional(&path)? else {
+    let path = "/etc/machine-id";
+    let Some(bytes) = probe.facts().read_host_file(path)? else {
         return Ok(Outcome::Fail(format!("{path} does not exist")));
     };
     let text = String::from_utf8_lossy(&bytes);

@@ -96,11 +96,10 @@ pub fn init_process(facts: &Facts) -> anyhow::Result<String> {
     Ok(facts.read_proc("1/comm")?.trim().to_string())
 }
 
-const UNIT_DIRS: [&str; 3] = [
-    "/etc/systemd/system",
-    "/lib/systemd/system",
-    "/usr/lib/systemd/system",
-];
+/// The node's own unit directory: state under `--root` (where an admin's or kubestrap's units go).
+const LOCAL_UNIT_DIR: &str = "/etc/systemd/system";
+/// Where packages install units: the host's, not state under `--root`.
+const PACKAGED_UNIT_DIRS: [&str; 2] = ["/lib/systemd/system", "/usr/lib/systemd/system"];
 
 /// `Service-Kubelet`: the kubelet unit exists and is enabled (a `*.wants/kubelet.service` link).
 pub fn service(probe: &Probe) -> anyhow::Result<Outcome> {
@@ -110,14 +109,19 @@ pub fn service(probe: &Probe) -> anyhow::Result<Outcome> {
             "PID 1 is {init}, not systemd: there is no kubelet service to check"
         )));
     }
-    let unit = UNIT_DIRS
-        .iter()
-        .map(|d| NodePath::new(d).join("kubelet.service"))
-        .find(|p| probe.host.exists(p));
+    let local = NodePath::new(LOCAL_UNIT_DIR).join("kubelet.service");
+    let unit = if probe.host.exists(&local) {
+        Some(local.display_str())
+    } else {
+        PACKAGED_UNIT_DIRS
+            .iter()
+            .map(|d| format!("{d}/kubelet.service"))
+            .find(|p| probe.facts().host_file_exists(p))
+    };
     let Some(unit) = unit else {
         return Ok(Outcome::Fail("kubelet service does not exist".to_string()));
     };
-    let systemd_dir = probe.host.disk(&NodePath::new("/etc/systemd/system"));
+    let systemd_dir = probe.host.disk(&NodePath::new(LOCAL_UNIT_DIR));
     let enabled = std::fs::read_dir(&systemd_dir)
         .with_context(|| format!("listing {}", systemd_dir.display()))
         .map(|entries| {

@@ -8,7 +8,6 @@ use super::super::Outcome;
 use super::super::context::Probe;
 use crate::config::validate::is_dns1123_subdomain;
 use crate::host::facts::{InterfaceAddress, interface_addresses};
-use crate::host::paths::NodePath;
 
 /// `Hostname`: the node name is a valid DNS-1123 subdomain (error) and resolves (warning).
 pub fn hostname(probe: &Probe) -> anyhow::Result<Outcome> {
@@ -43,8 +42,9 @@ fn nameservers(text: &str) -> Vec<IpAddr> {
 
 /// `ResolvConf`: the resolv.conf the kubelet hands to pods names no loopback server.
 pub fn resolv_conf(probe: &Probe) -> anyhow::Result<Outcome> {
+    // The host's resolver configuration: a host fact, not state under --root.
     let path = &probe.node.kubelet().resolv_conf;
-    let Some(bytes) = probe.host.read_optional(path)? else {
+    let Some(bytes) = probe.facts().read_host_file(path.canonical())? else {
         return Ok(Outcome::Warn(format!(
             "{path} does not exist: pods get no upstream DNS servers"
         )));
@@ -64,8 +64,8 @@ pub fn resolv_conf(probe: &Probe) -> anyhow::Result<Outcome> {
         let list: Vec<String> = servers.iter().map(IpAddr::to_string).collect();
         return Ok(Outcome::Pass(format!("{path} lists {}", list.join(", "))));
     }
-    let resolved = NodePath::new("/run/systemd/resolve/resolv.conf");
-    let hint = match probe.host.read_optional(&resolved)? {
+    let resolved = "/run/systemd/resolve/resolv.conf";
+    let hint = match probe.facts().read_host_file(resolved)? {
         Some(b)
             if nameservers(&String::from_utf8_lossy(&b))
                 .iter()

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::super::Outcome;
 use super::super::context::Probe;
-use crate::host::paths::NodePath;
 use crate::host::runtime::{cri, docker};
 
 /// `CRI`: the runtime answers `Version` on the CRI socket.
@@ -127,7 +126,7 @@ pub fn docker_log_rotation(probe: &Probe) -> anyhow::Result<Outcome> {
         Err(unreachable) => return Ok(unreachable),
     };
     Ok(match info.logging_driver.as_str() {
-        "json-file" => match docker::log_max_size(probe.host.root())? {
+        "json-file" => match docker::log_max_size(probe.facts())? {
             Some(size) => Outcome::Pass(format!(
                 "the json-file log driver rotates at max-size {size}"
             )),
@@ -164,8 +163,8 @@ pub fn containerd_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
             probe.node.node.cri_socket
         )));
     }
-    let path = NodePath::new("/etc/containerd/config.toml");
-    let (systemd, source) = match probe.host.read_optional(&path)? {
+    let path = "/etc/containerd/config.toml";
+    let (systemd, source) = match probe.facts().read_host_file(path)? {
         None => (false, format!("containerd's default: there is no {path}")),
         Some(bytes) => match systemd_cgroup_setting(&String::from_utf8_lossy(&bytes)) {
             Some(value) => (value, format!("SystemdCgroup = {value} in {path}")),

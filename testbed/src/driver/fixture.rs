@@ -1,4 +1,4 @@
-//! A control plane's files in kubeadm's layout (kubeadm-behaviour.md §2–§4, §6.5), generated
+//! A control plane's files in kubeadm's layout, generated
 //! independently of kubestrap: for exercising the doubles on their own, and for the files a test
 //! writes itself (the bootstrap token, its RBAC, a node's bootstrap kubeconfig).
 
