@@ -27,6 +27,9 @@ pub enum StoreError {
     NotFound,
     #[error("etcd: {0}")]
     Unavailable(String),
+    /// A read at a revision etcd has compacted away.
+    #[error("required revision {0} has been compacted")]
+    Compacted(i64),
 }
 
 /// One stored object and its revision.
@@ -130,6 +133,26 @@ impl Etcd {
             )
             .await?;
         Ok((kvs(&response)?, header_revision(&response)))
+    }
+
+    /// Every object under `prefix` as it was at `revision` (what a watch from that resourceVersion
+    /// starts from). A revision ahead of etcd's reads as the current state.
+    pub async fn list_at(&self, prefix: &str, revision: i64) -> Result<Vec<Stored>, StoreError> {
+        let range = json!({
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_end(prefix)),
+            "revision": revision.to_string(),
+        });
+        match self.call("kv/range", &range).await {
+            Ok(response) => kvs(&response),
+            Err(StoreError::Unavailable(text)) if text.contains("has been compacted") => {
+                Err(StoreError::Compacted(revision))
+            }
+            Err(StoreError::Unavailable(text)) if text.contains("future revision") => {
+                Ok(self.list(prefix).await?.0)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Stores a new object; fails with AlreadyExists when the key is taken.

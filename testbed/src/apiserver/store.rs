@@ -97,6 +97,24 @@ impl Server {
         Ok((items, revision))
     }
 
+    /// All objects of a type as they were at `revision`; `Err(Compacted)` when that is history etcd
+    /// no longer keeps.
+    pub async fn list_at(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        revision: i64,
+    ) -> Result<Vec<Value>, StoreError> {
+        let items = self
+            .etcd
+            .list_at(&rt.list_prefix(&self.opts.etcd_prefix, namespace), revision)
+            .await?;
+        Ok(items
+            .into_iter()
+            .map(|s| with_version(s.object, s.revision))
+            .collect())
+    }
+
     /// Stores a new object: sets uid, creationTimestamp, apiVersion/kind; 409 when it exists.
     pub async fn insert(
         &self,

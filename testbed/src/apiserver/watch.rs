@@ -1,5 +1,7 @@
 //! Watches, served by polling etcd and streaming the differences as watch events (ADDED, MODIFIED,
-//! DELETED), one JSON object per line as the real server streams them.
+//! DELETED), one JSON object per line as the real server streams them. A watch from a resourceVersion
+//! starts from the state at that revision, so what changed since (between a client's list and its
+//! watch) is streamed too; a compacted revision is the real server's `410 Expired` ERROR event.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -16,8 +18,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::Server;
+use super::etcd::StoreError;
 use super::registry::ResourceType;
 use super::selectors::{self, Query};
+use super::status::ApiError;
 use super::table;
 use crate::common::serve::Body;
 
@@ -62,6 +66,35 @@ async fn snapshot(
     selectors::filter(items, query).ok().map(uid_map)
 }
 
+/// What the client already knows when it watches from `revision`: the state at that revision.
+async fn snapshot_at(
+    server: &Server,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    query: &Query,
+    revision: i64,
+) -> Result<BTreeMap<String, Value>, Value> {
+    match server.list_at(rt, ns, revision).await {
+        Ok(items) => selectors::filter(items, query)
+            .map(uid_map)
+            .map_err(|e| e.body()),
+        Err(StoreError::Compacted(_)) => {
+            let current = server
+                .list(rt, ns)
+                .await
+                .map(|(_, rev)| rev)
+                .unwrap_or_default();
+            Err(ApiError::new(
+                410,
+                "Expired",
+                format!("too old resource version: {revision} ({current})"),
+            )
+            .body())
+        }
+        Err(e) => Err(ApiError::from(e).body()),
+    }
+}
+
 pub fn stream(
     server: Arc<Server>,
     rt: ResourceType,
@@ -85,20 +118,41 @@ pub fn stream(
             line.push('\n');
             Bytes::from(line)
         };
-        let replay = matches!(query.get("resourceVersion"), None | Some("") | Some("0"));
-        let Some(mut known) = snapshot(&server, &rt, ns.as_deref(), &query).await else {
-            return;
-        };
-        if replay {
-            for obj in known.values() {
-                if tx.send(event("ADDED", obj)).await.is_err() {
+        let since = query
+            .get("resourceVersion")
+            .and_then(|rv| rv.parse::<i64>().ok())
+            .filter(|rv| *rv > 0);
+        let mut known = match since {
+            None => {
+                let Some(known) = snapshot(&server, &rt, ns.as_deref(), &query).await else {
                     return;
+                };
+                for obj in known.values() {
+                    if tx.send(event("ADDED", obj)).await.is_err() {
+                        return;
+                    }
+                }
+                known
+            }
+            Some(revision) => {
+                match snapshot_at(&server, &rt, ns.as_deref(), &query, revision).await {
+                    Ok(known) => known,
+                    Err(status) => {
+                        let line = format!("{}\n", json!({"type": "ERROR", "object": status}));
+                        let _ = tx.send(Bytes::from(line)).await;
+                        return;
+                    }
                 }
             }
-        }
+        };
+        let mut first = true;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
         while tokio::time::Instant::now() < deadline && !tx.is_closed() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // The first round streams what changed since the client's revision at once.
+            if !first {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            first = false;
             let Some(now) = snapshot(&server, &rt, ns.as_deref(), &query).await else {
                 continue;
             };
