@@ -91,8 +91,14 @@ pub fn finish(host: &Host, result: anyhow::Result<()>) -> anyhow::Result<()> {
                     let mut removed = 0;
                     for u in &undone {
                         match u {
-                            Undone::Removed(_) | Undone::Restored(_) => removed += 1,
+                            Undone::Removed(_)
+                            | Undone::Restored(_)
+                            | Undone::ObjectDeleted(_)
+                            | Undone::ObjectRestored(_) => removed += 1,
                             Undone::Kept(path, why) => ui.warn(format!("[rollback] kept {path}: {why}")),
+                            Undone::ObjectKept(target, why) => {
+                                ui.warn(format!("[rollback] kept {target}: {why}"))
+                            }
                             Undone::Foreign { kind, target } => {
                                 ui.warn(format!("[rollback] {kind} {target} is left for 'kubestrap reset'"))
                             }

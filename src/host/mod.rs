@@ -19,6 +19,7 @@ pub mod mounts;
 pub mod netfilter;
 pub mod netns;
 pub mod paths;
+pub mod plan;
 pub mod routes;
 pub mod runtime;
 pub mod services;
@@ -29,7 +30,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -71,7 +72,30 @@ pub enum Undone {
         kind: String,
         target: String,
     },
+    /// An API object the run created, deleted (named as the cluster gateway's plan names it).
+    ObjectDeleted(String),
+    /// An API object the run changed or deleted, put back from its journaled copy.
+    ObjectRestored(String),
+    /// An API object left as it is, with the reason.
+    ObjectKept(String, String),
     Nothing,
+}
+
+/// Undoes journal entries that are not the file system's (the cluster gateway registers its client as
+/// one), so that rolling back a run reaches every effect it journaled.
+pub trait Undoer: Send + Sync {
+    /// `None` when the entry is not this undoer's to undo.
+    fn undo(&self, host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>>;
+}
+
+/// The registered undoers, newest last.
+#[derive(Default)]
+struct Undoers(Mutex<Vec<Arc<dyn Undoer>>>);
+
+impl std::fmt::Debug for Undoers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Undoers({})", lock(&self.0).len())
+    }
 }
 
 #[derive(Debug)]
@@ -85,6 +109,7 @@ pub struct Host {
     overlay: Mutex<BTreeMap<NodePath, Vec<u8>>>,
     overlay_dirs: Mutex<BTreeMap<NodePath, u32>>,
     plan: Mutex<Vec<Planned>>,
+    undoers: Undoers,
 }
 
 impl Host {
@@ -98,6 +123,7 @@ impl Host {
             overlay: Mutex::new(BTreeMap::new()),
             overlay_dirs: Mutex::new(BTreeMap::new()),
             plan: Mutex::new(Vec::new()),
+            undoers: Undoers::default(),
         }
     }
 
@@ -276,23 +302,39 @@ impl Host {
     }
 
     fn back_up(&self, path: &NodePath) -> anyhow::Result<NodePath> {
-        let run = self.run_id().unwrap_or_else(|| "unjournaled".to_string());
         let relative = path
             .canonical()
             .strip_prefix("/")
-            .unwrap_or(path.canonical());
-        let backup = NodePath::new(well_known::STATE_DIR)
+            .unwrap_or(path.canonical())
+            .display()
+            .to_string();
+        let bytes = fs::read(self.disk(path)).with_context(|| format!("backing up {path}"))?;
+        self.save_backup(&relative, &bytes)
+            .with_context(|| format!("writing backup of {path}"))
+    }
+
+    /// Saves a copy of something a run is about to change under this run's backup directory
+    /// (`<state>/backups/<run>/<relative>`, 0600 in 0700 directories); returns where. A name used
+    /// before in this run gets a numbered suffix, so every copy is kept.
+    pub fn save_backup(&self, relative: &str, bytes: &[u8]) -> anyhow::Result<NodePath> {
+        let run = self.run_id().unwrap_or_else(|| "unjournaled".to_string());
+        let base = NodePath::new(well_known::STATE_DIR)
             .join("backups")
             .join(run)
-            .join(relative);
+            .join(relative.trim_start_matches('/'));
+        let mut backup = base.clone();
+        let mut copy = 1;
+        while self.disk(&backup).exists() {
+            backup = NodePath::new(format!("{}.{copy}", base.display_str()));
+            copy += 1;
+        }
         let backup_disk = self.disk(&backup);
         if let Some(dir) = backup_disk.parent() {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         }
-        let bytes = fs::read(self.disk(path)).with_context(|| format!("backing up {path}"))?;
-        write_atomically(&backup_disk, &bytes, 0o600)
-            .with_context(|| format!("writing backup of {path}"))?;
+        write_atomically(&backup_disk, bytes, 0o600)
+            .with_context(|| format!("writing backup {backup}"))?;
         Ok(backup)
     }
 
@@ -354,8 +396,41 @@ impl Host {
                 kind: kind.clone(),
                 target: target.clone(),
             }),
+            Entry::ApiObject {
+                api_version,
+                kind,
+                namespace,
+                name,
+                ..
+            } => Ok(Undone::Foreign {
+                kind: "api-object".to_string(),
+                target: format!(
+                    "{api_version} {kind} {}{name}",
+                    namespace
+                        .as_ref()
+                        .map(|ns| format!("{ns}/"))
+                        .unwrap_or_default()
+                ),
+            }),
             Entry::RunStart { .. } | Entry::RunEnd { .. } => Ok(Undone::Nothing),
         }
+    }
+
+    /// Lets `undoer` undo the entries of this run that are not the file system's (newest
+    /// registration first).
+    pub fn register_undoer(&self, undoer: Arc<dyn Undoer>) {
+        lock(&self.undoers.0).push(undoer);
+    }
+
+    /// Undoes one entry: a registered undoer's if one takes it, else [`Host::undo`].
+    pub fn undo_any(&self, entry: &Entry) -> anyhow::Result<Undone> {
+        let undoers: Vec<Arc<dyn Undoer>> = lock(&self.undoers.0).iter().rev().cloned().collect();
+        for undoer in undoers {
+            if let Some(result) = undoer.undo(self, entry) {
+                return result;
+            }
+        }
+        self.undo(entry)
     }
 
     /// Rolls back this command's own run (after a failure): undoes its entries in reverse.
@@ -366,7 +441,7 @@ impl Host {
         let records = journal::read(&self.root)?;
         let mut undone = Vec::new();
         for record in journal::run_records(&records, &run).into_iter().rev() {
-            undone.push(self.undo(&record.entry)?);
+            undone.push(self.undo_any(&record.entry)?);
         }
         self.finish_journal(Outcome::RolledBack)?;
         Ok(undone)
