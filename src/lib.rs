@@ -1,6 +1,7 @@
 //! kubestrap: bootstraps Kubernetes clusters the way kubeadm does (init, join, reset).
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod etcd;
