@@ -3,8 +3,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::connection::Connection;
+use super::connection::{CONNECT_TIMEOUT, Connection};
 use super::error::ClusterError;
 use super::retry::Retry;
 
@@ -35,8 +36,16 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Builds the client; nothing is sent until the first call.
     pub fn connect(connection: &Connection) -> Result<Client, ClusterError> {
+        Client::connect_within(connection, CONNECT_TIMEOUT)
+    }
+
+    /// Builds the client with a bound on each TCP+TLS connection attempt.
+    pub fn connect_within(
+        connection: &Connection,
+        connect_timeout: Duration,
+    ) -> Result<Client, ClusterError> {
         outside_runtime()?;
-        let config = connection.kube_config()?;
+        let config = connection.kube_config(connect_timeout)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -102,5 +111,62 @@ fn outside_runtime() -> Result<(), ClusterError> {
             "call it from a plain thread, e.g. through tokio::task::spawn_blocking".into(),
         )),
         Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::connection::Credentials;
+    use crate::cluster::{ClusterError, Gateway, Retry};
+    use crate::host::{Facts, Host, Root};
+    use crate::output::Ui;
+    use k8s_openapi::api::core::v1::Node;
+
+    fn closed_port() -> Connection {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        Connection {
+            server: format!("https://127.0.0.1:{port}"),
+            ca_pem: None,
+            insecure_skip_tls_verify: false,
+            tls_server_name: None,
+            credentials: Credentials::Anonymous,
+            source: "test".into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_until_the_deadline_then_named() {
+        let connection = closed_port();
+        let client = Client::connect(&connection)
+            .unwrap()
+            .with_retry(Retry::within(Duration::from_millis(700)));
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(Root::new(dir.path()), Facts::default(), false, Ui::default());
+        let gateway = Gateway::new(&host, client);
+        let started = std::time::Instant::now();
+        let err = gateway.get::<Node>(None, "n1").unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(500), "{err}");
+        let ClusterError::Transport { attempts, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(*attempts > 1, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("reading Node \"n1\" at {}: ", connection.server)),
+            "{text}"
+        );
+        assert!(text.contains("onnection refused"), "{text}");
+    }
+
+    #[test]
+    fn blocking_calls_are_refused_inside_an_async_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = runtime.block_on(async { Client::connect(&closed_port()).unwrap_err() });
+        assert!(matches!(err, ClusterError::InsideRuntime(_)), "{err:?}");
     }
 }

@@ -59,7 +59,10 @@ pub struct Connection {
 impl Connection {
     /// kube's client configuration for this connection. kube's own retries are off: the gateway
     /// retries (see `retry`), with its own idea of what is transient.
-    pub(crate) fn kube_config(&self) -> Result<kube::Config, ClusterError> {
+    pub(crate) fn kube_config(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<kube::Config, ClusterError> {
         let bad = |reason: String| ClusterError::Connection {
             source_name: self.source.clone(),
             reason,
@@ -75,7 +78,7 @@ impl Connection {
             .parse()
             .map_err(|e| bad(format!("the server {:?} is not a URL: {e}", self.server)))?;
         let mut config = kube::Config::new(url);
-        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        config.connect_timeout = Some(connect_timeout);
         config.default_retry = false;
         config.accept_invalid_certs = self.insecure_skip_tls_verify;
         config.tls_server_name = self.tls_server_name.clone();
@@ -123,14 +126,16 @@ mod tests {
 
     #[test]
     fn a_server_that_is_not_a_url_names_the_kubeconfig() {
-        let err = connection("10.0.0.1:6443").kube_config().unwrap_err();
+        let err = connection("10.0.0.1:6443")
+            .kube_config(CONNECT_TIMEOUT)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "/etc/kubernetes/bootstrap-kubelet.conf: the server \"10.0.0.1:6443\" is not an http(s) URL"
         );
         let mut bad_ca = connection("https://10.0.0.1:6443");
         bad_ca.ca_pem = Some(b"not pem".to_vec());
-        let err = bad_ca.kube_config().unwrap_err().to_string();
+        let err = bad_ca.kube_config(CONNECT_TIMEOUT).unwrap_err().to_string();
         assert!(err.contains("holds no certificate"), "{err}");
     }
 
@@ -143,7 +148,7 @@ mod tests {
             key_pem: b"-----BEGIN PRIVATE KEY-----".to_vec(),
         };
         assert!(!format!("{c:?}").contains("PRIVATE"));
-        let config = c.kube_config().unwrap();
+        let config = c.kube_config(CONNECT_TIMEOUT).unwrap();
         assert_eq!(config.cluster_url.to_string(), "https://10.0.0.1:6443/");
         assert!(!config.default_retry);
     }

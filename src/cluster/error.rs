@@ -42,6 +42,10 @@ pub enum ClusterError {
     /// An object or manifest the gateway cannot act on (no name, no kind, not YAML…).
     #[error("{0}")]
     Invalid(String),
+    /// The journal entry or the backup copy that must precede a change could not be written; the
+    /// change was not sent.
+    #[error("{0}")]
+    Journal(String),
     /// The blocking API was called from inside an async runtime, where it would deadlock.
     #[error("the cluster gateway's blocking calls cannot run inside an async runtime ({0})")]
     InsideRuntime(String),

@@ -75,10 +75,10 @@ impl std::fmt::Debug for Gateway<'_> {
 }
 
 impl<'h> Gateway<'h> {
-    /// A gateway that talks to the API server through `client`. When the host journals this run,
-    /// the client is registered to undo the run's API changes if it is rolled back.
+    /// A gateway that talks to the API server through `client`, which is registered with the host
+    /// to undo the run's API changes if the run is rolled back.
     pub fn new(host: &'h Host, client: Client) -> Gateway<'h> {
-        if !host.dry_run() && host.run_id().is_some() {
+        if !host.dry_run() {
             host.register_undoer(Arc::new(client.clone()));
         }
         Gateway {
@@ -336,7 +336,7 @@ impl<'h> Gateway<'h> {
                 change,
             })
             .map_err(|e| {
-                ClusterError::Invalid(format!("journaling a change of {}: {e:#}", at.describe()))
+                ClusterError::Journal(format!("journaling a change of {}: {e:#}", at.describe()))
             })
     }
 
@@ -365,7 +365,7 @@ impl<'h> Gateway<'h> {
             .map_err(|e| ClusterError::Invalid(format!("copying {}: {e}", at.describe())))?;
         self.host
             .save_backup(&relative, &bytes)
-            .map_err(|e| ClusterError::Invalid(format!("backing up {}: {e:#}", at.describe())))
+            .map_err(|e| ClusterError::Journal(format!("backing up {}: {e:#}", at.describe())))
     }
 
     // ---- waiting ----
@@ -502,4 +502,124 @@ fn normalised(object: &Value, at: &ObjectRef) -> Value {
         }
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Facts, Root};
+    use crate::output::Ui;
+    use k8s_openapi::api::core::v1::{ConfigMap, Node};
+    use serde_json::json;
+
+    fn host(dir: &std::path::Path, dry_run: bool) -> Host {
+        Host::new(Root::new(dir), Facts::default(), dry_run, Ui::default())
+    }
+
+    #[test]
+    fn a_dry_run_without_a_server_plans_every_change_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path(), true);
+        assert_eq!(h.start_journal("init").unwrap(), None);
+        let gateway = Gateway::planning(&h).unwrap();
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "kubeadm-config", "namespace": "kube-system"}, "data": {"k": "v"}})).unwrap();
+        let echoed = gateway.create(&cm).unwrap();
+        assert_eq!(echoed, cm);
+        gateway.apply(&cm).unwrap();
+        assert_eq!(
+            gateway
+                .patch::<ConfigMap>(
+                    Some("kube-system"),
+                    "kubeadm-config",
+                    &Patch::Json(json!([]))
+                )
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            gateway.delete::<Node>(None, "n1").unwrap(),
+            Deletion::Planned
+        );
+        let manifest = "apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-flannel}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: kube-flannel-ds, namespace: kube-flannel}\n";
+        assert_eq!(
+            gateway.apply_manifest(manifest).unwrap(),
+            vec![
+                "v1 Namespace kube-flannel",
+                "apps/v1 DaemonSet kube-flannel/kube-flannel-ds"
+            ]
+        );
+        assert_eq!(
+            gateway
+                .get::<ConfigMap>(Some("kube-system"), "kubeadm-config")
+                .unwrap(),
+            None
+        );
+        let started = std::time::Instant::now();
+        gateway
+            .wait_for_node_ready("n1", Duration::from_secs(60))
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let plan: Vec<(String, String)> = gateway
+            .plan()
+            .into_iter()
+            .map(|i| {
+                assert_eq!(i.kind, Kind::ApiObject);
+                (i.target, i.reason)
+            })
+            .collect();
+        let apply = "server-side apply (field manager kubestrap)".to_string();
+        assert_eq!(
+            plan,
+            vec![
+                (
+                    "v1 ConfigMap kube-system/kubeadm-config".to_string(),
+                    "create".to_string()
+                ),
+                (
+                    "v1 ConfigMap kube-system/kubeadm-config".to_string(),
+                    apply.clone()
+                ),
+                (
+                    "v1 ConfigMap kube-system/kubeadm-config".to_string(),
+                    "JSON patch".to_string()
+                ),
+                ("v1 Node n1".to_string(), "delete".to_string()),
+                ("v1 Namespace kube-flannel".to_string(), apply.clone()),
+                (
+                    "apps/v1 DaemonSet kube-flannel/kube-flannel-ds".to_string(),
+                    apply
+                ),
+            ]
+        );
+        let json = serde_json::to_value(&gateway.plan()[3]).unwrap();
+        assert_eq!(
+            json,
+            json!({"kind": "api-object", "target": "v1 Node n1", "reason": "delete"})
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "a dry run writes nothing"
+        );
+    }
+
+    #[test]
+    fn only_a_dry_run_may_go_without_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = host(dir.path(), false);
+        assert!(Gateway::planning(&real).is_err());
+    }
+
+    #[test]
+    fn typed_objects_need_their_namespace_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path(), true);
+        let gateway = Gateway::planning(&h).unwrap();
+        let nameless = ConfigMap::default();
+        assert!(gateway.create(&nameless).is_err());
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+        let err = gateway.apply(&cm).unwrap_err().to_string();
+        assert!(err.contains("namespaced but no namespace"), "{err}");
+        assert!(gateway.plan().is_empty());
+    }
 }

@@ -160,10 +160,7 @@ pub fn qualified(namespace: Option<&str>, name: &str) -> String {
     }
 }
 
-/// `<apiVersion> <Kind> <namespace>/<name>`: how plans, reports and the journal name an object.
-pub fn target(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> String {
-    format!("{api_version} {kind} {}", qualified(namespace, name))
-}
+pub use crate::host::plan::api_object_target as target;
 
 /// What a manifest document says about itself: apiVersion, kind, namespace, name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::FIELD_MANAGER;
 use super::calls;
 use super::client::Client;
 use super::discovery::Discovery;
@@ -43,11 +44,24 @@ pub fn undo_entry(client: &Client, host: &Host, entry: &Entry) -> anyhow::Result
         Err(e) => return Err(e.into()),
     };
     match change {
-        ApiChange::Created => Ok(if client.block_on(calls::delete(client, &at))?? {
-            Undone::ObjectDeleted(shown)
-        } else {
-            Undone::Nothing
-        }),
+        ApiChange::Created => {
+            let Some(current) = client.block_on(calls::get(client, &at))?? else {
+                return Ok(Undone::Nothing);
+            };
+            if let Some(managers) = foreign_managers(&current) {
+                return Ok(Undone::ObjectKept(
+                    shown,
+                    format!(
+                        "it was not created by kubestrap after all (its field managers: {managers})"
+                    ),
+                ));
+            }
+            Ok(if client.block_on(calls::delete(client, &at))?? {
+                Undone::ObjectDeleted(shown)
+            } else {
+                Undone::Nothing
+            })
+        }
         ApiChange::Updated { backup } | ApiChange::Deleted { backup } => {
             let Some(prior) = read_backup(host, backup)? else {
                 return Ok(Undone::ObjectKept(
@@ -68,6 +82,21 @@ pub fn undo_entry(client: &Client, host: &Host, entry: &Entry) -> anyhow::Result
             Ok(Undone::ObjectRestored(shown))
         }
     }
+}
+
+/// The field managers of an object none of whose fields kubestrap manages — someone else created it
+/// between the gateway's read and its create. None when kubestrap is a manager, or the server keeps no
+/// managedFields.
+fn foreign_managers(object: &Value) -> Option<String> {
+    let managers: Vec<&str> = object["metadata"]["managedFields"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    if managers.is_empty() || managers.contains(&FIELD_MANAGER) {
+        return None;
+    }
+    Some(managers.join(", "))
 }
 
 fn read_backup(host: &Host, backup: &NodePath) -> anyhow::Result<Option<Value>> {
@@ -149,6 +178,15 @@ impl Undoer for Client {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_object_someone_else_made_is_not_deleted_as_ours() {
+        let ours = json!({"metadata": {"managedFields": [{"manager": "kubestrap", "operation": "Apply"}, {"manager": "kube-controller-manager", "operation": "Update"}]}});
+        assert_eq!(foreign_managers(&ours), None);
+        let theirs = json!({"metadata": {"managedFields": [{"manager": "kubectl-create", "operation": "Update"}]}});
+        assert_eq!(foreign_managers(&theirs).as_deref(), Some("kubectl-create"));
+        assert_eq!(foreign_managers(&json!({"metadata": {}})), None);
+    }
 
     #[test]
     fn a_restored_copy_drops_what_the_server_sets() {

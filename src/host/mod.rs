@@ -404,13 +404,7 @@ impl Host {
                 ..
             } => Ok(Undone::Foreign {
                 kind: "api-object".to_string(),
-                target: format!(
-                    "{api_version} {kind} {}{name}",
-                    namespace
-                        .as_ref()
-                        .map(|ns| format!("{ns}/"))
-                        .unwrap_or_default()
-                ),
+                target: plan::api_object_target(api_version, kind, namespace.as_deref(), name),
             }),
             Entry::RunStart { .. } | Entry::RunEnd { .. } => Ok(Undone::Nothing),
         }
@@ -532,6 +526,82 @@ mod tests {
         assert!(!h.disk(&fresh).exists());
         assert!(!h.disk(&NodePath::new("/etc/kubernetes/pki")).exists());
         assert!(h.disk(&NodePath::new("/etc/kubernetes")).exists());
+    }
+
+    /// Stands in for the cluster gateway's client: takes API entries, records what it saw.
+    struct FakeApi(Mutex<Vec<String>>);
+
+    impl Undoer for FakeApi {
+        fn undo(&self, _host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>> {
+            let Entry::ApiObject { name, .. } = entry else {
+                return None;
+            };
+            lock(&self.0).push(name.clone());
+            Some(Ok(Undone::ObjectDeleted(name.clone())))
+        }
+    }
+
+    #[test]
+    fn a_rollback_hands_foreign_entries_to_registered_undoers_in_reverse_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path(), false);
+        h.start_journal("init").unwrap();
+        let api = Arc::new(FakeApi(Mutex::new(Vec::new())));
+        h.register_undoer(api.clone());
+        let file = NodePath::new("/etc/kubernetes/admin.conf");
+        h.write_file(&file, b"conf", 0o600).unwrap();
+        for name in ["first", "second"] {
+            h.journal(Entry::ApiObject {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: Some("default".into()),
+                name: name.into(),
+                change: journal::ApiChange::Created,
+            })
+            .unwrap();
+        }
+        let undone = h.roll_back_run().unwrap();
+        assert_eq!(*lock(&api.0), vec!["second", "first"]);
+        assert_eq!(undone[0], Undone::ObjectDeleted("second".into()));
+        assert!(undone.contains(&Undone::Removed(file.clone())));
+        assert!(!h.disk(&file).exists());
+
+        // Without an undoer, an API entry is left for someone else and named.
+        let other = host(dir.path(), false);
+        let entry = Entry::ApiObject {
+            api_version: "apps/v1".into(),
+            kind: "DaemonSet".into(),
+            namespace: Some("kube-system".into()),
+            name: "kube-proxy".into(),
+            change: journal::ApiChange::Created,
+        };
+        assert_eq!(
+            other.undo_any(&entry).unwrap(),
+            Undone::Foreign {
+                kind: "api-object".into(),
+                target: "apps/v1 DaemonSet kube-system/kube-proxy".into()
+            }
+        );
+    }
+
+    #[test]
+    fn backups_of_the_same_name_are_all_kept_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path(), false);
+        h.start_journal("init").unwrap();
+        let first = h
+            .save_backup("api/core/v1/configmaps/default/x.json", b"1")
+            .unwrap();
+        let second = h
+            .save_backup("api/core/v1/configmaps/default/x.json", b"2")
+            .unwrap();
+        assert_ne!(first, second);
+        assert_eq!(fs::read(h.disk(&first)).unwrap(), b"1");
+        assert_eq!(fs::read(h.disk(&second)).unwrap(), b"2");
+        let meta = fs::metadata(h.disk(&second)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        let dir_meta = fs::metadata(h.disk(&second.parent().unwrap())).unwrap();
+        assert_eq!(dir_meta.mode() & 0o777, 0o700);
     }
 
     #[test]

@@ -45,3 +45,17 @@ impl Item {
         }
     }
 }
+
+/// How plans, reports and the journal name an API object: `<apiVersion> <Kind> [<namespace>/]<name>`
+/// (`v1 ConfigMap kube-system/kubeadm-config`, `v1 Node node2`).
+pub fn api_object_target(
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> String {
+    match namespace {
+        Some(ns) => format!("{api_version} {kind} {ns}/{name}"),
+        None => format!("{api_version} {kind} {name}"),
+    }
+}

@@ -44,9 +44,9 @@ fn kubelet_identity(data: &ResetData) -> Option<String> {
         .map(str::to_string)
 }
 
-/// How long reset keeps trying to reach the API server (a restarting one answers within it; a
-/// dead one must not hold reset up).
-const API_RETRY: Duration = Duration::from_secs(10);
+/// How long reset keeps trying to reach the API server, and each connection attempt's bound: a
+/// restarting server answers within it, a dead or unroutable one does not hold reset up.
+const API_RETRY: Duration = Duration::from_secs(5);
 
 /// Deletes the Node object through the cluster gateway with admin.conf's credentials. A missing
 /// admin.conf is skipped; an API server that does not answer is only a warning, as with kubeadm.
@@ -69,7 +69,7 @@ pub fn delete_node(data: &mut ResetData) {
             Ok(gateway.plan())
         })
     } else {
-        Client::connect(&connection).and_then(|client| {
+        Client::connect_within(&connection, API_RETRY).and_then(|client| {
             let gateway = Gateway::new(&data.host, client.with_retry(Retry::within(API_RETRY)));
             match gateway.delete::<Node>(None, &name)? {
                 Deletion::Deleted => Ok(vec![Item::new(
