@@ -144,7 +144,12 @@ mod tests {
             .unwrap()
             .with_retry(Retry::within(Duration::from_millis(700)));
         let dir = tempfile::tempdir().unwrap();
-        let host = Host::new(Root::new(dir.path()), Facts::default(), false, Ui::default());
+        let host = Host::new(
+            Root::new(dir.path()),
+            Facts::default(),
+            false,
+            Ui::default(),
+        );
         let gateway = Gateway::new(&host, client);
         let started = std::time::Instant::now();
         let err = gateway.get::<Node>(None, "n1").unwrap_err();
