@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -17,7 +18,7 @@ use kubestrap::host::journal::{self, ApiChange, Entry, Outcome};
 use kubestrap::host::plan::Kind;
 use kubestrap::host::{Facts, Host, NodePath, Root, Undone};
 use kubestrap::output::Ui;
-use kubestrap_testbed::driver::fixture::{ClusterSettings, ControlPlane};
+use kubestrap_testbed::driver::fixture::{self, ClusterSettings, ControlPlane};
 use kubestrap_testbed::driver::scenario::{self, ADMIN, SUPER_ADMIN};
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node as TestbedNode, wait_until};
 use serde::de::DeserializeOwned;
@@ -118,7 +119,8 @@ fn the_cluster_gateway_against_the_api_server_double() -> Result<()> {
         Ok(scenario::node_names(node, ADMIN)? == ["node1"])
     })?;
 
-    let steps: [(&str, Step); 5] = [
+    let steps: [(&str, Step); 6] = [
+        ("credentials", each_kubeconfig_is_its_own_user),
         (
             "watch from a resourceVersion",
             watches_start_from_the_revision_they_name,
@@ -138,6 +140,59 @@ fn the_cluster_gateway_against_the_api_server_double() -> Result<()> {
     }
     cluster.teardown()?;
     Ok(())
+}
+
+/// kubelet.conf (a node's client certificate) and a bootstrap kubeconfig (a token) reach the server as
+/// their own users; what RBAC forbids fails at once, without retries.
+fn each_kubeconfig_is_its_own_user(node: &TestbedNode) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = host_with_admin_conf(node, dir.path(), false)?;
+    let kubelet_conf = NodePath::new("/etc/kubernetes/kubelet.conf");
+    std::fs::write(
+        host.disk(&kubelet_conf),
+        node.read_file("/etc/kubernetes/kubelet.conf")?,
+    )?;
+    let kubelet = kubestrap::kubeconfig::connection::connection(&host, &kubelet_conf)?
+        .context("kubelet.conf was written")?;
+    let as_node = Gateway::new(&host, Client::connect(&kubelet)?);
+    ensure!(
+        as_node.get::<Node>(None, "node1")?.is_some(),
+        "a node reads its own Node"
+    );
+    let started = Instant::now();
+    let denied = as_node
+        .list::<Secret>(Some("kube-system"), None)
+        .unwrap_err();
+    ensure!(
+        denied.code() == Some(403) && started.elapsed() < Duration::from_secs(2),
+        "a forbidden call is final at once: {denied}"
+    );
+
+    let token = "gwtest.0123456789abcdef";
+    scenario::admit_token(node, token)?;
+    let text = fixture::bootstrap_kubeconfig(
+        &cp_server(node),
+        &node.read_string("/etc/kubernetes/pki/ca.crt")?,
+        token,
+    )?;
+    let config = kubestrap::kubeconfig::KubeConfig::parse(&text)?;
+    let bootstrap = kubestrap::kubeconfig::connection::from_config(
+        &host,
+        &NodePath::new("/etc/kubernetes/bootstrap-kubelet.conf"),
+        &config,
+    )?;
+    let as_token = Gateway::new(&host, Client::connect(&bootstrap)?);
+    as_token.list::<CertificateSigningRequest>(None, None)?;
+    let err = as_token.get::<Node>(None, "node1").unwrap_err().to_string();
+    ensure!(
+        err.contains("system:bootstrap:gwtest") && err.contains("(HTTP 403, Forbidden)"),
+        "{err}"
+    );
+    Ok(())
+}
+
+fn cp_server(node: &TestbedNode) -> String {
+    ClusterSettings::for_node(node).server()
 }
 
 /// The double's watch from a resourceVersion streams what changed since that revision (kube's watcher
