@@ -70,11 +70,21 @@ pub async fn create(client: &Client, obj: &ObjectRef, body: &Value) -> Result<Va
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PostParams::default()
     };
-    let created = retrying(client.retry(), &what("creating", client, obj), || {
+    let tries = std::cell::Cell::new(0u32);
+    let result = retrying(client.retry(), &what("creating", client, obj), || {
+        tries.set(tries.get() + 1);
         api.create(&params, &object)
     })
-    .await?;
-    to_value(created, obj)
+    .await;
+    match result {
+        Ok(created) => to_value(created, obj),
+        // An earlier try got no answer but was carried out: the object is the one it created.
+        Err(e) if e.is_already_exists() && tries.get() > 1 => match get(client, obj).await? {
+            Some(existing) => Ok(existing),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Server-side apply as field manager `kubestrap`, forcing conflicts: kubestrap owns what it
