@@ -664,51 +664,62 @@ fn waits_end_when_the_condition_holds_or_name_what_they_awaited(node: &TestbedNo
     )?;
     gateway.wait_for_node_ready("node1", Duration::from_secs(60))?;
 
-    // No DaemonSet controller answers in this cluster: the status is written as one would write it.
-    let (.., daemonset) = objects()?;
-    gateway.apply(&daemonset)?;
+    // The controller manager's DaemonSet controller judges the rollout. The DaemonSet tolerates node1's
+    // taint, so its pod is scheduled there, and its image is one no testbed node runs: it never becomes
+    // available, and the wait times out.
+    let rollout: DaemonSet = typed(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "gw-rollout", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "gw-rollout"}},
+                 "template": {"metadata": {"labels": {"app": "gw-rollout"}},
+                              "spec": {"tolerations": [{"operator": "Exists"}],
+                                       "containers": [{"name": "agent", "image": "registry.k8s.io/kubestrap-test/never-pulled:1"}]}}}}))?;
+    gateway.apply(&rollout)?;
     let err = gateway
-        .wait_for_daemonset_ready("default", "gw-agent", Duration::from_millis(1500))
+        .wait_for_daemonset_ready("default", "gw-rollout", Duration::from_millis(1500))
         .unwrap_err()
         .to_string();
     ensure!(
-        err.starts_with("timed out after 1.5s waiting for DaemonSet \"default/gw-agent\" to be rolled out (last seen: "),
+        err.starts_with("timed out after 1.5s waiting for DaemonSet \"default/gw-rollout\" to be rolled out (last seen: "),
         "{err}"
     );
-    let status = json!({"status": {"currentNumberScheduled": 1, "desiredNumberScheduled": 1, "numberMisscheduled": 0,
-        "numberReady": 1, "updatedNumberScheduled": 1, "numberAvailable": 1, "observedGeneration": 1}});
-    let status_writer = {
-        let status = status.to_string();
-        let node_name = node.name.clone();
-        let container = node.container.clone();
-        std::thread::spawn(move || -> Result<()> {
-            std::thread::sleep(Duration::from_millis(1000));
-            let out = std::process::Command::new("docker")
-                .args([
-                    "exec",
-                    &container,
-                    "kubectl",
-                    "--kubeconfig",
-                    ADMIN,
-                    "patch",
-                    "daemonset",
-                    "gw-agent",
-                ])
-                .args(["--subresource=status", "--type=merge", "-p", &status])
-                .output()?;
-            ensure!(
-                out.status.success(),
-                "kubectl patch --subresource=status on {node_name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Ok(())
-        })
-    };
-    gateway.wait_for_daemonset_ready("default", "gw-agent", Duration::from_secs(30))?;
-    status_writer
+    // A second writer moves the DaemonSet onto no node: the controller sees the new generation, removes
+    // the pod and reports nothing left to roll out, which ends the wait.
+    let connection = admin_connection(&host)?;
+    let writer = std::thread::spawn(move || -> Result<()> {
+        std::thread::sleep(Duration::from_millis(1000));
+        let dir = tempfile::tempdir()?;
+        let host = Host::new(
+            Root::new(dir.path()),
+            Facts::default(),
+            false,
+            Ui::default(),
+        );
+        let gateway = Gateway::new(&host, Client::connect(&connection)?);
+        gateway.patch::<DaemonSet>(
+            Some("default"),
+            "gw-rollout",
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"nodeSelector": {"kubestrap.test/nowhere": "true"}}}}})),
+        )?;
+        Ok(())
+    });
+    let started = Instant::now();
+    gateway.wait_for_daemonset_ready("default", "gw-rollout", Duration::from_secs(30))?;
+    writer
         .join()
-        .map_err(|_| anyhow::anyhow!("the status writer panicked"))??;
-    gateway.delete::<DaemonSet>(Some("default"), "gw-agent")?;
+        .map_err(|_| anyhow::anyhow!("the DaemonSet writer panicked"))??;
+    ensure!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the rollout wait ended before the DaemonSet could be rolled out"
+    );
+    let rolled = gateway
+        .get::<DaemonSet>(Some("default"), "gw-rollout")?
+        .and_then(|ds| ds.status)
+        .context("the controller wrote the DaemonSet's status")?;
+    ensure!(
+        rolled.observed_generation == Some(2) && rolled.desired_number_scheduled == 0,
+        "{rolled:?}"
+    );
+    gateway.delete::<DaemonSet>(Some("default"), "gw-rollout")?;
     Ok(())
 }
 
