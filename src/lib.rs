@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod etcd;

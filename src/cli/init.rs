@@ -6,6 +6,7 @@ use super::GlobalOpts;
 use crate::config::flags::InitFlags;
 use crate::model::resolve::init::resolve;
 use crate::phases::init::{InitData, InitTree, workflow};
+use crate::workflow::cluster_undo::ClusterUndo;
 use crate::workflow::selection::PhaseSelection;
 use crate::workflow::{self, RunSpec, Target};
 
@@ -57,6 +58,7 @@ pub fn run(global: &GlobalOpts, cmd: InitCmd) -> anyhow::Result<()> {
         model: resolved.model,
         options: resolved.options,
         host,
+        cluster_undo: ClusterUndo::default(),
     };
     workflow::execute(&init, &mut data, &spec)
 }

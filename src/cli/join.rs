@@ -7,6 +7,7 @@ use super::GlobalOpts;
 use crate::config::flags::JoinFlags;
 use crate::model::resolve::join::resolve;
 use crate::phases::join::{JoinData, JoinTree, workflow};
+use crate::workflow::cluster_undo::ClusterUndo;
 use crate::workflow::selection::PhaseSelection;
 use crate::workflow::{self, RunSpec};
 
@@ -50,6 +51,7 @@ pub fn run(global: &GlobalOpts, cmd: JoinCmd) -> anyhow::Result<()> {
         node: resolved.node,
         options: resolved.options,
         host,
+        cluster_undo: ClusterUndo::default(),
     };
     workflow::execute(&join, &mut data, &spec)
 }

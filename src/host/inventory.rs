@@ -4,26 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// The kinds of host artefacts, as named in the reset report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Mount,
-    Path,
-    Link,
-    Netns,
-    Route,
-    IptablesChain,
-    IptablesRule,
-    NftTable,
-    Ipset,
-    IpvsService,
-    IpamReservation,
-    Container,
-    EtcdMember,
-    Service,
-    Sysctl,
-}
+pub use super::plan::{Item, Kind};
 
 /// The pod-network and service-proxy addons whose host artefacts kubestrap knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -117,27 +98,6 @@ impl Found {
         Outcome::Left {
             item: self.item(reason),
             reboot_required,
-        }
-    }
-}
-
-/// A report line: `{"kind", "target", "reason"}`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Item {
-    pub kind: Kind,
-    pub target: String,
-    pub reason: String,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub reboot_required: bool,
-}
-
-impl Item {
-    pub fn new(kind: Kind, target: impl Into<String>, reason: impl Into<String>) -> Self {
-        Item {
-            kind,
-            target: target.into(),
-            reason: reason.into(),
-            reboot_required: false,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! One JSON object per line. Every entry is appended (and synced) *before* the side effect happens,
 //! so a crash leaves a record of what may have been done; undoing an entry whose effect never
-//! happened is a no-op. `reset` undoes all entries in reverse; a failed `init`/`join` undoes its own run.
+//! happened is a no-op. `reset` undoes every run's file entries in reverse; a failed `init`/`join` (or
+//! the next one, after a crash) undoes its own run, `api-object` entries included (`workflow::rollback`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -23,6 +24,19 @@ pub enum Prior {
     Absent,
     /// The file existed and was copied here first: undo restores it.
     Backup { path: NodePath },
+}
+
+/// What the cluster gateway did to an API object, and what undoing it takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum ApiChange {
+    /// The object did not exist: undo deletes it.
+    Created,
+    /// The object existed and was changed; its earlier copy was saved at `backup` (0600: it may
+    /// be a Secret): undo puts that copy back.
+    Updated { backup: NodePath },
+    /// The object existed and was deleted; undo re-creates it from `backup`.
+    Deleted { backup: NodePath },
 }
 
 /// How a run ended.
@@ -61,6 +75,17 @@ pub enum Entry {
         target: String,
         #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
         detail: serde_json::Value,
+    },
+    /// An object in the cluster, changed through the cluster gateway (`crate::cluster`), which
+    /// undoes it.
+    ApiObject {
+        #[serde(rename = "apiVersion")]
+        api_version: String,
+        kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+        name: String,
+        change: ApiChange,
     },
 }
 
@@ -310,6 +335,40 @@ mod tests {
         let unfinished = unfinished_runs(&read(&root).unwrap());
         assert_eq!(unfinished.len(), 1);
         assert_eq!(unfinished[0].run, next.run_id());
+    }
+
+    #[test]
+    fn api_object_entries_round_trip_with_their_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let mut w = JournalWriter::start(&root, "init").unwrap();
+        let created = Entry::ApiObject {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("kube-system".into()),
+            name: "kubeadm-config".into(),
+            change: ApiChange::Created,
+        };
+        let updated = Entry::ApiObject {
+            api_version: "rbac.authorization.k8s.io/v1".into(),
+            kind: "ClusterRole".into(),
+            namespace: None,
+            name: "system:coredns".into(),
+            change: ApiChange::Updated {
+                backup: NodePath::new("/var/lib/kubestrap/backups/r/api/x.json"),
+            },
+        };
+        w.append(created.clone()).unwrap();
+        w.append(updated.clone()).unwrap();
+        let text = std::fs::read_to_string(journal_path(&root)).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        assert!(
+            line.contains(r#""op":"api-object","apiVersion":"v1","kind":"ConfigMap","namespace":"kube-system","name":"kubeadm-config","change":{"state":"created"}"#),
+            "{line}"
+        );
+        let records = read(&root).unwrap();
+        assert_eq!(records[1].entry, created);
+        assert_eq!(records[2].entry, updated);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod mounts;
 pub mod netfilter;
 pub mod netns;
 pub mod paths;
+pub mod plan;
 pub mod routes;
 pub mod runtime;
 pub mod services;
@@ -71,6 +72,12 @@ pub enum Undone {
         kind: String,
         target: String,
     },
+    /// An API object the run created, deleted (named as the cluster gateway's plan names it).
+    ObjectDeleted(String),
+    /// An API object the run changed or deleted, put back from its journaled copy.
+    ObjectRestored(String),
+    /// An API object left as it is, with the reason.
+    ObjectKept(String, String),
     Nothing,
 }
 
@@ -288,23 +295,39 @@ impl Host {
     }
 
     fn back_up(&self, path: &NodePath) -> anyhow::Result<NodePath> {
-        let run = self.run_id().unwrap_or_else(|| "unjournaled".to_string());
         let relative = path
             .canonical()
             .strip_prefix("/")
-            .unwrap_or(path.canonical());
-        let backup = NodePath::new(well_known::STATE_DIR)
+            .unwrap_or(path.canonical())
+            .display()
+            .to_string();
+        let bytes = fs::read(self.disk(path)).with_context(|| format!("backing up {path}"))?;
+        self.save_backup(&relative, &bytes)
+            .with_context(|| format!("writing backup of {path}"))
+    }
+
+    /// Saves a copy of something a run is about to change under this run's backup directory
+    /// (`<state>/backups/<run>/<relative>`, 0600 in 0700 directories); returns where. A name used
+    /// before in this run gets a numbered suffix, so every copy is kept.
+    pub fn save_backup(&self, relative: &str, bytes: &[u8]) -> anyhow::Result<NodePath> {
+        let run = self.run_id().unwrap_or_else(|| "unjournaled".to_string());
+        let base = NodePath::new(well_known::STATE_DIR)
             .join("backups")
             .join(run)
-            .join(relative);
+            .join(relative.trim_start_matches('/'));
+        let mut backup = base.clone();
+        let mut copy = 1;
+        while self.disk(&backup).exists() {
+            backup = NodePath::new(format!("{}.{copy}", base.display_str()));
+            copy += 1;
+        }
         let backup_disk = self.disk(&backup);
         if let Some(dir) = backup_disk.parent() {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         }
-        let bytes = fs::read(self.disk(path)).with_context(|| format!("backing up {path}"))?;
-        write_atomically(&backup_disk, &bytes, 0o600)
-            .with_context(|| format!("writing backup of {path}"))?;
+        write_atomically(&backup_disk, bytes, 0o600)
+            .with_context(|| format!("writing backup {backup}"))?;
         Ok(backup)
     }
 
@@ -366,6 +389,16 @@ impl Host {
             Entry::Artefact { kind, target, .. } => Ok(Undone::Foreign {
                 kind: kind.clone(),
                 target: target.clone(),
+            }),
+            Entry::ApiObject {
+                api_version,
+                kind,
+                namespace,
+                name,
+                ..
+            } => Ok(Undone::Foreign {
+                kind: "api-object".to_string(),
+                target: plan::api_object_target(api_version, kind, namespace.as_deref(), name),
             }),
             Entry::RunStart { .. } | Entry::RunEnd { .. } => Ok(Undone::Nothing),
         }
@@ -459,6 +492,46 @@ mod tests {
         assert!(!h.disk(&fresh).exists());
         assert!(!h.disk(&NodePath::new("/etc/kubernetes/pki")).exists());
         assert!(h.disk(&NodePath::new("/etc/kubernetes")).exists());
+    }
+
+    #[test]
+    fn the_host_leaves_an_api_object_entry_to_its_owner_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path(), false);
+        let entry = Entry::ApiObject {
+            api_version: "apps/v1".into(),
+            kind: "DaemonSet".into(),
+            namespace: Some("kube-system".into()),
+            name: "kube-proxy".into(),
+            change: journal::ApiChange::Created,
+        };
+        assert_eq!(
+            h.undo(&entry).unwrap(),
+            Undone::Foreign {
+                kind: "api-object".into(),
+                target: "apps/v1 DaemonSet kube-system/kube-proxy".into()
+            }
+        );
+    }
+
+    #[test]
+    fn backups_of_the_same_name_are_all_kept_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path(), false);
+        h.start_journal("init").unwrap();
+        let first = h
+            .save_backup("api/core/v1/configmaps/default/x.json", b"1")
+            .unwrap();
+        let second = h
+            .save_backup("api/core/v1/configmaps/default/x.json", b"2")
+            .unwrap();
+        assert_ne!(first, second);
+        assert_eq!(fs::read(h.disk(&first)).unwrap(), b"1");
+        assert_eq!(fs::read(h.disk(&second)).unwrap(), b"2");
+        let meta = fs::metadata(h.disk(&second)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        let dir_meta = fs::metadata(h.disk(&second.parent().unwrap())).unwrap();
+        assert_eq!(dir_meta.mode() & 0o777, 0o700);
     }
 
     #[test]

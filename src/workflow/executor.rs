@@ -12,7 +12,8 @@ pub trait RunData {
     fn host(&self) -> &Host;
 
     /// Handlers of the journal entries this workflow's gateways make beyond the host's own (files
-    /// and directories), tried in order when a run is rolled back.
+    /// and directories), tried in order when a run is rolled back: init and join list their
+    /// [`super::cluster_undo::ClusterUndo`] for `api-object` entries.
     fn extra_undoers(&self) -> Vec<&dyn UndoEntry> {
         Vec::new()
     }
@@ -111,8 +112,8 @@ pub fn execute<D: RunData>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::journal::{self, Entry, Outcome};
-    use crate::host::{Facts, NodePath, Root};
+    use crate::host::journal::{self, ApiChange, Entry, Outcome};
+    use crate::host::{Facts, NodePath, Root, Undone};
     use crate::output::Ui;
 
     struct Data {
@@ -214,6 +215,59 @@ mod tests {
             &r.entry,
             Entry::RunStart { command, .. } if command == "init phase one"
         )));
+    }
+
+    /// Records the `api-object` entries it is asked to undo.
+    struct ApiRecorder(std::cell::RefCell<Vec<String>>);
+
+    impl UndoEntry for ApiRecorder {
+        fn undo(&self, _host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>> {
+            let Entry::ApiObject { name, .. } = entry else {
+                return None;
+            };
+            self.0.borrow_mut().push(name.clone());
+            Some(Ok(Undone::ObjectRestored(name.clone())))
+        }
+    }
+
+    #[test]
+    fn a_reset_is_not_rolled_back_neither_when_it_fails_nor_when_it_never_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reset = workflow(true);
+        reset.command = "reset";
+        let d = &mut data(dir.path());
+        execute(&reset, d, &RunSpec::default()).unwrap_err();
+        assert!(dir.path().join("etc/kubernetes/two").exists());
+        assert_eq!(outcomes(dir.path()), [Outcome::Failed]);
+
+        // A reset killed after it deleted this node's Node object: the next init does not put it back.
+        let d = data(dir.path());
+        d.host.start_journal("reset").unwrap();
+        d.host
+            .journal(Entry::ApiObject {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                namespace: None,
+                name: "node1".into(),
+                change: ApiChange::Deleted {
+                    backup: NodePath::new(
+                        "/var/lib/kubestrap/backups/r/api/core/v1/nodes/node1.json",
+                    ),
+                },
+            })
+            .unwrap();
+        drop(d);
+        let d = data(dir.path());
+        let api = ApiRecorder(Default::default());
+        let session =
+            Session::begin(&d.host, "init", Recovery::RollBack, &[&d.host, &api]).unwrap();
+        assert!(session.recovered().is_empty());
+        session.finish(&d.host, Ok(()), false, &[&d.host]).unwrap();
+        assert!(api.0.borrow().is_empty(), "{:?}", api.0.borrow());
+        assert_eq!(
+            outcomes(dir.path()),
+            [Outcome::Failed, Outcome::Failed, Outcome::Succeeded]
+        );
     }
 
     #[test]

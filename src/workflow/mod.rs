@@ -3,8 +3,10 @@
 //! A workflow is an ordered tree of [`Phase`] values of any depth. The same tree builds the
 //! `<cmd> phase <name> [sub…]` subcommands ([`selection`]), validates `--skip-phases`, and drives
 //! execution ([`executor`]): node lock, journal run markers, recovery of an earlier run that never
-//! ended, `--dry-run`, and the rollback of a failed run ([`rollback`]) unless `--keep-on-failure`.
+//! ended, `--dry-run`, and the rollback of a failed run ([`rollback`], with the cluster gateway's
+//! API objects undone by [`cluster_undo`]) unless `--keep-on-failure`.
 
+pub mod cluster_undo;
 pub mod executor;
 pub mod rollback;
 pub mod selection;

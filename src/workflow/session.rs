@@ -1,8 +1,9 @@
 //! One node-changing command from start to end: the node lock, the journal's run markers, recovering an
 //! earlier run that started and never ended, and on failure the rollback (or, with
 //! `--keep-on-failure`, leaving the run's effects in place). Dry runs take no lock and write no journal.
+//! A reset is never rolled back ([`rollback::is_undoable`]).
 
-use super::rollback::{self, UndoEntry};
+use super::rollback::{self, RollbackReport, UndoEntry};
 use crate::host::Host;
 use crate::host::journal::{self, Outcome, UnfinishedRun};
 use crate::host::lock::NodeLock;
@@ -23,6 +24,8 @@ pub enum Recovery {
 #[derive(Debug)]
 pub struct Session {
     _lock: Option<NodeLock>,
+    command: String,
+    recovered: Vec<(UnfinishedRun, RollbackReport)>,
 }
 
 impl Session {
@@ -49,12 +52,24 @@ impl Session {
             );
         }
         host.start_journal(command)?;
+        let mut recovered = Vec::new();
         if recovery == Recovery::RollBack {
             for run in earlier.iter().rev() {
-                recover(host, run, undoers)?;
+                if let Some(report) = recover(host, run, undoers)? {
+                    recovered.push((run.clone(), report));
+                }
             }
         }
-        Ok(Session { _lock: lock })
+        Ok(Session {
+            _lock: lock,
+            command: command.to_string(),
+            recovered,
+        })
+    }
+
+    /// The earlier runs this session rolled back, with what their rollback did.
+    pub fn recovered(&self) -> &[(UnfinishedRun, RollbackReport)] {
+        &self.recovered
     }
 
     /// Journals how the run ended. After a failure the run's own effects are rolled back, unless
@@ -73,6 +88,9 @@ impl Session {
             Err(err) => err,
         };
         host.finish_journal(Outcome::Failed)?;
+        if !rollback::is_undoable(&self.command) {
+            return Err(err);
+        }
         if keep_on_failure {
             ui.warn(
                 "[rollback] --keep-on-failure: this run's changes are left in place for inspection; 'kubestrap reset' removes them",
@@ -85,7 +103,7 @@ impl Session {
         match journal::read(host.root()) {
             Ok(records) => {
                 let mine = journal::run_records(&records, &run);
-                let report = rollback::roll_back(&mine, undoers, ui);
+                let report = rollback::roll_back(&mine, host, undoers);
                 if report.undone > 0 {
                     ui.line(format!(
                         "[rollback] Undid {} change(s) made by this run",
@@ -109,27 +127,43 @@ fn describe(run: &UnfinishedRun) -> String {
     )
 }
 
-/// Reports an earlier run that never ended and undoes its effects (in a dry run: only reports).
-fn recover(host: &Host, run: &UnfinishedRun, undoers: &[&dyn UndoEntry]) -> anyhow::Result<()> {
+/// Reports an earlier run that never ended and undoes its effects (in a dry run: only reports). A
+/// reset that never ended is closed without undoing what it removed. Returns the rollback's report.
+fn recover(
+    host: &Host,
+    run: &UnfinishedRun,
+    undoers: &[&dyn UndoEntry],
+) -> anyhow::Result<Option<RollbackReport>> {
     let ui = host.ui();
     let what = describe(run);
     if host.dry_run() {
         ui.line(format!(
             "[dry-run] {what}: a real run rolls back its changes first"
         ));
-        return Ok(());
+        return Ok(None);
     }
-    ui.line(format!(
-        "[recover] {}{}: rolling back its changes first",
-        what[..1].to_uppercase(),
-        &what[1..]
-    ));
+    let what = format!("{}{}", what[..1].to_uppercase(), &what[1..]);
+    if !rollback::is_undoable(&run.command) {
+        ui.line(format!(
+            "[recover] {what}: what it removed stays removed; run 'kubestrap reset' again to finish it"
+        ));
+        host.end_earlier_run(run, Outcome::Failed)?;
+        return Ok(None);
+    }
+    ui.line(format!("[recover] {what}: rolling back its changes first"));
     let records = journal::read(host.root())?;
     let theirs = journal::run_records(&records, &run.run);
-    let report = rollback::roll_back(&theirs, undoers, ui);
+    let report = rollback::roll_back(&theirs, host, undoers);
     ui.line(format!(
         "[recover] Undid {} change(s) made by that run",
         report.undone
     ));
-    host.end_earlier_run(run, Outcome::RolledBack)
+    if !report.left.is_empty() || !report.failed.is_empty() {
+        ui.warn(format!(
+            "[recover] {} change(s) of that run are still in place (listed above)",
+            report.left.len() + report.failed.len()
+        ));
+    }
+    host.end_earlier_run(run, Outcome::RolledBack)?;
+    Ok(Some(report))
 }

@@ -67,6 +67,10 @@ fn reset_deletes_the_node_object_and_cleans_the_control_plane_node() -> Result<(
         "node2's Node object is still listed"
     );
     ensure!(
+        removed_targets(&worker_report, "api-object") == ["v1 Node node2"],
+        "the Node's deletion through the cluster gateway is reported: {worker_report}"
+    );
+    ensure!(
         !worker.exists("/etc/kubernetes/kubelet.conf")?,
         "kubelet.conf left on node2"
     );

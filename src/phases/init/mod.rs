@@ -11,6 +11,8 @@ pub mod preflight;
 use crate::host::Host;
 use crate::model::resolve::init::InitOptions;
 use crate::model::{ControlPlane, Model, record};
+use crate::workflow::cluster_undo::ClusterUndo;
+use crate::workflow::rollback::UndoEntry;
 use crate::workflow::selection::PhaseTree;
 use crate::workflow::{Phase, PhaseInfo, RunData, Target, Workflow, command_line, describe};
 
@@ -19,6 +21,9 @@ pub struct InitData {
     pub model: Model,
     pub options: InitOptions,
     pub host: Host,
+    /// Undoes the API objects a failed run (or an unfinished earlier one) changed; phases that talk to
+    /// the API server make their gateway through it ([`ClusterUndo::gateway`]).
+    pub cluster_undo: ClusterUndo,
 }
 
 impl InitData {
@@ -31,6 +36,10 @@ impl InitData {
 impl RunData for InitData {
     fn host(&self) -> &Host {
         &self.host
+    }
+
+    fn extra_undoers(&self) -> Vec<&dyn UndoEntry> {
+        vec![&self.cluster_undo]
     }
 }
 

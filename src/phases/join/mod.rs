@@ -6,6 +6,8 @@ pub mod preflight;
 use crate::host::Host;
 use crate::model::NodeSpec;
 use crate::model::resolve::join::JoinOptions;
+use crate::workflow::cluster_undo::ClusterUndo;
+use crate::workflow::rollback::UndoEntry;
 use crate::workflow::selection::PhaseTree;
 use crate::workflow::{Phase, PhaseInfo, RunData, Workflow, describe};
 
@@ -14,11 +16,18 @@ pub struct JoinData {
     pub node: NodeSpec,
     pub options: JoinOptions,
     pub host: Host,
+    /// Undoes the API objects a failed run (or an unfinished earlier one) changed; phases that talk to
+    /// the API server make their gateway through it ([`ClusterUndo::gateway`]).
+    pub cluster_undo: ClusterUndo,
 }
 
 impl RunData for JoinData {
     fn host(&self) -> &Host {
         &self.host
+    }
+
+    fn extra_undoers(&self) -> Vec<&dyn UndoEntry> {
+        vec![&self.cluster_undo]
     }
 }
 

@@ -480,6 +480,7 @@ async fn patch_object(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
         ));
     }
+    patch_options(&kind, &call.query)?;
     let patch_body: Value = if matches!(kind, PatchKind::Apply) {
         let text = std::str::from_utf8(&call.body)
             .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
@@ -529,6 +530,64 @@ async fn patch_object(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<
             other => return other,
         }
     }
+}
+
+/// PatchOptions as the real server validates them: an apply names its field manager, `force` is for
+/// applies only, a field manager is at most 128 bytes.
+fn patch_options(kind: &PatchKind, query: &Query) -> ApiResult<()> {
+    let manager = query.get("fieldManager").unwrap_or_default();
+    let mut causes: Vec<Value> = Vec::new();
+    let mut cause = |reason: &str, field: &str, message: String| {
+        causes.push(json!({"reason": reason, "message": message, "field": field}));
+    };
+    if matches!(kind, PatchKind::Apply) {
+        if manager.is_empty() {
+            cause(
+                "FieldValueRequired",
+                "fieldManager",
+                "Required value: is required for apply patch".into(),
+            );
+        }
+    } else if query.get("force").is_some() {
+        cause(
+            "FieldValueForbidden",
+            "force",
+            "Forbidden: may not be specified for non-apply patch".into(),
+        );
+    }
+    if manager.len() > 128 {
+        cause(
+            "FieldValueTooLong",
+            "fieldManager",
+            "Too long: may not be more than 128 bytes".into(),
+        );
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let text: Vec<String> = causes
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["field"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let message = if text.len() == 1 {
+        text[0].clone()
+    } else {
+        format!("[{}]", text.join(", "))
+    };
+    Err(ApiError {
+        details: Some(json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": causes})),
+        ..ApiError::new(
+            422,
+            "Invalid",
+            format!("PatchOptions.meta.k8s.io \"\" is invalid: {message}"),
+        )
+    })
 }
 
 async fn delete(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>> {
@@ -962,6 +1021,33 @@ mod tests {
             gc_finalizers(&["foregroundDeletion".to_string()], None, true),
             ["foregroundDeletion"]
         );
+    }
+
+    #[test]
+    fn patch_options_are_validated_like_the_real_server() {
+        let apply_without_manager =
+            patch_options(&PatchKind::Apply, &Query::parse(None)).unwrap_err();
+        assert_eq!(apply_without_manager.code, 422);
+        assert_eq!(
+            apply_without_manager.message,
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+        );
+        assert!(
+            patch_options(
+                &PatchKind::Apply,
+                &Query::parse(Some("fieldManager=kubestrap&force=true"))
+            )
+            .is_ok()
+        );
+        let forced_merge =
+            patch_options(&PatchKind::Merge, &Query::parse(Some("force=true"))).unwrap_err();
+        assert_eq!(
+            forced_merge.message,
+            "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+        );
+        assert!(patch_options(&PatchKind::Strategic, &Query::parse(None)).is_ok());
+        let long = format!("fieldManager={}", "m".repeat(129));
+        assert!(patch_options(&PatchKind::Json, &Query::parse(Some(&long))).is_err());
     }
 
     #[test]

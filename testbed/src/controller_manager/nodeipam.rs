@@ -15,7 +15,7 @@ use anyhow::Result;
 use ipnet::IpNet;
 use serde_json::{Value, json};
 
-use super::informer::{Informer, Informers};
+use super::informer::{Informer, Informers, uid_of};
 use super::runner::Reconciler;
 use crate::common::client::{ApiClient, PatchType};
 use crate::common::events::{self, EventType};
@@ -310,6 +310,35 @@ fn pod_cidrs(node: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Nodes (name → uid) this controller patched whose cached copy does not show the podCIDRs yet: a
+/// reconcile in between must not hand them a second subnet (the cache lags the write).
+#[derive(Debug, Default)]
+struct Patched(BTreeMap<String, String>);
+
+impl Patched {
+    fn record(&mut self, name: &str, uid: &str) {
+        self.0.insert(name.to_string(), uid.to_string());
+    }
+
+    /// The cache shows the node's podCIDRs (or the node is gone).
+    fn seen(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+
+    /// Whether a node the cache shows without podCIDRs was patched already (wait for the cache). A
+    /// node of that name made again since (another uid) is a new node.
+    fn awaits_cache(&mut self, name: &str, uid: &str) -> bool {
+        match self.0.get(name) {
+            Some(patched) if patched == uid => true,
+            Some(_) => {
+                self.0.remove(name);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 pub struct NodeIpamController {
     nodes: Arc<Informer>,
     sets: Vec<CidrSet>,
@@ -317,6 +346,7 @@ pub struct NodeIpamController {
     held: BTreeMap<String, Vec<IpNet>>,
     /// podCIDRs that could not be occupied (reported once, until they change).
     refused: BTreeMap<String, Vec<String>>,
+    patched: Patched,
     started: bool,
 }
 
@@ -327,6 +357,7 @@ impl NodeIpamController {
             sets: config.sets,
             held: BTreeMap::new(),
             refused: BTreeMap::new(),
+            patched: Patched::default(),
             started: false,
         }
     }
@@ -404,6 +435,7 @@ impl NodeIpamController {
         {
             Ok(_) => {
                 logf!(super::COMPONENT, "Set node {name} PodCIDR to {texts:?}");
+                self.patched.record(&name, uid_of(node));
                 self.held.insert(name, allocated);
                 Ok(())
             }
@@ -453,6 +485,7 @@ impl Reconciler for NodeIpamController {
             .cloned()
             .collect();
         self.refused.retain(|n, _| present.contains(n));
+        self.patched.0.retain(|n, _| present.contains(n));
         for name in gone {
             self.release(&name);
             logf!(
@@ -468,6 +501,7 @@ impl Reconciler for NodeIpamController {
                 .to_string();
             let cidrs = pod_cidrs(node);
             if !cidrs.is_empty() {
+                self.patched.seen(&name);
                 let held: Vec<String> = self
                     .held
                     .get(&name)
@@ -489,6 +523,12 @@ impl Reconciler for NodeIpamController {
             if !node["metadata"]["deletionTimestamp"].is_null() {
                 continue;
             }
+            if self.patched.awaits_cache(&name, uid_of(node)) {
+                continue;
+            }
+            // podCIDRs are never unset: a node without them is a new one, and what an earlier node
+            // of that name held (deleted and made again between two reconciles) is free again.
+            self.release(&name);
             if let Err(e) = self.allocate(client, node).await {
                 logf!(
                     super::COMPONENT,
@@ -613,6 +653,23 @@ mod tests {
             "cidr 10.1.0.0/24 is out the range of cluster cidr 10.96.0.0/12"
         );
         assert!(set.occupy(&net("fd00::/64")).is_err());
+    }
+
+    #[test]
+    fn a_patched_node_is_not_allocated_again_while_the_cache_lags() {
+        let mut patched = Patched::default();
+        assert!(!patched.awaits_cache("node3", "u1"));
+        patched.record("node3", "u1");
+        assert!(patched.awaits_cache("node3", "u1"));
+        assert!(
+            patched.awaits_cache("node3", "u1"),
+            "until the cache shows it"
+        );
+        patched.seen("node3");
+        assert!(!patched.awaits_cache("node3", "u1"));
+        patched.record("node3", "u1");
+        assert!(!patched.awaits_cache("node3", "u2"), "a node made again");
+        assert!(!patched.awaits_cache("node3", "u1"));
     }
 
     #[test]

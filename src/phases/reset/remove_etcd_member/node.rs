@@ -1,14 +1,15 @@
-//! Deleting this node's Node object with admin.conf's credentials (a plain authenticated DELETE), when
+//! Deleting this node's Node object through the cluster gateway with admin.conf's credentials, when
 //! admin.conf exists and its API server answers.
 
 use std::time::Duration;
 
-use anyhow::Context;
+use k8s_openapi::api::core::v1::Node;
 
 use super::super::ResetData;
-use crate::host::runtime::block_on;
+use crate::cluster::{Client, Deletion, Gateway, ObjectRef, Retry};
+use crate::host::plan::{Item, Kind};
 use crate::host::{NodePath, well_known};
-use crate::kubeconfig::{self, KubeConfig};
+use crate::kubeconfig;
 use crate::pki::inspect::CertInfo;
 
 /// This node's name as the cluster knows it: the CN of the kubelet's client certificate
@@ -45,69 +46,67 @@ fn kubelet_identity(data: &ResetData) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Deletes the Node object; a missing admin.conf or an unreachable API server is only a notice.
+/// How long reset keeps trying to reach the API server, and each connection attempt's bound: a
+/// restarting server answers within it, a dead or unroutable one does not hold reset up.
+const API_RETRY: Duration = Duration::from_secs(5);
+
+/// Deletes the Node object through the cluster gateway with admin.conf's credentials. A missing
+/// admin.conf is skipped; an API server that does not answer is only a warning, as with kubeadm.
 pub fn delete_node(data: &mut ResetData) {
     let admin = NodePath::new(well_known::KUBERNETES_DIR).join("admin.conf");
-    let Ok(Some(bytes)) = data.host.read_optional(&admin) else {
-        return;
+    let connection = match kubeconfig::connection::connection(&data.host, &admin) {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            data.host.ui().warn(format!(
+                "[reset] Could not delete this node's Node object: {e:#}"
+            ));
+            return;
+        }
     };
     let Some(name) = node_name(data) else { return };
-    if data.dry_run() {
-        data.host.ui().line(format!(
-            "[dry-run] Would delete the Node object {name:?} if the API server answers"
-        ));
-        return;
-    }
-    match delete(&String::from_utf8_lossy(&bytes), &name) {
-        Ok(true) => data
-            .host
-            .ui()
-            .line(format!("[reset] Deleted the Node object {name:?}")),
-        Ok(false) => data
+    let outcome = if data.dry_run() {
+        Gateway::planning(&data.host).and_then(|gateway| {
+            gateway.delete::<Node>(None, &name)?;
+            Ok(gateway.plan())
+        })
+    } else {
+        Client::connect_within(&connection, API_RETRY).and_then(|client| {
+            let gateway = Gateway::new(&data.host, client.with_retry(Retry::within(API_RETRY)));
+            match gateway.delete::<Node>(None, &name)? {
+                Deletion::Deleted => Ok(vec![Item::new(
+                    Kind::ApiObject,
+                    ObjectRef::of::<Node>(None, &name)?.target(),
+                    format!(
+                        "this node's Node object, deleted through {}",
+                        gateway_server(&gateway)
+                    ),
+                )]),
+                Deletion::Absent | Deletion::Planned => Ok(Vec::new()),
+            }
+        })
+    };
+    match outcome {
+        Ok(items) if data.dry_run() => data.planned.extend(items),
+        Ok(items) if items.is_empty() => data
             .host
             .ui()
             .debug(1, format!("[reset] no Node object {name:?} in the cluster")),
+        Ok(items) => {
+            data.host
+                .ui()
+                .line(format!("[reset] Deleted the Node object {name:?}"));
+            data.report.removed.extend(items);
+        }
         Err(e) => data.host.ui().warn(format!(
-            "[reset] Could not delete the Node object {name:?}: {e:#}"
+            "[reset] Could not delete the Node object {name:?}: {e}"
         )),
     }
 }
 
-/// DELETE /api/v1/nodes/<name>: true when deleted, false when there was none.
-pub fn delete(kubeconfig_text: &str, name: &str) -> anyhow::Result<bool> {
-    let config = KubeConfig::parse(kubeconfig_text).context("parsing admin.conf")?;
-    let current = config.current().context("admin.conf")?;
-    let cluster = &current.cluster.cluster;
-    let user = &current.user.user;
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));
-    if let Some(ca) = &cluster.certificate_authority_data {
-        builder = builder.tls_certs_only([reqwest::Certificate::from_pem(&ca.0)?]);
-    }
-    if let (Some(cert), Some(key)) = (&user.client_certificate_data, &user.client_key_data) {
-        let mut identity = cert.0.clone();
-        identity.push(b'\n');
-        identity.extend(&key.0);
-        builder = builder.identity(reqwest::Identity::from_pem(&identity)?);
-    }
-    let client = builder.build()?;
-    let url = format!(
-        "{}/api/v1/nodes/{name}",
-        cluster.server.trim_end_matches('/')
-    );
-    let token = user.token.clone();
-    block_on(async move {
-        let mut request = client.delete(&url);
-        if let Some(t) = token {
-            request = request.bearer_auth(t);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("DELETE {url}"))?;
-        match response.status().as_u16() {
-            200..=299 => Ok(true),
-            404 => Ok(false),
-            code => anyhow::bail!("DELETE {url}: HTTP {code}"),
-        }
-    })?
+fn gateway_server(gateway: &Gateway<'_>) -> String {
+    gateway
+        .client()
+        .map(|c| c.server().to_string())
+        .unwrap_or_default()
 }
