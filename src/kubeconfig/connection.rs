@@ -102,13 +102,11 @@ fn read_data(
 }
 
 fn relative_to(kubeconfig: &NodePath, file: &str) -> NodePath {
-    if file.starts_with('/') {
-        return NodePath::new(file);
+    match kubeconfig.parent() {
+        Some(dir) if !file.starts_with('/') => dir.join(file),
+        // An absolute path, or a kubeconfig at the root: node paths are anchored at `/`.
+        _ => NodePath::new(file),
     }
-    kubeconfig
-        .parent()
-        .unwrap_or_else(|| NodePath::new("/"))
-        .join(file)
 }
 
 #[cfg(test)]
