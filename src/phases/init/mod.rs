@@ -6,7 +6,10 @@ pub mod certs;
 pub mod control_plane;
 pub mod etcd;
 pub mod kubeconfig;
+pub mod kubelet_finalize;
+pub mod kubelet_start;
 pub mod preflight;
+pub mod wait_control_plane;
 
 use crate::host::Host;
 use crate::model::resolve::init::InitOptions;
