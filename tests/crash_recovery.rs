@@ -74,6 +74,8 @@ fn init_args(root: &Path, ignore: &str) -> std::process::Command {
     cmd.arg("init").args(NODE).arg(format!(
         "--ignore-preflight-errors={ignore},{BLOCKER_CHECK}"
     ));
+    // The phases that need a kubelet and a running control plane are not part of this test.
+    cmd.arg("--skip-phases=kubelet-start,wait-control-plane,kubelet-finalize");
     cmd
 }
 

@@ -54,6 +54,9 @@ pub fn phases() -> Vec<Phase<InitData>> {
         kubeconfig::phase(),
         etcd::phase(),
         control_plane::phase(),
+        kubelet_start::phase(),
+        wait_control_plane::phase(),
+        kubelet_finalize::phase(),
     ]
 }
 
