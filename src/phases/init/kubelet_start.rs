@@ -133,11 +133,21 @@ pub fn start(host: &Host, model: &Model, patches: Option<&PatchSet>) -> anyhow::
     host.write_file(&drop_in, rendered.drop_in.as_bytes(), 0o644)?;
     if systemd == InitSystem::Systemd {
         ui.line("[kubelet-start] Starting the kubelet");
+        // What the kubelet and its pods write there is this run's: preflight found them empty
+        // (or holding only a standalone kubelet's files, removed above).
+        let mut state_dirs = vec![NodePath::new(well_known::KUBELET_DIR)];
+        state_dirs.extend(
+            model
+                .control_plane()
+                .ok()
+                .and_then(|cp| cp.etcd_member())
+                .map(|member| member.data_dir),
+        );
         services::start_kubelet_journaled(
             host,
             kubelet::UNIT,
             &model.node.cri_socket,
-            &NodePath::new(well_known::KUBELET_DIR),
+            &state_dirs,
         )?;
     }
     Ok(())
