@@ -15,11 +15,13 @@ pub trait UndoEntry {
     fn undo(&self, host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>>;
 }
 
-/// The host undoes what it journals itself: files written and directories made.
+/// The host undoes what it journals itself: files written, directories made, live sysctls set.
 impl UndoEntry for Host {
     fn undo(&self, _host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>> {
         match entry {
-            Entry::WriteFile { .. } | Entry::MakeDir { .. } => Some(Host::undo(self, entry)),
+            Entry::WriteFile { .. } | Entry::MakeDir { .. } | Entry::SetSysctl { .. } => {
+                Some(Host::undo(self, entry))
+            }
             _ => None,
         }
     }
@@ -45,6 +47,10 @@ fn unclaimed(entry: &Entry) -> Undone {
             path.clone(),
             "no handler for this journal entry".to_string(),
         ),
+        Entry::SetSysctl { key, .. } => Undone::Foreign {
+            kind: "sysctl".to_string(),
+            target: key.clone(),
+        },
         Entry::ApiObject {
             api_version,
             kind,
@@ -93,6 +99,10 @@ pub fn roll_back(records: &[&Record], host: &Host, handlers: &[&dyn UndoEntry]) 
                 | Undone::ObjectDeleted(_)
                 | Undone::ObjectRestored(_),
             ) => report.undone += 1,
+            Ok(Undone::SysctlRestored(key, value)) => {
+                ui.line(format!("[rollback] Put {key} back to {value}"));
+                report.undone += 1;
+            }
             Ok(Undone::AlreadyGone(_) | Undone::Nothing) => {}
             Ok(Undone::Kept(path, why)) => {
                 // A directory the run made that now holds others' files is expected, not a problem.

@@ -87,7 +87,8 @@ pub fn delete_node(data: &mut ResetData) {
         })
     };
     match outcome {
-        Ok(items) if data.dry_run() => data.planned.extend(items),
+        // The gateway planned it (and printed it) in the host's plan.
+        Ok(_) if data.dry_run() => {}
         Ok(items) if items.is_empty() => data
             .host
             .ui()
