@@ -7,6 +7,7 @@
 #
 #   scripts/bench-pki.sh                        # RUNS=7, roots under /var/tmp (disk, not tmpfs)
 #   RUNS=9 BENCH_DIR=/somewhere scripts/bench-pki.sh
+#   KUBESTRAP=/path/to/kubestrap scripts/bench-pki.sh   # time that binary instead of building this tree
 #   BUSY=1 scripts/bench-pki.sh                 # while a clean `cargo build --release` of a copy of the
 #                                               # project runs in another directory
 #
@@ -33,9 +34,13 @@ case $(df -T "$BENCH_DIR" | awk 'NR==2 {print $2}') in
   tmpfs | ramfs) echo "[bench] $BENCH_DIR is $(df -T "$BENCH_DIR" | awk 'NR==2 {print $2}'): syncs cost nothing there; use a disk-backed BENCH_DIR" >&2 ;;
 esac
 
-echo "[bench] building kubestrap --release"
-cargo build --release --quiet
-BIN="${CARGO_TARGET_DIR:-target}/release/kubestrap"
+if [ -n "${KUBESTRAP:-}" ]; then
+  BIN=$KUBESTRAP # another build to compare, e.g. an earlier commit's
+else
+  echo "[bench] building kubestrap --release"
+  cargo build --release --quiet
+  BIN="${CARGO_TARGET_DIR:-target}/release/kubestrap"
+fi
 NODE=(--node-name bench-node --apiserver-advertise-address 192.0.2.10)
 
 kubestrap_pki() { # $1: root
@@ -152,16 +157,27 @@ sync_profile() {
   done
   python3 - "$log" <<'PY'
 import re, sys
-calls = []
+calls, pending = [], {}
 for line in open(sys.argv[1]):
-    m = re.match(r"\d+\s+(\d+\.\d+) (fsync|fdatasync)\(.*<(\d+\.\d+)>", line)
+    m = re.match(r"(\d+)\s+(\d+\.\d+) (fsync|fdatasync)\((.*)", line)
     if m:
-        start = float(m.group(1)); calls.append((start, start + float(m.group(3))))
+        pid, start, rest = m.group(1), float(m.group(2)), m.group(4)
+        if "<unfinished ...>" in rest:
+            pending[pid] = start
+            continue
+        took = re.search(r"<(\d+\.\d+)>\s*$", rest)
+        calls.append((start, start + float(took.group(1))))
+        continue
+    m = re.match(r"(\d+)\s+(\d+\.\d+) <\.\.\. (fsync|fdatasync) resumed>.*<(\d+\.\d+)>\s*$", line)
+    if m and m.group(1) in pending:
+        start = pending.pop(m.group(1))
+        calls.append((start, start + float(m.group(4))))
 calls.sort()
 waits, end = 0, None
 for s, e in calls:
     if end is None or s > end:
-        waits += 1; end = e
+        waits += 1
+        end = e
     else:
         end = max(end, e)
 print(len(calls), waits)

@@ -106,6 +106,14 @@ impl Batch {
         Ok(())
     }
 
+    /// Gives a staged file another mode (a backup keeps the mode of the file it copies).
+    pub fn restage_mode(&mut self, target: &Path, mode: u32) -> std::io::Result<()> {
+        match self.staged.iter().find(|s| s.target == target) {
+            Some(s) => s.file.set_permissions(fs::Permissions::from_mode(mode)),
+            None => Ok(()),
+        }
+    }
+
     /// Notes a directory made in this batch: its parent is synced at commit.
     pub fn made_dir(&mut self, dir: &Path) {
         if let Some(parent) = dir.parent() {

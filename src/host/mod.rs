@@ -438,6 +438,46 @@ impl Host {
             .with_context(|| format!("writing {path}"))
     }
 
+    /// Removes a file, saving a copy first: the removal is journaled as a write whose prior state is
+    /// that copy (with the file's mode), so undoing it — a rollback, or reset's journal undo — puts the
+    /// file back. The copy and the entry are durable before the file goes. A dry run plans it.
+    pub fn remove_file(&self, path: &NodePath) -> anyhow::Result<()> {
+        if self.dry_run {
+            if self.exists(path) {
+                self.plan_step(
+                    Verb::Remove,
+                    Item::new(Kind::Path, self.shown(path), "a copy is kept to undo it"),
+                );
+            }
+            return Ok(());
+        }
+        self.commit()?;
+        let disk = self.disk(path);
+        let mode = match fs::symlink_metadata(&disk) {
+            Ok(meta) if meta.is_dir() => bail!("{path} is a directory, expected a file"),
+            Ok(meta) => meta.permissions().mode() & 0o7777,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("inspecting {path}")),
+        };
+        if self.journaling() {
+            let old = fs::read(&disk).with_context(|| format!("backing up {path}"))?;
+            let backup = self.backup_path(&relative_of(path));
+            if let Some(writer) = lock(&self.journal).as_mut() {
+                writer.append_deferred(Entry::WriteFile {
+                    path: path.clone(),
+                    mode,
+                    prior: Prior::Backup {
+                        path: backup.clone(),
+                    },
+                })?;
+            }
+            self.store_backup(&backup, &old)?;
+            lock(&self.batch).restage_mode(&self.disk(&backup), mode)?;
+            self.commit()?;
+        }
+        fs::remove_file(&disk).with_context(|| format!("removing {path}"))
+    }
+
     fn stage(
         &self,
         path: &NodePath,
@@ -767,6 +807,32 @@ mod tests {
             )]
         );
         assert_eq!(fs::read_to_string(&live).unwrap(), "0\n");
+    }
+
+    #[test]
+    fn a_removed_file_comes_back_with_its_mode_on_undo() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = NodePath::new("/etc/systemd/system/kubelet.service.d/10-user.conf");
+        fs::create_dir_all(dir.path().join("etc/systemd/system/kubelet.service.d")).unwrap();
+        let disk = Root::new(dir.path()).disk(&unit);
+        fs::write(&disk, b"[Service]\n").unwrap();
+        fs::set_permissions(&disk, fs::Permissions::from_mode(0o640)).unwrap();
+        let planning = host(dir.path(), true);
+        planning.remove_file(&unit).unwrap();
+        assert!(disk.exists());
+        assert_eq!(planning.planned()[0].reason, "a copy is kept to undo it");
+
+        let h = host(dir.path(), false);
+        h.start_journal("init").unwrap();
+        h.remove_file(&unit).unwrap();
+        assert!(!disk.exists());
+        let records = journal::read(h.root()).unwrap();
+        assert_eq!(
+            h.undo(&records.last().unwrap().entry).unwrap(),
+            Undone::Restored(unit.clone())
+        );
+        assert_eq!(fs::read(&disk).unwrap(), b"[Service]\n");
+        assert_eq!(fs::metadata(&disk).unwrap().mode() & 0o777, 0o640);
     }
 
     #[test]
