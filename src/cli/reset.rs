@@ -164,14 +164,13 @@ pub fn run(global: &GlobalOpts, cmd: ResetCmd) -> anyhow::Result<()> {
         };
         return ui.result(&plan, || render_plan(&planned, &kept));
     }
-    ui.result(&data.report, || {
-        render_report(&data.report, ui.verbosity >= 1)
-    })?;
-    if !data.report.left.is_empty() {
+    let report = data.report();
+    ui.result(&report, || render_report(&report, ui.verbosity >= 1))?;
+    if !report.left.is_empty() {
         anyhow::bail!(
             "reset left {} item(s) behind{}; see the report above",
-            data.report.left.len(),
-            if data.report.reboot_required {
+            report.left.len(),
+            if report.reboot_required {
                 ", and a reboot is required to remove some of them"
             } else {
                 ""

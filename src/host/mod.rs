@@ -97,6 +97,8 @@ pub struct Host {
     /// The files staged since the last commit (journaled runs only).
     batch: Mutex<Batch>,
     plan: Mutex<Vec<(Verb, Item)>>,
+    /// What a reset removed, kept and left (its removals are reported, not journaled for undo).
+    report: Mutex<inventory::Report>,
 }
 
 impl Host {
@@ -111,6 +113,7 @@ impl Host {
             overlay_dirs: Mutex::new(BTreeMap::new()),
             batch: Mutex::new(Batch::default()),
             plan: Mutex::new(Vec::new()),
+            report: Mutex::new(inventory::Report::default()),
         }
     }
 
@@ -269,6 +272,23 @@ impl Host {
             .filter(|(v, _)| wanted(*v))
             .map(|(_, i)| i.clone())
             .collect()
+    }
+
+    // ---- the report (reset) ----
+
+    /// Records what removing (or keeping) one item did; in a dry run, what is kept is a plan step.
+    pub fn record(&self, outcome: inventory::Outcome) {
+        if self.dry_run
+            && let inventory::Outcome::Kept(item) = &outcome
+        {
+            self.plan_step(Verb::Keep, item.clone());
+        }
+        lock(&self.report).push(outcome);
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> inventory::Report {
+        lock(&self.report).clone()
     }
 
     // ---- reading (dry-run and batch aware) ----

@@ -1,5 +1,5 @@
-//! The `kubestrap reset` workflow: its settings, its run data (host, the node record, cluster scope,
-//! report, plan) and its ordered phase list.
+//! The `kubestrap reset` workflow: its settings, its run data (the host — whose gateway holds the plan
+//! and the report —, the node record, cluster scope) and its ordered phase list.
 
 pub mod containers;
 pub mod files;
@@ -61,7 +61,6 @@ pub struct ResetData {
     pub journal_files: BTreeSet<NodePath>,
     /// Every journal entry of every run, oldest first.
     pub journal: Vec<Entry>,
-    pub report: Report,
     /// Subtrees that must not be deleted (an unmount there failed), with the reason.
     pub protected: Vec<(PathBuf, String)>,
     /// Mount points under the kubelet dir that the mounts phase unmounted (in a dry run: would).
@@ -91,7 +90,6 @@ impl ResetData {
             scope: ClusterScope::with_addon_networks(),
             journal_files: BTreeSet::new(),
             journal: Vec::new(),
-            report: Report::default(),
             protected: Vec::new(),
             unmounted: BTreeSet::new(),
             cluster_links: BTreeSet::new(),
@@ -179,22 +177,22 @@ impl ResetData {
         }
     }
 
-    /// Records outcomes computed elsewhere; in a dry run what is kept is part of the plan too.
+    /// Records outcomes in the Host gateway's report; in a dry run what is kept is part of the plan.
     pub fn record(&mut self, outcomes: impl IntoIterator<Item = Outcome>) {
         for outcome in outcomes {
-            if self.dry_run()
-                && let Outcome::Kept(item) = &outcome
-            {
-                self.host.plan_step(Verb::Keep, item.clone());
-            }
-            self.report.push(outcome);
+            self.host.record(outcome);
         }
+    }
+
+    /// The report so far (the Host gateway's).
+    pub fn report(&self) -> Report {
+        self.host.report()
     }
 
     /// Records a failure of a whole step (a tool that would not run) as a left item.
     pub fn step_failed(&mut self, found: Found, err: &anyhow::Error) {
         self.host.ui().warn(format!("{}: {err:#}", found.target));
-        self.report.push(found.left(format!("{err:#}"), false));
+        self.record([found.left(format!("{err:#}"), false)]);
     }
 }
 
