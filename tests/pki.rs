@@ -871,11 +871,17 @@ fn dry_run_writes_nothing() {
     let node = Node::new();
     let out = node.ok(&args(&["init", "phase", "certs", "all", "--dry-run"], NODE));
     assert!(
-        out.contains("[dry-run] Would write file \"/etc/kubernetes/pki/ca.key\" (mode 0600"),
+        out.contains(&format!(
+            "[dry-run] Would write path {} (mode 0600",
+            node.disk("/etc/kubernetes/pki/ca.key").display()
+        )),
         "{out}"
     );
     assert!(
-        out.contains("[dry-run] Would write file \"/etc/kubernetes/pki/ca.crt\" (mode 0644"),
+        out.contains(&format!(
+            "[dry-run] Would write path {} (mode 0644",
+            node.disk("/etc/kubernetes/pki/ca.crt").display()
+        )),
         "{out}"
     );
     assert!(
@@ -897,12 +903,18 @@ fn dry_run_writes_nothing() {
         NODE,
     ));
     assert!(
-        out.contains("[dry-run] Would write file \"/etc/kubernetes/kubelet.conf\" (mode 0600"),
+        out.contains(&format!(
+            "[dry-run] Would write path {} (mode 0600",
+            node.disk("/etc/kubernetes/kubelet.conf").display()
+        )),
         "{out}"
     );
     let out = node.ok(&args(&["init", "phase", "certs", "sa", "--dry-run"], NODE));
     assert!(
-        out.contains("[dry-run] Would write file \"/etc/kubernetes/pki/sa.pub\" (mode 0644"),
+        out.contains(&format!(
+            "[dry-run] Would write path {} (mode 0644",
+            node.disk("/etc/kubernetes/pki/sa.pub").display()
+        )),
         "{out}"
     );
     assert_eq!(node.snapshot(), before);
@@ -1117,7 +1129,10 @@ fn renew_gives_new_keys_and_keeps_identities() {
     let before = node.snapshot();
     let out = node.ok(&["certs", "renew", "all", "--dry-run"]);
     assert!(
-        out.contains("[dry-run] Would write file \"/etc/kubernetes/pki/apiserver.key\" (mode 0600"),
+        out.contains(&format!(
+            "[dry-run] Would write path {} (mode 0600",
+            node.disk("/etc/kubernetes/pki/apiserver.key").display()
+        )),
         "{out}"
     );
     assert_eq!(node.snapshot(), before, "renew --dry-run wrote files");
@@ -1233,7 +1248,10 @@ fn generate_csr_writes_keys_and_verifiable_requests() {
     let config = config_file(&node, "controlPlaneEndpoint: cp.example.test\n", "");
     let out = node.ok(&["certs", "generate-csr", "--config", &config, "--dry-run"]);
     assert!(
-        out.contains("[dry-run] Would write file \"/etc/kubernetes/admin.conf.csr\" (mode 0644"),
+        out.contains(&format!(
+            "[dry-run] Would write path {} (mode 0644",
+            node.disk("/etc/kubernetes/admin.conf.csr").display()
+        )),
         "{out}"
     );
     assert_eq!(node.snapshot().len(), 1, "only the config file");

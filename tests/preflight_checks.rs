@@ -1131,8 +1131,8 @@ fn fix_sets_sysctls_through_a_journaled_drop_in() {
     assert!(kinds.contains(&"write-file".to_string()), "{kinds:?}");
     assert!(
         journal.iter().any(|r| matches!(&r.entry,
-            kubestrap::host::journal::Entry::Artefact { kind, target, detail }
-                if kind == "sysctl" && target == "net.ipv4.ip_forward" && detail["prior"] == "0")),
+            kubestrap::host::journal::Entry::SetSysctl { key, value, prior }
+                if key == "net.ipv4.ip_forward" && value == "1" && prior == "0")),
         "{journal:?}"
     );
 

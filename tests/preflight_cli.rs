@@ -308,8 +308,9 @@ fn ip_forward_off_in_a_namespace_fails_and_fix_turns_it_on_through_a_drop_in() {
     let journal =
         std::fs::read_to_string(node.path("root/var/lib/kubestrap/journal.jsonl")).unwrap();
     assert!(
-        journal.contains("\"op\":\"artefact\"")
-            && journal.contains("\"target\":\"net.ipv4.ip_forward\""),
+        journal.contains(
+            "\"op\":\"set-sysctl\",\"key\":\"net.ipv4.ip_forward\",\"value\":\"1\",\"prior\":\"0\""
+        ),
         "{journal}"
     );
     assert!(

@@ -519,7 +519,7 @@ fn the_node_name_comes_from_the_kubelets_credentials() {
     let (code, _, output) = reset(root, &["--dry-run"]);
     assert_eq!(code, 0, "{output}");
     assert!(
-        output.contains("Would delete the Node \"cp-renamed\""),
+        output.contains("[dry-run] Would delete api-object v1 Node cp-renamed\n"),
         "{output}"
     );
 }

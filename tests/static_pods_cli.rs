@@ -118,9 +118,12 @@ fn dry_run_prints_the_manifest_and_writes_nothing() {
             .args(node_flags()),
     );
     assert!(
-        out.contains(
-            "[dry-run] Would write file \"/etc/kubernetes/manifests/etcd.yaml\" (mode 0600"
-        ),
+        out.contains(&format!(
+            "[dry-run] Would write path {} (mode 0600",
+            root.path()
+                .join("etc/kubernetes/manifests/etcd.yaml")
+                .display()
+        )),
         "{out}"
     );
     assert!(out.contains("\t    - --name=cp1\n"), "{out}");

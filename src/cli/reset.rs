@@ -155,20 +155,22 @@ pub fn run(global: &GlobalOpts, cmd: ResetCmd) -> anyhow::Result<()> {
     data.finish_progress();
     result?;
     if data.dry_run() {
+        // Each step was printed by the Host gateway as it was planned; the document is the same plan.
+        let planned = data.host.planned();
+        let kept = data.host.plan_kept();
         let plan = Plan {
-            planned: &data.planned,
-            kept: &data.report.kept,
+            planned: &planned,
+            kept: &kept,
         };
-        return ui.result(&plan, || render_plan(&data.planned, &data.report.kept));
+        return ui.result(&plan, || render_plan(&planned, &kept));
     }
-    ui.result(&data.report, || {
-        render_report(&data.report, ui.verbosity >= 1)
-    })?;
-    if !data.report.left.is_empty() {
+    let report = data.report();
+    ui.result(&report, || render_report(&report, ui.verbosity >= 1))?;
+    if !report.left.is_empty() {
         anyhow::bail!(
             "reset left {} item(s) behind{}; see the report above",
-            data.report.left.len(),
-            if data.report.reboot_required {
+            report.left.len(),
+            if report.reboot_required {
                 ", and a reboot is required to remove some of them"
             } else {
                 ""
@@ -184,22 +186,26 @@ fn lines(title: &str, items: &[Item]) -> String {
     }
     let mut out = format!("{title}:\n");
     for i in items {
-        let kind = serde_json::to_value(i.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        out.push_str(&format!("  {kind:<16} {}  ({})\n", i.target, i.reason));
+        out.push_str(&format!(
+            "  {:<16} {}  ({})\n",
+            i.kind.name(),
+            i.target,
+            i.reason
+        ));
     }
     out
 }
 
+/// The closing line of a dry run's text output (the steps themselves were printed as planned).
 fn render_plan(planned: &[Item], kept: &[Item]) -> String {
-    let mut out = lines("[dry-run] Would remove", planned);
-    out.push_str(&lines("[dry-run] Would keep", kept));
     if planned.is_empty() {
-        out.push_str("[dry-run] Nothing of a cluster to remove on this host\n");
+        return "[dry-run] Nothing of a cluster to remove on this host\n".to_string();
     }
-    out
+    format!(
+        "[dry-run] {} change(s) planned, {} item(s) kept\n",
+        planned.len(),
+        kept.len()
+    )
 }
 
 /// The text report: counts and what was kept or left; every removed item too with `-v 1`.

@@ -16,7 +16,7 @@ use super::object::{Identity, ObjectRef, Typed};
 use super::wait;
 use crate::host::Host;
 use crate::host::journal::{ApiChange, Entry};
-use crate::host::plan::{Item, Kind};
+use crate::host::plan::{Item, Kind, Verb as PlanVerb};
 
 /// What a delete did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +47,12 @@ impl Verb {
         }
     }
 
-    fn phrase(self) -> &'static str {
+    fn plan_verb(self) -> PlanVerb {
         match self {
-            Verb::Create => "create",
-            Verb::Apply => "apply",
-            Verb::Patch(_) => "patch",
-            Verb::Delete => "delete",
+            Verb::Create => PlanVerb::Create,
+            Verb::Apply => PlanVerb::Apply,
+            Verb::Patch(_) => PlanVerb::Patch,
+            Verb::Delete => PlanVerb::Delete,
         }
     }
 }
@@ -125,14 +125,15 @@ impl<'h> Gateway<'h> {
         !self.host.dry_run() && self.host.run_id().is_some()
     }
 
-    fn record_plan(&self, verb: Verb, target: String, described: String) {
-        self.host
-            .ui()
-            .line(format!("[dry-run] Would {} the {described}", verb.phrase()));
+    /// Plans a change: printed and kept in the host's plan (the one plan format), and in this
+    /// gateway's own list.
+    fn record_plan(&self, verb: Verb, target: String) {
+        let item = Item::new(Kind::ApiObject, target, verb.reason());
+        self.host.plan_step(verb.plan_verb(), item.clone());
         self.plan
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Item::new(Kind::ApiObject, target, verb.reason()));
+            .push(item);
     }
 
     // ---- reading ----
@@ -230,7 +231,7 @@ impl<'h> Gateway<'h> {
     pub fn apply_object(&self, object: &Value) -> Result<Value, ClusterError> {
         let identity = Identity::of(object)?;
         if self.client.is_none() || self.host.dry_run() {
-            self.record_plan(Verb::Apply, identity.target(), identity.describe());
+            self.record_plan(Verb::Apply, identity.target());
             return Ok(object.clone());
         }
         let at = self.locate(&identity)?;
@@ -242,7 +243,7 @@ impl<'h> Gateway<'h> {
     /// Deletes an object of any kind.
     pub fn delete_object(&self, identity: &Identity) -> Result<Deletion, ClusterError> {
         if self.client.is_none() || self.host.dry_run() {
-            self.record_plan(Verb::Delete, identity.target(), identity.describe());
+            self.record_plan(Verb::Delete, identity.target());
             return Ok(Deletion::Planned);
         }
         let at = self.locate(identity)?;
@@ -266,7 +267,7 @@ impl<'h> Gateway<'h> {
         patch: Option<&Patch>,
     ) -> Result<Option<Value>, ClusterError> {
         if self.host.dry_run() {
-            self.record_plan(verb, at.target(), at.describe());
+            self.record_plan(verb, at.target());
             return Ok(None);
         }
         let client = self.connected()?;
@@ -303,7 +304,7 @@ impl<'h> Gateway<'h> {
 
     fn delete_at(&self, at: &ObjectRef) -> Result<Deletion, ClusterError> {
         if self.host.dry_run() {
-            self.record_plan(Verb::Delete, at.target(), at.describe());
+            self.record_plan(Verb::Delete, at.target());
             return Ok(Deletion::Planned);
         }
         let client = self.connected()?;

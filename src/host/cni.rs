@@ -133,23 +133,76 @@ pub fn attribute_reservation(r: &Reservation, scope: &ClusterScope) -> Found {
     )
 }
 
+/// containerd's loopback network, set up in every pod sandbox: its cached results name only the
+/// sandbox, so they are attributed by the sandbox id.
+pub const LOOPBACK_NETWORK: &str = "cni-loopback";
+
+/// The container id in a cached result's name (`<network>-<container>-<ifname>`).
+fn cached_container<'a>(name: &'a str, network: &str) -> Option<&'a str> {
+    let rest = name.strip_prefix(network)?.strip_prefix('-')?;
+    rest.rsplit_once('-')
+        .map(|(id, _)| id)
+        .filter(|id| !id.is_empty())
+}
+
+/// The longest network name that prefixes a cached result's name, of `networks`.
+fn cached_network<'a>(
+    name: &str,
+    networks: impl Iterator<Item = &'a String>,
+) -> Option<&'a String> {
+    networks
+        .filter(|n| name.starts_with(&format!("{n}-")))
+        .max_by_key(|n| n.len())
+}
+
+/// The pod sandboxes of this cluster, as its own networks saw them: the container ids of their IPAM
+/// reservations and of their cached results.
+pub fn cluster_sandboxes(
+    state: &CniState,
+    scope: &ClusterScope,
+    known: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let ours = |network: &str| scope.cni_network_owner(network).is_cluster();
+    let mut ids: BTreeSet<String> = state
+        .reservations
+        .iter()
+        .filter(|r| ours(&r.network) && !r.container.is_empty())
+        .map(|r| r.container.clone())
+        .collect();
+    for path in &state.cached {
+        let name = path.file_name().unwrap_or_default();
+        if let Some(network) = cached_network(name, scope.cni_networks.iter().chain(known.iter()))
+            && ours(network)
+            && let Some(id) = cached_container(name, network)
+        {
+            ids.insert(id.to_string());
+        }
+    }
+    ids
+}
+
 /// A cached result is named `<network>-<container>-<ifname>`; it belongs to the longest network name
-/// that prefixes it, known from the scope or the config files.
+/// that prefixes it, known from the scope or the config files. A result of containerd's loopback
+/// network is the cluster's when its sandbox is one of `sandboxes` ([`cluster_sandboxes`]).
 pub fn attribute_cached(
     root: &Root,
     path: &NodePath,
     scope: &ClusterScope,
     known: &BTreeSet<String>,
+    sandboxes: &BTreeSet<String>,
 ) -> Found {
     let name = path.file_name().unwrap_or_default();
-    let owner = scope
-        .cni_networks
-        .iter()
-        .chain(known.iter())
-        .filter(|n| name.starts_with(&format!("{n}-")))
-        .max_by_key(|n| n.len())
-        .map(|n| scope.cni_network_owner(n))
-        .unwrap_or(Owner::Foreign("another CNI user"));
+    let owner = if let Some(id) = cached_container(name, LOOPBACK_NETWORK) {
+        if sandboxes.contains(id) {
+            Owner::Kubernetes
+        } else {
+            Owner::Foreign("a sandbox of another container runtime user")
+        }
+    } else {
+        cached_network(name, scope.cni_networks.iter().chain(known.iter()))
+            .map(|n| scope.cni_network_owner(n))
+            .unwrap_or(Owner::Foreign("another CNI user"))
+    };
     Found::new(Kind::Path, root.disk(path).display().to_string(), owner)
 }
 
@@ -249,12 +302,15 @@ mod tests {
         write(&root, "/var/lib/cni/results/cbr0-ctr-aaaa-eth0", "{}");
         write(&root, "/var/lib/cni/results/podman-xyz-eth0", "{}");
         write(&root, "/var/lib/cni/results/k8s-pod-network-abc-eth0", "{}");
+        write(&root, "/var/lib/cni/results/cni-loopback-ctr-aaaa-lo", "{}");
+        write(&root, "/var/lib/cni/results/cni-loopback-xyz-lo", "{}");
         let state = scan(&root);
         assert_eq!(state.conf_files.len(), 2);
         assert_eq!(state.conf_files[0].network.as_deref(), Some("cbr0"));
         assert_eq!(state.reservations.len(), 2);
         assert_eq!(state.reservations[0].container, "ctr-aaaa");
         assert_eq!(state.ipam_networks, vec!["cbr0", "podman"]);
+        assert_eq!(state.cached.len(), 5);
 
         let journal: BTreeSet<NodePath> =
             [NodePath::new("/etc/cni/net.d/10-flannel.conflist")].into();
@@ -278,16 +334,30 @@ mod tests {
                 .is_cluster()
         );
         let known: BTreeSet<String> = ["podman".to_string()].into();
-        let owners: Vec<bool> = state
+        let sandboxes = cluster_sandboxes(&state, &scope, &known);
+        assert_eq!(
+            sandboxes,
+            ["abc".to_string(), "ctr-aaaa".to_string()].into(),
+            "by our reservations and our results, not podman's"
+        );
+        let owners: Vec<(String, bool)> = state
             .cached
             .iter()
             .map(|p| {
-                attribute_cached(&root, p, &scope, &known)
-                    .owner
-                    .is_cluster()
+                let found = attribute_cached(&root, p, &scope, &known, &sandboxes);
+                (p.file_name().unwrap().to_string(), found.owner.is_cluster())
             })
             .collect();
-        assert_eq!(owners, vec![true, true, false]);
+        assert_eq!(
+            owners,
+            vec![
+                ("cbr0-ctr-aaaa-eth0".to_string(), true),
+                ("cni-loopback-ctr-aaaa-lo".to_string(), true),
+                ("cni-loopback-xyz-lo".to_string(), false),
+                ("k8s-pod-network-abc-eth0".to_string(), true),
+                ("podman-xyz-eth0".to_string(), false),
+            ]
+        );
 
         let pairs: Vec<_> = state
             .reservations

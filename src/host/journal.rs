@@ -2,8 +2,9 @@
 //!
 //! One JSON object per line. Every entry is appended (and synced) *before* the side effect happens,
 //! so a crash leaves a record of what may have been done; undoing an entry whose effect never
-//! happened is a no-op. `reset` undoes every run's file entries in reverse; a failed `init`/`join` (or
-//! the next one, after a crash) undoes its own run, `api-object` entries included (`workflow::rollback`).
+//! happened is a no-op. `reset` undoes every run's file entries in reverse (it never flips live kernel
+//! values back); a failed `init`/`join` (or the next one, after a crash) undoes its own run, `set-sysctl`
+//! and `api-object` entries included (`workflow::rollback`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -68,7 +69,13 @@ pub enum Entry {
         mode: u32,
         prior: Prior,
     },
-    /// A non-file artefact (link, sysctl value, unit, rule…) recorded by a host subsystem; the
+    /// A live kernel parameter set by the run; undo writes `prior` back.
+    SetSysctl {
+        key: String,
+        value: String,
+        prior: String,
+    },
+    /// A non-file artefact (link, unit, rule…) recorded by a host subsystem; the
     /// subsystem named by `kind` knows how to undo it.
     Artefact {
         kind: String,
@@ -132,7 +139,8 @@ impl JournalWriter {
             run: new_run_id(),
             seq: 0,
         };
-        writer.append(Entry::RunStart {
+        // Durable with the run's first effect: every effect syncs the journal before it happens.
+        writer.append_deferred(Entry::RunStart {
             command: command.to_string(),
             pid: std::process::id(),
         })?;
@@ -143,7 +151,15 @@ impl JournalWriter {
         &self.run
     }
 
+    /// Appends an entry and syncs it: durable before the caller's effect.
     pub fn append(&mut self, entry: Entry) -> anyhow::Result<()> {
+        self.append_deferred(entry)?;
+        self.sync()
+    }
+
+    /// Appends an entry without syncing it: the caller makes it durable with the batch of effects it
+    /// belongs to, before any of them is put in place (`super::durable`).
+    pub fn append_deferred(&mut self, entry: Entry) -> anyhow::Result<()> {
         self.seq += 1;
         let record = Record {
             run: self.run.clone(),
@@ -154,6 +170,15 @@ impl JournalWriter {
         self.write(&record)
     }
 
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        self.file.sync_data().context("syncing the journal")
+    }
+
+    /// The journal file, for syncing together with a batch of files.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// Ends an earlier run that never ended (its process died), after its effects were undone.
     pub fn end_earlier_run(&mut self, run: &UnfinishedRun, outcome: Outcome) -> anyhow::Result<()> {
         self.write(&Record {
@@ -161,7 +186,8 @@ impl JournalWriter {
             seq: run.last_seq + 1,
             time: now_rfc3339(),
             entry: Entry::RunEnd { outcome },
-        })
+        })?;
+        self.sync()
     }
 
     fn write(&mut self, record: &Record) -> anyhow::Result<()> {
@@ -169,7 +195,6 @@ impl JournalWriter {
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
-            .and_then(|_| self.file.sync_data())
             .context("appending to the journal")?;
         Ok(())
     }

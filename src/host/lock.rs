@@ -58,8 +58,8 @@ impl NodeLock {
         );
         locked.set_len(0)?;
         locked.seek(SeekFrom::Start(0))?;
+        // Not synced: the holder line is only for messages, and a crash releases the flock anyway.
         locked.write_all(holder.as_bytes())?;
-        locked.sync_data()?;
         Ok(NodeLock { _file: locked })
     }
 }

@@ -1,13 +1,17 @@
-//! The node as one object: `--root`-aware state paths, journaled file operations, dry-run, and host facts.
+//! The Host gateway: the only code that changes the node. `--root`-aware state paths, journaled and
+//! group-committed file writes, live kernel values, the one dry-run plan format, and host facts.
 //!
-//! Every write of a state file goes through [`Host`]: it creates missing parent directories with
-//! kubeadm's modes, journals each effect before doing it, and in dry-run mode only records and
-//! prints the plan while keeping an in-memory view so later phases can read what earlier ones
-//! "wrote".
+//! Every change of an init or join run goes through [`Host`]: it creates missing parent directories
+//! with kubeadm's modes, journals each effect *with its undo* before doing it, and stages file writes
+//! so a phase's files become durable together ([`durable`]). In dry-run mode it only records and
+//! prints the plan (paths as they are on disk, `--root` included) while keeping an in-memory view so
+//! later phases read what earlier ones "wrote". Reset's removals are planned and reported through
+//! [`Host::plan_step`] too; they are not undoable.
 
 pub mod attribution;
 pub mod cni;
 pub mod command;
+pub mod durable;
 pub mod facts;
 pub mod inventory;
 pub mod ipsets;
@@ -28,37 +32,23 @@ pub mod sysctl;
 pub mod tree;
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
-use serde::Serialize;
 
+use durable::{Batch, Rank};
 pub use facts::Facts;
 use journal::{Entry, JournalWriter, Outcome, Prior};
 pub use paths::{NodePath, Root, well_known};
+use plan::{Item, Kind, Verb};
 
 use crate::output::Ui;
 
 /// Mode for directories the tool creates unless a caller asks otherwise (kubeadm: 0755).
 pub const DIR_MODE: u32 = 0o755;
-
-/// One step of a dry-run plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", rename_all = "kebab-case")]
-pub enum Planned {
-    MakeDir {
-        path: String,
-        mode: String,
-    },
-    WriteFile {
-        path: String,
-        mode: String,
-        bytes: usize,
-    },
-}
 
 /// What undoing one journal entry did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +58,8 @@ pub enum Undone {
     AlreadyGone(NodePath),
     /// Left in place, with the reason (e.g. a directory that now holds files the tool did not write).
     Kept(NodePath, String),
+    /// A live kernel value put back to what it was before the run (`key`, value).
+    SysctlRestored(String, String),
     /// Not a file-system entry; the subsystem named by `kind` must undo it.
     Foreign {
         kind: String,
@@ -84,6 +76,17 @@ pub enum Undone {
     Nothing,
 }
 
+/// What setting a live kernel value did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SysctlSet {
+    /// Set (and journaled with the value it had).
+    Set,
+    /// Dry run: planned only.
+    Planned,
+    /// It could not be set (e.g. its /proc/sys file does not exist); why.
+    Failed(String),
+}
+
 #[derive(Debug)]
 pub struct Host {
     root: Root,
@@ -91,10 +94,14 @@ pub struct Host {
     dry_run: bool,
     ui: Ui,
     journal: Mutex<Option<JournalWriter>>,
-    /// Dry-run view: files "written" in this run (`None` = removed).
+    /// Files written in this run and not yet in place (staged in a batch, or a dry run's).
     overlay: Mutex<BTreeMap<NodePath, Vec<u8>>>,
     overlay_dirs: Mutex<BTreeMap<NodePath, u32>>,
-    plan: Mutex<Vec<Planned>>,
+    /// The files staged since the last commit (journaled runs only).
+    batch: Mutex<Batch>,
+    plan: Mutex<Vec<(Verb, Item)>>,
+    /// What a reset removed, kept and left (its removals are reported, not journaled for undo).
+    report: Mutex<inventory::Report>,
 }
 
 impl Host {
@@ -107,7 +114,9 @@ impl Host {
             journal: Mutex::new(None),
             overlay: Mutex::new(BTreeMap::new()),
             overlay_dirs: Mutex::new(BTreeMap::new()),
+            batch: Mutex::new(Batch::default()),
             plan: Mutex::new(Vec::new()),
+            report: Mutex::new(inventory::Report::default()),
         }
     }
 
@@ -132,6 +141,11 @@ impl Host {
         self.root.disk(path)
     }
 
+    /// A node path as plans and reports show it: where it is on disk.
+    pub fn shown(&self, path: &NodePath) -> String {
+        self.disk(path).display().to_string()
+    }
+
     /// Starts journaling this command's side effects (not in dry-run mode). Returns the run id.
     pub fn start_journal(&self, command: &str) -> anyhow::Result<Option<String>> {
         if self.dry_run {
@@ -143,19 +157,67 @@ impl Host {
         Ok(Some(id))
     }
 
-    /// Records the end of the run.
+    /// Makes the journal durable now (a command whose effects are not journaled one by one, such as
+    /// reset's removals, so its start is on disk before them).
+    pub fn sync_journal(&self) -> anyhow::Result<()> {
+        match lock(&self.journal).as_mut() {
+            Some(writer) => writer.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the end of the run, after making everything it staged durable and in place.
     pub fn finish_journal(&self, outcome: Outcome) -> anyhow::Result<()> {
+        self.commit()?;
         if let Some(writer) = lock(&self.journal).as_mut() {
             writer.append(Entry::RunEnd { outcome })?;
         }
         Ok(())
     }
 
-    /// Appends an entry for a side effect outside the file system (done by a host subsystem).
+    /// Journals an effect the caller is about to make outside the file system (an API object, a
+    /// kernel change): staged files are committed first and the entry is durable when this returns.
     pub fn journal(&self, entry: Entry) -> anyhow::Result<()> {
-        if let Some(writer) = lock(&self.journal).as_mut() {
-            writer.append(entry)?;
+        let mut journal = lock(&self.journal);
+        let Some(writer) = journal.as_mut() else {
+            return Ok(());
+        };
+        writer.append_deferred(entry)?;
+        let mut batch = lock(&self.batch);
+        if batch.is_empty() {
+            return writer.sync();
         }
+        self.commit_locked(writer, &mut batch)
+    }
+
+    /// Makes the files staged since the last commit durable and puts them in place: the files and
+    /// the journal synced together, renames (backups, then secrets, then the rest), one sync per
+    /// directory. The executor commits after each top-level phase; a phase that hands a file it
+    /// wrote to another process (starts a unit or a container) commits before it does.
+    pub fn commit(&self) -> anyhow::Result<()> {
+        let mut journal = lock(&self.journal);
+        let Some(writer) = journal.as_mut() else {
+            return Ok(());
+        };
+        let mut batch = lock(&self.batch);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.commit_locked(writer, &mut batch)
+    }
+
+    fn commit_locked(&self, writer: &mut JournalWriter, batch: &mut Batch) -> anyhow::Result<()> {
+        let done = batch
+            .commit(Some(writer.file()))
+            .context("making this phase's files durable")?;
+        lock(&self.overlay).clear();
+        self.ui.debug(
+            3,
+            format!(
+                "[host] Committed {} file(s) with {} sync(s) issued together",
+                done.files, done.syncs
+            ),
+        );
         Ok(())
     }
 
@@ -169,18 +231,70 @@ impl Host {
         run: &journal::UnfinishedRun,
         outcome: Outcome,
     ) -> anyhow::Result<()> {
+        self.commit()?;
         if let Some(writer) = lock(&self.journal).as_mut() {
             writer.end_earlier_run(run, outcome)?;
         }
         Ok(())
     }
 
-    /// The dry-run plan so far.
-    pub fn plan(&self) -> Vec<Planned> {
+    // ---- the plan ----
+
+    /// Records one step of a dry-run plan and prints it in the one plan format. The same step on an
+    /// item already planned is not listed again.
+    pub fn plan_step(&self, verb: Verb, item: Item) {
+        let mut plan = lock(&self.plan);
+        if plan
+            .iter()
+            .any(|(v, i)| *v == verb && i.kind == item.kind && i.target == item.target)
+        {
+            return;
+        }
+        self.ui.line(plan::line(verb.phrase(), &item));
+        plan.push((verb, item));
+    }
+
+    /// The dry-run plan so far, in order.
+    pub fn plan(&self) -> Vec<(Verb, Item)> {
         lock(&self.plan).clone()
     }
 
-    // ---- reading (dry-run aware) ----
+    /// The planned changes (every step but those that keep something).
+    pub fn planned(&self) -> Vec<Item> {
+        self.plan_where(|v| v != Verb::Keep)
+    }
+
+    /// What the plan keeps on purpose.
+    pub fn plan_kept(&self) -> Vec<Item> {
+        self.plan_where(|v| v == Verb::Keep)
+    }
+
+    fn plan_where(&self, wanted: impl Fn(Verb) -> bool) -> Vec<Item> {
+        lock(&self.plan)
+            .iter()
+            .filter(|(v, _)| wanted(*v))
+            .map(|(_, i)| i.clone())
+            .collect()
+    }
+
+    // ---- the report (reset) ----
+
+    /// Records what removing (or keeping) one item did; in a dry run, what is kept is a plan step.
+    pub fn record(&self, outcome: inventory::Outcome) {
+        if self.dry_run
+            && let inventory::Outcome::Kept(item) = &outcome
+        {
+            self.plan_step(Verb::Keep, item.clone());
+        }
+        lock(&self.report).push(outcome);
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> inventory::Report {
+        lock(&self.report).clone()
+    }
+
+    // ---- reading (dry-run and batch aware) ----
 
     pub fn exists(&self, path: &NodePath) -> bool {
         if lock(&self.overlay).contains_key(path) || lock(&self.overlay_dirs).contains_key(path) {
@@ -225,38 +339,68 @@ impl Host {
         }
     }
 
+    fn journaling(&self) -> bool {
+        lock(&self.journal).is_some()
+    }
+
     // ---- writing (journaled) ----
 
-    /// Creates a directory and its missing parents, each journaled. Existing directories are left as they are.
+    /// Creates a directory and its missing parents, each journaled (one journal sync for all of
+    /// them, before the first is made). Existing directories are left as they are.
     pub fn ensure_dir(&self, path: &NodePath, mode: u32) -> anyhow::Result<()> {
-        if self.is_dir(path) {
+        let mut missing = Vec::new();
+        let mut at = Some(path.clone());
+        while let Some(dir) = at {
+            if self.is_dir(&dir) {
+                break;
+            }
+            at = dir.parent().filter(|p| *p != dir);
+            missing.push(dir);
+        }
+        if missing.is_empty() {
             return Ok(());
         }
-        if let Some(parent) = path.parent()
-            && parent != *path
-        {
-            self.ensure_dir(&parent, DIR_MODE)?;
-        }
+        missing.reverse();
+        let mode_of = |dir: &NodePath| if dir == path { mode } else { DIR_MODE };
         if self.dry_run {
-            lock(&self.overlay_dirs).insert(path.clone(), mode);
-            self.record_plan(Planned::MakeDir {
-                path: path.display_str(),
-                mode: format!("{mode:04o}"),
-            });
+            for dir in &missing {
+                let m = mode_of(dir);
+                lock(&self.overlay_dirs).insert(dir.clone(), m);
+                self.plan_step(
+                    Verb::Create,
+                    Item::new(
+                        Kind::Path,
+                        self.shown(dir),
+                        format!("directory, mode {m:04o}"),
+                    ),
+                );
+            }
             return Ok(());
         }
-        self.journal(Entry::MakeDir {
-            path: path.clone(),
-            mode,
-        })?;
-        let disk = self.disk(path);
-        match fs::create_dir(&disk) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists && disk.is_dir() => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("creating directory {path}")),
+        {
+            let mut journal = lock(&self.journal);
+            if let Some(writer) = journal.as_mut() {
+                for dir in &missing {
+                    writer.append_deferred(Entry::MakeDir {
+                        path: dir.clone(),
+                        mode: mode_of(dir),
+                    })?;
+                }
+                writer.sync()?;
+            }
         }
-        fs::set_permissions(&disk, fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting mode {mode:04o} on {path}"))?;
+        for dir in &missing {
+            let disk = self.disk(dir);
+            match fs::create_dir(&disk) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && disk.is_dir() => continue,
+                Err(e) => return Err(e).with_context(|| format!("creating directory {dir}")),
+            }
+            let m = mode_of(dir);
+            fs::set_permissions(&disk, fs::Permissions::from_mode(m))
+                .with_context(|| format!("setting mode {m:04o} on {dir}"))?;
+            lock(&self.batch).made_dir(&disk);
+        }
         Ok(())
     }
 
@@ -264,8 +408,10 @@ impl Host {
         lock(&self.overlay_dirs).contains_key(path) || self.disk(path).is_dir()
     }
 
-    /// Writes a whole file atomically with the given mode, creating parent directories (0755).
-    /// An existing file is backed up first so the journal can restore it.
+    /// Writes a whole file with the given mode, creating parent directories (0755). An existing
+    /// file is backed up first so the journal can restore it. In a journaled run the file is staged
+    /// and put in place, durably, at the next commit (reads see it at once); otherwise it is written
+    /// durably now. Either way a crash leaves the old file or the new one, never a torn one.
     pub fn write_file(&self, path: &NodePath, contents: &[u8], mode: u32) -> anyhow::Result<()> {
         let parent = path
             .parent()
@@ -273,79 +419,112 @@ impl Host {
         self.ensure_dir(&parent, DIR_MODE)?;
         if self.dry_run {
             lock(&self.overlay).insert(path.clone(), contents.to_vec());
-            self.record_plan(Planned::WriteFile {
-                path: path.display_str(),
-                mode: format!("{mode:04o}"),
-                bytes: contents.len(),
-            });
+            self.plan_step(
+                Verb::Write,
+                Item::new(
+                    Kind::Path,
+                    self.shown(path),
+                    format!("mode {mode:04o}, {} bytes", contents.len()),
+                ),
+            );
             return Ok(());
         }
         let disk = self.disk(path);
-        let prior = match fs::symlink_metadata(&disk) {
+        if !self.journaling() {
+            return durable::write_now(&disk, contents, mode)
+                .with_context(|| format!("writing {path}"));
+        }
+        // The entry (naming the backup) is journaled before the backup is staged, so a run killed
+        // in between leaves nothing the journal does not account for.
+        let (prior, old) = match fs::symlink_metadata(&disk) {
             Ok(meta) if meta.is_dir() => bail!("{path} is a directory, expected a file"),
-            Ok(_) => Prior::Backup {
-                path: self.back_up(path)?,
-            },
-            Err(e) if e.kind() == ErrorKind::NotFound => Prior::Absent,
+            Ok(_) => {
+                let old = fs::read(&disk).with_context(|| format!("backing up {path}"))?;
+                let backup = self.backup_path(&relative_of(path));
+                (Prior::Backup { path: backup }, Some(old))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => (Prior::Absent, None),
             Err(e) => return Err(e).with_context(|| format!("inspecting {path}")),
         };
-        self.journal(Entry::WriteFile {
-            path: path.clone(),
-            mode,
-            prior,
-        })?;
-        write_atomically(&disk, contents, mode).with_context(|| format!("writing {path}"))
+        if let Some(writer) = lock(&self.journal).as_mut() {
+            writer.append_deferred(Entry::WriteFile {
+                path: path.clone(),
+                mode,
+                prior: prior.clone(),
+            })?;
+        }
+        if let (Prior::Backup { path: backup }, Some(old)) = (&prior, old) {
+            self.store_backup(backup, &old)
+                .with_context(|| format!("writing backup of {path}"))?;
+        }
+        self.stage(path, contents, mode, Rank::of_mode(mode))
+            .with_context(|| format!("writing {path}"))
     }
 
     /// Removes a file, saving a copy first: the removal is journaled as a write whose prior state is
-    /// that copy, so undoing it (a rollback, or reset's journal undo) puts the file back.
+    /// that copy (with the file's mode), so undoing it — a rollback, or reset's journal undo — puts the
+    /// file back. The copy and the entry are durable before the file goes. A dry run plans it.
     pub fn remove_file(&self, path: &NodePath) -> anyhow::Result<()> {
         if self.dry_run {
             if self.exists(path) {
-                self.ui.line(format!(
-                    "[dry-run] Would remove file {:?}",
-                    path.display_str()
-                ));
+                self.plan_step(
+                    Verb::Remove,
+                    Item::new(Kind::Path, self.shown(path), "a copy is kept to undo it"),
+                );
             }
             return Ok(());
         }
+        self.commit()?;
         let disk = self.disk(path);
-        let meta = match fs::symlink_metadata(&disk) {
+        let mode = match fs::symlink_metadata(&disk) {
             Ok(meta) if meta.is_dir() => bail!("{path} is a directory, expected a file"),
-            Ok(meta) => meta,
+            Ok(meta) => meta.permissions().mode() & 0o7777,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e).with_context(|| format!("inspecting {path}")),
         };
-        let backup = self.back_up(path)?;
-        fs::set_permissions(
-            self.disk(&backup),
-            fs::Permissions::from_mode(meta.mode() & 0o7777),
-        )
-        .with_context(|| format!("keeping the mode of {path} in its backup"))?;
-        self.journal(Entry::WriteFile {
-            path: path.clone(),
-            mode: meta.mode() & 0o7777,
-            prior: Prior::Backup { path: backup },
-        })?;
+        if self.journaling() {
+            let old = fs::read(&disk).with_context(|| format!("backing up {path}"))?;
+            let backup = self.backup_path(&relative_of(path));
+            if let Some(writer) = lock(&self.journal).as_mut() {
+                writer.append_deferred(Entry::WriteFile {
+                    path: path.clone(),
+                    mode,
+                    prior: Prior::Backup {
+                        path: backup.clone(),
+                    },
+                })?;
+            }
+            self.store_backup(&backup, &old)?;
+            lock(&self.batch).restage_mode(&self.disk(&backup), mode)?;
+            self.commit()?;
+        }
         fs::remove_file(&disk).with_context(|| format!("removing {path}"))
     }
 
-    fn back_up(&self, path: &NodePath) -> anyhow::Result<NodePath> {
-        let relative = path
-            .canonical()
-            .strip_prefix("/")
-            .unwrap_or(path.canonical())
-            .display()
-            .to_string();
-        let bytes = fs::read(self.disk(path)).with_context(|| format!("backing up {path}"))?;
-        self.save_backup(&relative, &bytes)
-            .with_context(|| format!("writing backup of {path}"))
+    fn stage(
+        &self,
+        path: &NodePath,
+        contents: &[u8],
+        mode: u32,
+        rank: Rank,
+    ) -> std::io::Result<()> {
+        lock(&self.batch).stage(&self.disk(path), contents, mode, rank)?;
+        lock(&self.overlay).insert(path.clone(), contents.to_vec());
+        Ok(())
     }
 
     /// Saves a copy of something a run is about to change under this run's backup directory
     /// (`<state>/backups/<run>/<relative>`, 0600 in 0700 directories); returns where. A name used
-    /// before in this run gets a numbered suffix, so every copy is kept.
+    /// before in this run gets a numbered suffix, so every copy is kept. In a journaled run the copy
+    /// is staged and in place, durably, before anything the next commit replaces.
     pub fn save_backup(&self, relative: &str, bytes: &[u8]) -> anyhow::Result<NodePath> {
+        let backup = self.backup_path(relative);
+        self.store_backup(&backup, bytes)?;
+        Ok(backup)
+    }
+
+    /// Where the next backup copy of `relative` goes in this run.
+    fn backup_path(&self, relative: &str) -> NodePath {
         let run = self.run_id().unwrap_or_else(|| "unjournaled".to_string());
         let base = NodePath::new(well_known::STATE_DIR)
             .join("backups")
@@ -353,61 +532,76 @@ impl Host {
             .join(relative.trim_start_matches('/'));
         let mut backup = base.clone();
         let mut copy = 1;
-        while self.disk(&backup).exists() {
+        while self.exists(&backup) {
             backup = NodePath::new(format!("{}.{copy}", base.display_str()));
             copy += 1;
         }
-        let backup_disk = self.disk(&backup);
+        backup
+    }
+
+    fn store_backup(&self, backup: &NodePath, bytes: &[u8]) -> anyhow::Result<()> {
+        let backup_disk = self.disk(backup);
         if let Some(dir) = backup_disk.parent() {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         }
-        write_atomically(&backup_disk, bytes, 0o600)
-            .with_context(|| format!("writing backup {backup}"))?;
-        Ok(backup)
+        if self.journaling() {
+            self.stage(backup, bytes, 0o600, Rank::Backup)
+        } else {
+            durable::write_now(&backup_disk, bytes, 0o600)
+        }
+        .with_context(|| format!("writing backup {backup}"))
     }
 
-    fn record_plan(&self, step: Planned) {
-        let text = match &step {
-            Planned::MakeDir { path, mode } => {
-                format!("[dry-run] Would create directory {path:?} (mode {mode})")
-            }
-            Planned::WriteFile { path, mode, bytes } => {
-                format!("[dry-run] Would write file {path:?} (mode {mode}, {bytes} bytes)")
-            }
+    // ---- kernel state (journaled) ----
+
+    /// Sets a live kernel parameter (`net.ipv4.ip_forward`), journaling the value it had first so a
+    /// rollback of this run puts it back. A dry run plans it.
+    pub fn set_sysctl(&self, key: &str, value: &str) -> anyhow::Result<SysctlSet> {
+        let live = sysctl::live_path(&self.facts, key);
+        let prior = fs::read_to_string(&live).map(|t| t.trim().to_string()).ok();
+        if self.dry_run {
+            let now = prior.as_deref().unwrap_or("absent");
+            self.plan_step(
+                Verb::Set,
+                Item::new(Kind::Sysctl, key, format!("to {value}, now {now}")),
+            );
+            return Ok(SysctlSet::Planned);
+        }
+        let Some(prior) = prior else {
+            return Ok(SysctlSet::Failed(format!(
+                "could not set {key} live ({} does not exist)",
+                live.display()
+            )));
         };
-        self.ui.line(text);
-        lock(&self.plan).push(step);
+        self.journal(Entry::SetSysctl {
+            key: key.to_string(),
+            value: value.to_string(),
+            prior: prior.clone(),
+        })?;
+        Ok(match fs::write(&live, format!("{value}\n")) {
+            Ok(()) => SysctlSet::Set,
+            Err(e) => SysctlSet::Failed(format!(
+                "could not set {key} live ({}: {e})",
+                live.display()
+            )),
+        })
     }
 
     // ---- undo ----
 
-    /// Undoes one journal entry. File entries are undone here; others are returned as `Foreign`
-    /// (the executor's rollback hands those to the gateway that made them).
+    /// Undoes one journal entry. File, directory and sysctl entries are undone here; others are
+    /// returned as `Foreign` (the executor's rollback hands those to the gateway that made them).
     pub fn undo(&self, entry: &Entry) -> anyhow::Result<Undone> {
         match entry {
-            Entry::WriteFile { path, prior, .. } => match prior {
-                Prior::Absent => remove_file_if_present(&self.disk(path), path),
-                Prior::Backup { path: backup } => {
-                    let backup_disk = self.disk(backup);
-                    match fs::read(&backup_disk) {
-                        Ok(bytes) => {
-                            let mode = fs::metadata(&backup_disk)
-                                .map(|m| m.permissions().mode() & 0o7777)
-                                .unwrap_or(0o600);
-                            write_atomically(&self.disk(path), &bytes, mode)
-                                .with_context(|| format!("restoring {path} from {backup}"))?;
-                            let _ = fs::remove_file(&backup_disk);
-                            Ok(Undone::Restored(path.clone()))
-                        }
-                        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Undone::Kept(
-                            path.clone(),
-                            format!("its backup {backup} is gone"),
-                        )),
-                        Err(e) => Err(e).with_context(|| format!("reading backup {backup}")),
-                    }
+            Entry::WriteFile { path, prior, .. } => {
+                // A run killed before its commit leaves the staged copy beside the target.
+                let _ = fs::remove_file(durable::temp_path(&self.disk(path)));
+                match prior {
+                    Prior::Absent => remove_file_if_present(&self.disk(path), path),
+                    Prior::Backup { path: backup } => self.restore(path, backup),
                 }
-            },
+            }
             Entry::MakeDir { path, .. } => {
                 let disk = self.disk(path);
                 match fs::remove_dir(&disk) {
@@ -421,6 +615,13 @@ impl Host {
                     )),
                     Err(e) => Err(e).with_context(|| format!("removing directory {path}")),
                 }
+            }
+            Entry::SetSysctl { key, prior, .. } => {
+                let live = sysctl::live_path(&self.facts, key);
+                fs::write(&live, format!("{prior}\n")).with_context(|| {
+                    format!("putting {key} back to {prior} ({})", live.display())
+                })?;
+                Ok(Undone::SysctlRestored(key.clone(), prior.clone()))
             }
             Entry::Artefact { kind, target, .. } => Ok(Undone::Foreign {
                 kind: kind.clone(),
@@ -439,6 +640,52 @@ impl Host {
             Entry::RunStart { .. } | Entry::RunEnd { .. } => Ok(Undone::Nothing),
         }
     }
+
+    fn restore(&self, path: &NodePath, backup: &NodePath) -> anyhow::Result<Undone> {
+        let backup_disk = self.disk(backup);
+        match fs::read(&backup_disk) {
+            Ok(bytes) => {
+                let mode = fs::metadata(&backup_disk)
+                    .map(|m| m.permissions().mode() & 0o7777)
+                    .unwrap_or(0o600);
+                durable::write_now(&self.disk(path), &bytes, mode)
+                    .with_context(|| format!("restoring {path} from {backup}"))?;
+                let _ = fs::remove_file(&backup_disk);
+                Ok(Undone::Restored(path.clone()))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Still staged: the run died before its commit, which puts backups in place before
+                // what they back up — so the file was never replaced.
+                let staged = durable::temp_path(&backup_disk);
+                if fs::remove_file(&staged).is_ok() {
+                    return Ok(Undone::Nothing);
+                }
+                Ok(Undone::Kept(
+                    path.clone(),
+                    format!("its backup {backup} is gone"),
+                ))
+            }
+            Err(e) => Err(e).with_context(|| format!("reading backup {backup}")),
+        }
+    }
+}
+
+/// A host dropped with files still staged (an early return past the executor) puts them in place.
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Err(e) = self.commit() {
+            self.ui.warn(format!("[host] {e:#}"));
+        }
+    }
+}
+
+/// A node path without its leading `/`, as backups are laid out.
+fn relative_of(path: &NodePath) -> String {
+    path.canonical()
+        .strip_prefix("/")
+        .unwrap_or(path.canonical())
+        .display()
+        .to_string()
 }
 
 fn remove_file_if_present(disk: &std::path::Path, path: &NodePath) -> anyhow::Result<Undone> {
@@ -447,28 +694,6 @@ fn remove_file_if_present(disk: &std::path::Path, path: &NodePath) -> anyhow::Re
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(Undone::AlreadyGone(path.clone())),
         Err(e) => Err(e).with_context(|| format!("removing {path}")),
     }
-}
-
-/// Writes to a temporary file created with the final mode (so secrets are never world-readable),
-/// syncs it, and renames it over the target.
-fn write_atomically(target: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = target.parent().unwrap_or(std::path::Path::new("/"));
-    let name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.kubestrap-tmp"));
-    let _ = fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, target)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -491,6 +716,9 @@ mod tests {
         h.start_journal("init").unwrap();
         let key = NodePath::new("/etc/kubernetes/pki/ca.key");
         h.write_file(&key, b"secret", 0o600).unwrap();
+        assert!(!h.disk(&key).exists(), "staged until the commit");
+        assert_eq!(h.read(&key).unwrap(), b"secret", "but read back at once");
+        h.commit().unwrap();
         let meta = fs::metadata(h.disk(&key)).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o600);
         let pki = fs::metadata(h.disk(&NodePath::new("/etc/kubernetes/pki"))).unwrap();
@@ -519,6 +747,8 @@ mod tests {
         h.write_file(&existing, b"new", 0o600).unwrap();
         let fresh = NodePath::new("/etc/kubernetes/pki/ca.crt");
         h.write_file(&fresh, b"cert", 0o644).unwrap();
+        h.commit().unwrap();
+        assert_eq!(fs::read(h.disk(&existing)).unwrap(), b"new");
         let records = journal::read(h.root()).unwrap();
         for record in records.iter().rev() {
             h.undo(&record.entry).unwrap();
@@ -551,6 +781,101 @@ mod tests {
     }
 
     #[test]
+    fn a_sysctl_is_journaled_with_its_value_before_and_put_back_by_undo() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc_root = dir.path().join("proc");
+        fs::create_dir_all(proc_root.join("sys/net/ipv4")).unwrap();
+        let live = proc_root.join("sys/net/ipv4/ip_forward");
+        fs::write(&live, "0\n").unwrap();
+        let root = dir.path().join("root");
+        let facts = Facts::with_roots(&proc_root, dir.path().join("sys"));
+        let h = Host::new(Root::new(&root), facts.clone(), false, Ui::default());
+        h.start_journal("init").unwrap();
+        assert_eq!(
+            h.set_sysctl("net.ipv4.ip_forward", "1").unwrap(),
+            SysctlSet::Set
+        );
+        assert_eq!(fs::read_to_string(&live).unwrap(), "1\n");
+        let records = journal::read(h.root()).unwrap();
+        let entry = &records.last().unwrap().entry;
+        assert_eq!(
+            entry,
+            &Entry::SetSysctl {
+                key: "net.ipv4.ip_forward".into(),
+                value: "1".into(),
+                prior: "0".into()
+            }
+        );
+        assert_eq!(
+            h.undo(entry).unwrap(),
+            Undone::SysctlRestored("net.ipv4.ip_forward".into(), "0".into())
+        );
+        assert_eq!(fs::read_to_string(&live).unwrap(), "0\n");
+        assert!(matches!(
+            h.set_sysctl("net.bridge.nope", "1").unwrap(),
+            SysctlSet::Failed(_)
+        ));
+
+        let planning = Host::new(Root::new(&root), facts, true, Ui::default());
+        assert_eq!(
+            planning.set_sysctl("net.ipv4.ip_forward", "1").unwrap(),
+            SysctlSet::Planned
+        );
+        assert_eq!(
+            planning.planned(),
+            [Item::new(
+                Kind::Sysctl,
+                "net.ipv4.ip_forward",
+                "to 1, now 0"
+            )]
+        );
+        assert_eq!(fs::read_to_string(&live).unwrap(), "0\n");
+    }
+
+    #[test]
+    fn a_removed_file_comes_back_with_its_mode_on_undo() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = NodePath::new("/etc/systemd/system/kubelet.service.d/10-user.conf");
+        fs::create_dir_all(dir.path().join("etc/systemd/system/kubelet.service.d")).unwrap();
+        let disk = Root::new(dir.path()).disk(&unit);
+        fs::write(&disk, b"[Service]\n").unwrap();
+        fs::set_permissions(&disk, fs::Permissions::from_mode(0o640)).unwrap();
+        let planning = host(dir.path(), true);
+        planning.remove_file(&unit).unwrap();
+        assert!(disk.exists());
+        assert_eq!(planning.planned()[0].reason, "a copy is kept to undo it");
+
+        let h = host(dir.path(), false);
+        h.start_journal("init").unwrap();
+        h.remove_file(&unit).unwrap();
+        assert!(!disk.exists());
+        let records = journal::read(h.root()).unwrap();
+        assert_eq!(
+            h.undo(&records.last().unwrap().entry).unwrap(),
+            Undone::Restored(unit.clone())
+        );
+        assert_eq!(fs::read(&disk).unwrap(), b"[Service]\n");
+        assert_eq!(fs::metadata(&disk).unwrap().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn a_killed_runs_staged_file_is_removed_by_undo() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path(), false);
+        h.start_journal("init").unwrap();
+        let key = NodePath::new("/etc/kubernetes/pki/ca.key");
+        h.write_file(&key, b"secret", 0o600).unwrap();
+        let tmp = durable::temp_path(&h.disk(&key));
+        assert!(tmp.exists());
+        let records = journal::read(h.root()).unwrap();
+        for record in records.iter().rev() {
+            h.undo(&record.entry).unwrap();
+        }
+        assert!(!tmp.exists());
+        assert!(!h.disk(&NodePath::new("/etc/kubernetes")).exists());
+    }
+
+    #[test]
     fn backups_of_the_same_name_are_all_kept_and_private() {
         let dir = tempfile::tempdir().unwrap();
         let h = host(dir.path(), false);
@@ -561,6 +886,7 @@ mod tests {
         let second = h
             .save_backup("api/core/v1/configmaps/default/x.json", b"2")
             .unwrap();
+        h.commit().unwrap();
         assert_ne!(first, second);
         assert_eq!(fs::read(h.disk(&first)).unwrap(), b"1");
         assert_eq!(fs::read(h.disk(&second)).unwrap(), b"2");
@@ -585,5 +911,14 @@ mod tests {
         );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         assert!(h.plan().len() >= 4);
+        let shown = dir
+            .path()
+            .join("etc/kubernetes/pki/ca.crt")
+            .display()
+            .to_string();
+        assert_eq!(
+            h.planned().last().unwrap(),
+            &Item::new(Kind::Path, shown, "mode 0644, 4 bytes")
+        );
     }
 }

@@ -1,10 +1,19 @@
-//! sysctl drop-ins in /etc/sysctl.d: scan, attribute (ours only per the journal) and remove. Live values
-//! are not flipped back: other software may rely on them (ip_forward, bridge-nf-call-iptables).
+//! sysctl drop-ins in /etc/sysctl.d: scan, attribute (ours only per the journal) and remove, and where a
+//! key's live value is. Reset does not flip live values back: other software may rely on them
+//! (ip_forward, bridge-nf-call-iptables); only the rollback of the run that set one does.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use super::facts::Facts;
 
 use super::inventory::{Found, Kind, Outcome, Owner};
 use super::paths::{NodePath, Root, well_known};
+
+/// The /proc/sys file of a dotted key (`net.ipv4.ip_forward` → `<proc>/sys/net/ipv4/ip_forward`).
+pub fn live_path(facts: &Facts, key: &str) -> PathBuf {
+    facts.proc_path(format!("sys/{}", key.replace('.', "/")))
+}
 
 /// A drop-in file and the keys it sets.
 #[derive(Debug, Clone, PartialEq, Eq)]

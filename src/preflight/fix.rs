@@ -1,24 +1,19 @@
 //! `--fix`: the safe fixes. Sysctls go into one /etc/sysctl.d drop-in (so they survive a reboot) and
-//! are set live; both are journaled. `reset` removes the drop-in through the journal but leaves live
-//! values alone (other software, such as Docker, relies on ip_forward).
+//! are set live, both through the Host gateway, which journals them: a rollback of the run removes the
+//! drop-in and puts each live value back. `reset` removes the drop-in through the journal but leaves
+//! live values alone (other software, such as Docker, relies on ip_forward).
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use serde_json::json;
 
-use super::kinds::sysctl_path;
-use crate::host::Host;
-use crate::host::journal::Entry;
 use crate::host::paths::{NodePath, well_known};
+use crate::host::{Host, SysctlSet};
 
 /// The drop-in kubestrap owns.
 pub fn drop_in() -> NodePath {
     NodePath::new(well_known::SYSCTL_DIR).join("99-kubestrap.conf")
 }
-
-/// The journal kind of a live sysctl change.
-pub const SYSCTL_ARTEFACT: &str = "sysctl";
 
 const HEADER: &str = "# Written by kubestrap --fix: kernel parameters Kubernetes needs.\n\
                       # 'kubestrap reset' removes this file; it does not change the live values.\n";
@@ -72,33 +67,15 @@ pub fn apply_sysctls(host: &Host, sysctls: &[(String, String)]) -> anyhow::Resul
     }
     let mut results = Vec::new();
     for (key, value) in sysctls {
-        let live = sysctl_path(host.facts(), key);
-        if host.dry_run() {
-            host.ui().line(format!(
-                "[dry-run] Would set the kernel parameter {key} = {value}"
-            ));
-            results.push(Applied::Planned);
-            continue;
-        }
-        let prior = std::fs::read_to_string(&live)
-            .map(|t| t.trim().to_string())
-            .ok();
-        host.journal(Entry::Artefact {
-            kind: SYSCTL_ARTEFACT.to_string(),
-            target: key.clone(),
-            detail: json!({"value": value, "prior": prior, "dropIn": path.display_str()}),
-        })?;
-        match std::fs::write(&live, format!("{value}\n")) {
-            Ok(()) => {
+        results.push(match host.set_sysctl(key, value)? {
+            SysctlSet::Planned => Applied::Planned,
+            SysctlSet::Set => {
                 host.ui()
                     .line(format!("[preflight] Set {key} = {value} (and in {path})"));
-                results.push(Applied::Set);
+                Applied::Set
             }
-            Err(e) => results.push(Applied::LiveFailed(format!(
-                "could not set {key} live ({}: {e})",
-                live.display()
-            ))),
-        }
+            SysctlSet::Failed(why) => Applied::LiveFailed(why),
+        });
     }
     Ok(results)
 }

@@ -121,7 +121,7 @@ pub fn create(
         })?;
     if host.dry_run() {
         host.ui()
-            .line(format!("[dryrun] Would write file {path:?} with content:"));
+            .line(format!("[dry-run] Content of {}:", host.shown(&path)));
         for line in text.lines() {
             host.ui().line(format!("\t{line}"));
         }

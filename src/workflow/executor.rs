@@ -104,7 +104,16 @@ pub fn execute<D: RunData>(
         result = prologue(data, &spec.target);
     }
     if result.is_ok() {
-        result = super::run(&workflow.phases, data, &spec.target, &spec.skip, &ui);
+        // Each top-level phase's files become durable together when it ends.
+        let commit = |d: &D| d.host().commit();
+        result = super::run_with(
+            &workflow.phases,
+            data,
+            &spec.target,
+            &spec.skip,
+            &ui,
+            &commit,
+        );
     }
     session.finish(data.host(), result, spec.keep_on_failure, &data.undoers())
 }

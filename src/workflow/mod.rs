@@ -22,6 +22,8 @@ pub use executor::{RunData, RunSpec, Workflow, command_line, execute};
 
 /// A phase's work: a closure over the workflow's run data.
 pub type RunFn<D> = Box<dyn Fn(&mut D) -> anyhow::Result<()>>;
+/// Called after each top-level phase (the executor commits the phase's staged files there).
+pub type AfterFn<D> = dyn Fn(&D) -> anyhow::Result<()>;
 /// When present and false for the run data, the phase (and its children) is skipped with a notice.
 pub type RunIfFn<D> = Box<dyn Fn(&D) -> bool>;
 
@@ -158,7 +160,20 @@ pub fn run<D>(
     skip: &[String],
     ui: &Ui,
 ) -> anyhow::Result<()> {
-    run_level(phases, data, &target.path, "", skip, ui)
+    run_with(phases, data, target, skip, ui, &|_: &D| Ok(()))
+}
+
+/// Like [`run`], calling `after_top` after each top-level phase that ran (the executor commits the
+/// phase's staged files there).
+pub fn run_with<D>(
+    phases: &[Phase<D>],
+    data: &mut D,
+    target: &Target,
+    skip: &[String],
+    ui: &Ui,
+    after_top: &AfterFn<D>,
+) -> anyhow::Result<()> {
+    run_level(phases, data, &target.path, "", skip, ui, Some(after_top))
 }
 
 fn run_level<D>(
@@ -168,6 +183,7 @@ fn run_level<D>(
     prefix: &str,
     skip: &[String],
     ui: &Ui,
+    after: Option<&AfterFn<D>>,
 ) -> anyhow::Result<()> {
     let selected = wanted.first().filter(|w| *w != "all");
     for phase in phases {
@@ -197,7 +213,10 @@ fn run_level<D>(
         } else {
             &[]
         };
-        run_level(&phase.children, data, below, &path, skip, ui)?;
+        run_level(&phase.children, data, below, &path, skip, ui, None)?;
+        if let Some(after) = after {
+            after(data).with_context(|| format!("error execution phase {path}"))?;
+        }
     }
     Ok(())
 }

@@ -16,12 +16,14 @@ pub trait UndoEntry {
     fn undo(&self, host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>>;
 }
 
-/// The host undoes what it journals itself: files written, directories made and services stopped
-/// or started.
+/// The host undoes what it journals itself: files written, directories made, live sysctls set, and
+/// services stopped or started.
 impl UndoEntry for Host {
     fn undo(&self, _host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>> {
         match entry {
-            Entry::WriteFile { .. } | Entry::MakeDir { .. } => Some(Host::undo(self, entry)),
+            Entry::WriteFile { .. } | Entry::MakeDir { .. } | Entry::SetSysctl { .. } => {
+                Some(Host::undo(self, entry))
+            }
             Entry::Artefact { .. } => services::undo(self, entry),
             _ => None,
         }
@@ -48,6 +50,10 @@ fn unclaimed(entry: &Entry) -> Undone {
             path.clone(),
             "no handler for this journal entry".to_string(),
         ),
+        Entry::SetSysctl { key, .. } => Undone::Foreign {
+            kind: "sysctl".to_string(),
+            target: key.clone(),
+        },
         Entry::ApiObject {
             api_version,
             kind,
@@ -97,6 +103,10 @@ pub fn roll_back(records: &[&Record], host: &Host, handlers: &[&dyn UndoEntry]) 
                 | Undone::ObjectRestored(_)
                 | Undone::Reverted(_),
             ) => report.undone += 1,
+            Ok(Undone::SysctlRestored(key, value)) => {
+                ui.line(format!("[rollback] Put {key} back to {value}"));
+                report.undone += 1;
+            }
             Ok(Undone::AlreadyGone(_) | Undone::Nothing) => {}
             Ok(Undone::Kept(path, why)) => {
                 // A directory the run made that now holds others' files is expected, not a problem.

@@ -52,6 +52,10 @@ impl Session {
             );
         }
         host.start_journal(command)?;
+        if !rollback::is_undoable(command) {
+            // A reset's removals are not journaled one by one: its start is on disk before them.
+            host.sync_journal()?;
+        }
         let mut recovered = Vec::new();
         if recovery == Recovery::RollBack {
             for run in earlier.iter().rev() {

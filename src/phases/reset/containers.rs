@@ -34,12 +34,10 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
             Ok((sandboxes, containers)) => {
                 if data.dry_run() {
                     for c in &containers {
-                        data.planned
-                            .push(cri::attribute_container(c).item("made by Kubernetes"));
+                        data.plan(cri::attribute_container(c).item("made by Kubernetes"));
                     }
                     for s in &sandboxes {
-                        data.planned
-                            .push(cri::attribute_sandbox(s).item("made by Kubernetes"));
+                        data.plan(cri::attribute_sandbox(s).item("made by Kubernetes"));
                     }
                 } else {
                     match cri::remove_all(&endpoint, &sandboxes, &containers, DEFAULT_GRACE) {
@@ -78,8 +76,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
                     .collect();
                 if data.dry_run() {
                     for c in &ours {
-                        data.planned
-                            .push(docker::attribute(c).item("made by Kubernetes"));
+                        data.plan(docker::attribute(c).item("made by Kubernetes"));
                     }
                 } else if !ours.is_empty() {
                     match docker::remove(&ours, DEFAULT_GRACE) {

@@ -3,6 +3,7 @@
 //! of our networks. Foreign CNI configs are listed, not deleted; persistent-volume data under the kubelet
 //! dir stays unless `--purge-volumes`; no symlink is followed and no mount is crossed.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::ResetData;
@@ -39,34 +40,88 @@ pub fn phase() -> Phase<ResetData> {
     )
 }
 
+/// The kubelet's own file beside a volume's mount point (CSI: the driver, volume handle and mode).
+const VOLUME_METADATA: &str = "vol_data.json";
+
+/// Whether a directory holds a file at any depth. Symlinks are not files here: the link is the
+/// kubelet's, whatever it points to (reset removes the link itself and never follows it).
 fn has_files(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries
             .filter_map(Result::ok)
             .any(|e| match std::fs::symlink_metadata(e.path()) {
                 Ok(m) if m.is_dir() => has_files(&e.path()),
-                Ok(_) => true,
+                Ok(m) => !m.file_type().is_symlink(),
                 Err(_) => false,
             })
     })
 }
 
-/// Persistent-volume directories with data under the kubelet dir.
-pub fn persistent_volumes(kubelet: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let pods = std::fs::read_dir(kubelet.join("pods"))
+/// Whether a volume directory holds data of its own: a file other than the kubelet's metadata.
+fn has_data(volume: &Path) -> bool {
+    std::fs::read_dir(volume).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| match std::fs::symlink_metadata(e.path()) {
+                Ok(m) if m.is_dir() => has_files(&e.path()),
+                Ok(m) if m.file_type().is_symlink() => false,
+                Ok(_) => e.file_name() != VOLUME_METADATA,
+                Err(_) => false,
+            })
+    })
+}
+
+fn entries(dir: &Path) -> impl Iterator<Item = std::fs::DirEntry> {
+    std::fs::read_dir(dir)
         .into_iter()
         .flatten()
-        .filter_map(Result::ok);
-    for pod in pods {
-        let plugins = std::fs::read_dir(pod.path().join("volumes"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok);
-        for plugin in plugins {
+        .filter_map(Result::ok)
+}
+
+/// The pod volumes under the kubelet dir (`pods/<uid>/volumes/<plugin>/<volume>`) that hold
+/// persistent-volume data, decided by what is behind their mounts rather than by the plugin's name:
+/// - a volume with a mount reset unmounted (`unmounted`) had its data behind that mount; what is left
+///   beside it is the kubelet's metadata (`vol_data.json`), which goes — unless files now sit in the
+///   unmounted mount point itself, written to the disk below the mount, which are data;
+/// - a volume with no mount is data when it holds a file other than that metadata, except for the
+///   plugins whose content lives only as long as the pod (secrets, config maps, empty dirs…).
+///
+/// Symlinks are never data. `look_below` is false in a dry run, where the mounts are still there and
+/// what is below them cannot be seen.
+pub fn persistent_volumes(
+    kubelet: &Path,
+    unmounted: &BTreeSet<PathBuf>,
+    look_below: bool,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for pod in entries(&kubelet.join("pods")) {
+        for plugin in entries(&pod.path().join("volumes")) {
             let name = plugin.file_name().to_string_lossy().into_owned();
-            if !EPHEMERAL_VOLUMES.contains(&name.as_str()) && has_files(&plugin.path()) {
-                out.push(plugin.path());
+            let ephemeral = EPHEMERAL_VOLUMES.contains(&name.as_str());
+            for volume in entries(&plugin.path()) {
+                let path = volume.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.file_type().is_symlink() {
+                    continue;
+                }
+                if !meta.is_dir() {
+                    if !ephemeral && path.file_name().is_some_and(|n| n != VOLUME_METADATA) {
+                        out.push(path);
+                    }
+                    continue;
+                }
+                let mounts: Vec<&PathBuf> =
+                    unmounted.iter().filter(|m| m.starts_with(&path)).collect();
+                let data = if mounts.is_empty() {
+                    !ephemeral && has_data(&path)
+                } else {
+                    look_below && mounts.iter().any(|m| has_files(m))
+                };
+                if data {
+                    out.push(path);
+                }
             }
         }
     }
@@ -98,11 +153,11 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
             continue;
         }
         if data.dry_run() {
-            data.planned.extend(
+            data.plan_all(
                 keys.iter()
                     .map(|k| k.item("our sysctl drop-in; the live value is left as is")),
             );
-            data.planned.push(file.item("made by kubestrap"));
+            data.plan(file.item("made by kubestrap"));
         } else {
             data.record(sysctl::remove(&file, &keys));
         }
@@ -113,7 +168,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
     // kubeadm's directories (contents) and kubeconfig files.
     let kubelet = mounts::resolve_top(&data.host.disk(&NodePath::new(well_known::KUBELET_DIR)))?;
     if !data.settings.purge_volumes {
-        for pv in persistent_volumes(&kubelet) {
+        for pv in persistent_volumes(&kubelet, &data.unmounted, !data.dry_run()) {
             protection.keep.push((
                 pv,
                 "persistent-volume data (--purge-volumes removes it)".to_string(),
@@ -169,7 +224,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
         if !owner.is_cluster() {
             data.record(mine.iter().map(|(_, f)| f.kept_foreign()));
         } else if data.dry_run() {
-            data.planned.extend(
+            data.plan_all(
                 mine.iter()
                     .map(|(_, f)| f.item(format!("made by {}", f.owner))),
             );
@@ -177,8 +232,9 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
             data.record(cni::remove_ipam_network(&root, network, &mine));
         }
     }
+    let sandboxes = cni::cluster_sandboxes(&state, &data.scope, &known_networks);
     for path in &state.cached {
-        let found = cni::attribute_cached(&root, path, &data.scope, &known_networks);
+        let found = cni::attribute_cached(&root, path, &data.scope, &known_networks, &sandboxes);
         data.apply(&found, cni::remove_file);
     }
     let (flannel_cache, owner) = cni::flannel_cache();
@@ -219,8 +275,10 @@ fn clear(data: &mut ResetData, path: &Path, keep_top: bool, owner: Owner, protec
         } else {
             "made by the cluster"
         };
-        data.planned
-            .push(Found::new(Kind::Path, path.display().to_string(), owner).item(what));
+        data.plan(Found::new(Kind::Path, path.display().to_string(), owner).item(what));
+        for (kept, why) in protection.keep.iter().filter(|(p, _)| p.starts_with(path)) {
+            data.record([Found::new(Kind::Path, kept.display().to_string(), owner).kept(why)]);
+        }
         return;
     }
     data.record(tree::remove_tree(path, keep_top, owner, protection));
@@ -243,6 +301,8 @@ fn undo_journal(data: &mut ResetData, systemd_changed: &mut bool) -> anyhow::Res
                 );
                 continue;
             }
+            // Reset leaves live kernel values as they are (the drop-in goes with the files).
+            Entry::SetSysctl { .. } => continue,
             _ => continue,
         };
         let disk = data.host.disk(&path).display().to_string();
@@ -260,7 +320,7 @@ fn undo_journal(data: &mut ResetData, systemd_changed: &mut bool) -> anyhow::Res
                     Entry::MakeDir { .. } => "remove the directory if empty",
                     _ => "made by kubestrap",
                 };
-                data.planned.push(found.item(what));
+                data.plan(found.item(what));
             }
             continue;
         }
@@ -300,22 +360,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn persistent_volume_dirs_with_data_are_found() {
+    fn persistent_volumes_are_judged_by_what_is_behind_their_mounts() {
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path();
-        std::fs::create_dir_all(k.join("pods/p1/volumes/kubernetes.io~csi/pv1/mount")).unwrap();
-        std::fs::write(
-            k.join("pods/p1/volumes/kubernetes.io~csi/pv1/mount/data"),
-            "x",
+        let put = |rel: &str, text: &str| {
+            let p = k.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        // A CSI volume whose mount reset removed: only the kubelet's metadata is left.
+        let csi = "pods/p1/volumes/kubernetes.io~csi/pv1";
+        put(&format!("{csi}/vol_data.json"), "{}");
+        std::fs::create_dir_all(k.join(csi).join("mount")).unwrap();
+        // The same, but data was written below its mount point.
+        let shadowed = "pods/p1/volumes/kubernetes.io~csi/pv2";
+        put(&format!("{shadowed}/vol_data.json"), "{}");
+        put(&format!("{shadowed}/mount/data"), "x");
+        // A local volume with data and no mount; a secret; a symlink in a volumes dir.
+        put("pods/p1/volumes/kubernetes.io~local-volume/pv3/data", "x");
+        put("pods/p1/volumes/kubernetes.io~secret/tok/t", "x");
+        std::fs::create_dir_all(k.join("pods/p2/volumes/kubernetes.io~local-volume")).unwrap();
+        std::os::unix::fs::symlink(
+            k.join("pods/p1"),
+            k.join("pods/p2/volumes/kubernetes.io~local-volume/link"),
         )
         .unwrap();
-        std::fs::create_dir_all(k.join("pods/p1/volumes/kubernetes.io~secret/tok")).unwrap();
-        std::fs::write(k.join("pods/p1/volumes/kubernetes.io~secret/tok/t"), "x").unwrap();
-        std::fs::create_dir_all(k.join("pods/p2/volumes/kubernetes.io~local-volume/empty"))
-            .unwrap();
+        // A volume left with only its metadata by an earlier reset.
+        put("pods/p3/volumes/kubernetes.io~csi/pv4/vol_data.json", "{}");
+        let unmounted: BTreeSet<PathBuf> =
+            [k.join(csi).join("mount"), k.join(shadowed).join("mount")].into();
         assert_eq!(
-            persistent_volumes(k),
-            vec![k.join("pods/p1/volumes/kubernetes.io~csi")]
+            persistent_volumes(k, &unmounted, true),
+            vec![
+                k.join("pods/p1/volumes/kubernetes.io~csi/pv2"),
+                k.join("pods/p1/volumes/kubernetes.io~local-volume/pv3"),
+            ]
         );
     }
 }

@@ -34,7 +34,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
         })
         .collect();
     if data.dry_run() {
-        data.planned.extend(
+        data.plan_all(
             ordered
                 .iter()
                 .map(|f| f.item(format!("made by {}", f.owner))),

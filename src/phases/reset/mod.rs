@@ -1,5 +1,5 @@
-//! The `kubestrap reset` workflow: its settings, its run data (host, the node record, cluster scope,
-//! report, plan) and its ordered phase list.
+//! The `kubestrap reset` workflow: its settings, its run data (the host — whose gateway holds the plan
+//! and the report —, the node record, cluster scope) and its ordered phase list.
 
 pub mod containers;
 pub mod files;
@@ -24,6 +24,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::host::attribution::ClusterScope;
 use crate::host::inventory::{Found, Item, Outcome, Report};
 use crate::host::journal::{self, Entry};
+use crate::host::plan::Verb;
 use crate::host::{Host, NodePath};
 use crate::model::{Model, record};
 use crate::workflow::selection::PhaseTree;
@@ -60,11 +61,10 @@ pub struct ResetData {
     pub journal_files: BTreeSet<NodePath>,
     /// Every journal entry of every run, oldest first.
     pub journal: Vec<Entry>,
-    pub report: Report,
-    /// In `--dry-run`: what would be removed.
-    pub planned: Vec<Item>,
     /// Subtrees that must not be deleted (an unmount there failed), with the reason.
     pub protected: Vec<(PathBuf, String)>,
+    /// Mount points under the kubelet dir that the mounts phase unmounted (in a dry run: would).
+    pub unmounted: BTreeSet<PathBuf>,
     /// Links the links phase deleted or found gone (routes through them are gone with them).
     pub cluster_links: BTreeSet<String>,
     progress: ProgressBar,
@@ -90,9 +90,8 @@ impl ResetData {
             scope: ClusterScope::with_addon_networks(),
             journal_files: BTreeSet::new(),
             journal: Vec::new(),
-            report: Report::default(),
-            planned: Vec::new(),
             protected: Vec::new(),
+            unmounted: BTreeSet::new(),
             cluster_links: BTreeSet::new(),
             progress,
         }
@@ -156,27 +155,44 @@ impl ResetData {
         self.progress.finish_and_clear();
     }
 
-    /// Removes an attributed item, or in a dry run records the plan; someone else's items are kept.
+    /// Removes an attributed item, or in a dry run plans it; someone else's items are kept.
     pub fn apply(&mut self, found: &Found, remove: impl FnOnce(&Found) -> Outcome) {
         if !found.owner.is_cluster() {
-            self.report.push(found.kept_foreign());
+            self.record([found.kept_foreign()]);
         } else if self.dry_run() {
-            self.planned
-                .push(found.item(format!("made by {}", found.owner)));
+            self.plan(found.item(format!("made by {}", found.owner)));
         } else {
-            self.report.push(remove(found));
+            self.record([remove(found)]);
         }
     }
 
-    /// Records outcomes computed elsewhere.
+    /// Dry run: plans removing an item, through the Host gateway (which prints it once).
+    pub fn plan(&self, item: Item) {
+        self.host.plan_step(Verb::Remove, item);
+    }
+
+    pub fn plan_all(&self, items: impl IntoIterator<Item = Item>) {
+        for item in items {
+            self.plan(item);
+        }
+    }
+
+    /// Records outcomes in the Host gateway's report; in a dry run what is kept is part of the plan.
     pub fn record(&mut self, outcomes: impl IntoIterator<Item = Outcome>) {
-        self.report.extend(outcomes);
+        for outcome in outcomes {
+            self.host.record(outcome);
+        }
+    }
+
+    /// The report so far (the Host gateway's).
+    pub fn report(&self) -> Report {
+        self.host.report()
     }
 
     /// Records a failure of a whole step (a tool that would not run) as a left item.
     pub fn step_failed(&mut self, found: Found, err: &anyhow::Error) {
         self.host.ui().warn(format!("{}: {err:#}", found.target));
-        self.report.push(found.left(format!("{err:#}"), false));
+        self.record([found.left(format!("{err:#}"), false)]);
     }
 }
 

@@ -55,8 +55,8 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
             Owner::Kubernetes,
         );
         if data.dry_run() {
-            data.planned
-                .push(found.item(format!("a {} mount under the kubelet dir", mount.fs_type)));
+            data.plan(found.item(format!("a {} mount under the kubelet dir", mount.fs_type)));
+            data.unmounted.insert(mount.mount_point.clone());
             continue;
         }
         outcomes.push((mount.mount_point.clone(), mounts::unmount(mount, policy)));
@@ -81,11 +81,15 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
             },
             other => other,
         };
-        if let Outcome::Left { item, .. } = &outcome {
-            data.protected.push((
+        match &outcome {
+            Outcome::Left { item, .. } => data.protected.push((
                 point,
                 format!("under a mount that could not be unmounted: {}", item.reason),
-            ));
+            )),
+            Outcome::Removed(_) => {
+                data.unmounted.insert(point);
+            }
+            Outcome::Kept(_) => {}
         }
         data.record([outcome]);
     }

@@ -23,7 +23,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
                 let plan = netfilter::attribute(table, &data.scope);
                 if data.dry_run() {
                     for f in netfilter::planned(table, &plan) {
-                        data.planned.push(f.item(format!("made by {}", f.owner)));
+                        data.plan(f.item(format!("made by {}", f.owner)));
                     }
                 } else {
                     data.record(netfilter::remove(table, &plan));

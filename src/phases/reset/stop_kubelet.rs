@@ -2,6 +2,7 @@
 
 use super::ResetData;
 use crate::host::inventory::{Found, Kind, Outcome, Owner};
+use crate::host::plan::Verb;
 use crate::host::services::{self, InitSystem};
 use crate::workflow::Phase;
 
@@ -20,7 +21,8 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
     let found = Found::new(Kind::Service, "kubelet", Owner::Kubernetes);
     if data.dry_run() {
         if services::is_active(&facts, "kubelet") == Some(true) {
-            data.planned.push(found.item("stop the running kubelet"));
+            data.host
+                .plan_step(Verb::Stop, found.item("the running kubelet"));
         }
         return Ok(());
     }

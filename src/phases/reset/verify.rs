@@ -163,11 +163,11 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
         return Ok(());
     }
     data.phase("Verifying that nothing of the cluster is left");
-    let already: BTreeSet<(Kind, String)> = data
-        .report
+    let report = data.report();
+    let already: BTreeSet<(Kind, String)> = report
         .left
         .iter()
-        .chain(data.report.kept.iter())
+        .chain(report.kept.iter())
         .map(|i| (i.kind, i.target.clone()))
         .collect();
     let judged: Vec<&str> = CATEGORIES
@@ -180,10 +180,10 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
             Ok(found) => {
                 for f in found {
                     if !already.contains(&(f.kind, f.target.clone())) {
-                        data.report.push(f.left(
+                        data.record([f.left(
                             format!("still present after reset (made by {})", f.owner),
                             false,
-                        ));
+                        )]);
                     }
                 }
             }

@@ -162,10 +162,11 @@ pub fn cni_state(probe: &Probe) -> anyhow::Result<Outcome> {
         .filter_map(|c| c.network.clone())
         .chain(state.ipam_networks.iter().cloned())
         .collect();
+    let sandboxes = cni::cluster_sandboxes(&state, &scope, &networks);
     let cached = state
         .cached
         .iter()
-        .map(|p| cni::attribute_cached(root, p, &scope, &networks))
+        .map(|p| cni::attribute_cached(root, p, &scope, &networks, &sandboxes))
         .filter(|f| f.owner.is_cluster())
         .count();
     Ok(if reservations.is_empty() && cached == 0 {

@@ -9,7 +9,7 @@ use crate::host::Facts;
 
 /// The /proc/sys file of a dotted key (`net.ipv4.ip_forward` → `<proc>/sys/net/ipv4/ip_forward`).
 pub fn sysctl_path(facts: &Facts, key: &str) -> PathBuf {
-    facts.proc_path(format!("sys/{}", key.replace('.', "/")))
+    crate::host::sysctl::live_path(facts, key)
 }
 
 /// The canonical path shown in messages.

@@ -189,7 +189,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
     let dir = data.host.disk(&local.data_dir);
     if data.dry_run() {
         if dir.exists() {
-            data.planned.push(
+            data.plan(
                 Found::new(Kind::Path, dir.display().to_string(), Owner::Kubernetes)
                     .item("the etcd data directory's contents"),
             );
@@ -201,7 +201,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
     if last_member || dir.exists() {
         data.host.ui().line(format!(
             "[reset] Deleted contents of the etcd data directory: {}",
-            local.data_dir
+            dir.display()
         ));
     }
     Ok(())

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Node;
 
 use super::super::ResetData;
 use crate::cluster::{Client, Deletion, Gateway, ObjectRef, Retry};
+use crate::host::inventory::Outcome;
 use crate::host::plan::{Item, Kind};
 use crate::host::{NodePath, well_known};
 use crate::kubeconfig;
@@ -87,7 +88,8 @@ pub fn delete_node(data: &mut ResetData) {
         })
     };
     match outcome {
-        Ok(items) if data.dry_run() => data.planned.extend(items),
+        // The gateway planned it (and printed it) in the host's plan.
+        Ok(_) if data.dry_run() => {}
         Ok(items) if items.is_empty() => data
             .host
             .ui()
@@ -96,7 +98,7 @@ pub fn delete_node(data: &mut ResetData) {
             data.host
                 .ui()
                 .line(format!("[reset] Deleted the Node object {name:?}"));
-            data.report.removed.extend(items);
+            data.record(items.into_iter().map(Outcome::Removed));
         }
         Err(e) => data.host.ui().warn(format!(
             "[reset] Could not delete the Node object {name:?}: {e}"
