@@ -570,3 +570,48 @@ impl ApiPodManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downward_fields_and_selected_keys() {
+        let pod = json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u",
+                                      "labels": {"b": "2", "a": "1"}, "annotations": {"note": "x"}},
+                         "spec": {"nodeName": "node2", "serviceAccountName": "robot"}});
+        let text = |path: &str| match field(&pod, path, "10.213.0.12").unwrap() {
+            Some(EnvValue::Text(t)) => t,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(text("metadata.name"), "web-1");
+        assert_eq!(text("metadata.labels"), "a=\"1\"\nb=\"2\"");
+        assert_eq!(text("metadata.labels['b']"), "2");
+        assert_eq!(text("metadata.annotations['note']"), "x");
+        assert_eq!(text("spec.serviceAccountName"), "robot");
+        assert_eq!(text("status.hostIP"), "10.213.0.12");
+        assert_eq!(
+            field(&pod, "status.podIP", "").unwrap(),
+            Some(EnvValue::Field("status.podIP".into()))
+        );
+        assert!(field(&pod, "spec.volumes", "").is_err());
+
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ]
+        .into();
+        let all = selected(&data, &Value::Null, 0o644, "cm").unwrap();
+        assert_eq!(all.len(), 2);
+        let items = json!([{"key": "b", "path": "dir/b.txt", "mode": 0o600}]);
+        assert_eq!(
+            selected(&data, &items, 0o644, "cm").unwrap(),
+            vec![("dir/b.txt".to_string(), b"2".to_vec(), 0o600)]
+        );
+        assert!(selected(&data, &json!([{"key": "c", "path": "c"}]), 0o644, "cm").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(write_file(dir.path(), "../escape", b"x", 0o644).is_err());
+        write_file(dir.path(), "dir/b.txt", b"2", 0o600).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("dir/b.txt")).unwrap(), b"2");
+    }
+}
