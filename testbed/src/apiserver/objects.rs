@@ -318,6 +318,10 @@ impl Write<'_> {
         if self.server.opts.admission_enabled("Priority") {
             self.admit_priority(pod, &name).await?;
         }
+        let mirror = !pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null();
+        if self.server.opts.admission_enabled("ServiceAccount") && !mirror {
+            admit_service_account(pod);
+        }
         pod["status"] = json!({"phase": "Pending", "qosClass": qos_class(&pod["spec"])});
         Ok(())
     }
@@ -901,9 +905,92 @@ fn allocate_ip(cidr: &ipnet::IpNet, used: &[IpAddr]) -> Option<String> {
         .map(|ip| ip.to_string())
 }
 
+/// Where the ServiceAccount admission plugin mounts the API credentials.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission plugin's mutation: `default` as the account when none is named,
+/// and unless automounting is off, a projected `kube-api-access-<suffix>` volume (a bound token,
+/// `kube-root-ca.crt`'s ca.crt and the namespace) mounted read-only in every container at
+/// /var/run/secrets/kubernetes.io/serviceaccount. (The real plugin also refuses a pod whose
+/// account does not exist yet; the double does not, so controllers never wait on that race.)
+pub fn admit_service_account(pod: &mut Value) {
+    let spec = &mut pod["spec"];
+    if spec["serviceAccountName"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
+        spec["serviceAccountName"] = json!("default");
+    }
+    spec["serviceAccount"] = spec["serviceAccountName"].clone();
+    if spec["automountServiceAccountToken"].as_bool() == Some(false) {
+        return;
+    }
+    let mounted = ["containers", "initContainers"].iter().any(|k| {
+        spec[*k].as_array().into_iter().flatten().any(|c| {
+            c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["mountPath"].as_str() == Some(SERVICE_ACCOUNT_MOUNT))
+        })
+    });
+    if mounted {
+        return;
+    }
+    let name = format!("kube-api-access-{}", super::store::name_suffix());
+    let volume = json!({"name": name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}});
+    match spec["volumes"].as_array_mut() {
+        Some(v) => v.push(volume),
+        None => spec["volumes"] = json!([volume]),
+    }
+    let mount = json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT});
+    for k in ["containers", "initContainers"] {
+        for c in spec[k].as_array_mut().into_iter().flatten() {
+            match c["volumeMounts"].as_array_mut() {
+                Some(m) => m.push(mount.clone()),
+                None => c["volumeMounts"] = json!([mount.clone()]),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_account_admission_mounts_the_api_credentials() {
+        let mut pod =
+            json!({"spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "i"}]}});
+        admit_service_account(&mut pod);
+        let spec = &pod["spec"];
+        assert_eq!(spec["serviceAccountName"], "default");
+        let volume = &spec["volumes"][0];
+        let name = volume["name"].as_str().unwrap();
+        assert!(
+            name.starts_with("kube-api-access-") && name.len() == 21,
+            "{name}"
+        );
+        assert_eq!(
+            volume["projected"]["sources"][1]["configMap"]["name"],
+            "kube-root-ca.crt"
+        );
+        for c in ["containers", "initContainers"] {
+            assert_eq!(
+                spec[c][0]["volumeMounts"][0]["mountPath"],
+                SERVICE_ACCOUNT_MOUNT
+            );
+            assert_eq!(spec[c][0]["volumeMounts"][0]["readOnly"], true);
+        }
+        let mut off = json!({"spec": {"serviceAccountName": "robot", "automountServiceAccountToken": false, "containers": [{"name": "a"}]}});
+        admit_service_account(&mut off);
+        assert_eq!(off["spec"]["serviceAccountName"], "robot");
+        assert!(off["spec"]["volumes"].is_null());
+    }
 
     #[test]
     fn pod_cidrs_are_validated_and_immutable_once_set() {

@@ -23,6 +23,8 @@ fn main() {
         "kube-controller-manager" => kubestrap_testbed::controller_manager::main(&rest),
         "kube-scheduler" => kubestrap_testbed::scheduler::main(&rest),
         "containerd" => kubestrap_testbed::cri::main(&rest),
+        "agnhost" => kubestrap_testbed::agnhost::main(&rest),
+        "dns-forward" => kubestrap_testbed::node::dns::main(&rest),
         "pod-exec" => kubestrap_testbed::cri::sandbox::main(&rest),
         // PID 1 runs as `systemd` so that /proc/1/comm names the init system kubestrap drives.
         "init" | "systemd" => kubestrap_testbed::node::init::main(&rest),

@@ -39,6 +39,7 @@ pub const DOUBLES_IN_USR_LOCAL_BIN: &[&str] = &[
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "agnhost",
 ];
 
 fn entries(dir: &str) -> Vec<String> {
@@ -59,7 +60,11 @@ pub fn tag() -> String {
     h.update(KUBELET_UNIT);
     h.update(CONTAINERD_UNIT);
     h.update(CONTAINERD_CONFIG);
-    for name in entries("/usr").iter().chain(entries("/usr/bin").iter()) {
+    for name in entries("/usr")
+        .iter()
+        .chain(entries("/usr/bin").iter())
+        .chain(entries(CNI_PLUGINS).iter())
+    {
         h.update(name);
         h.update(b"\0");
     }
@@ -68,6 +73,10 @@ pub fn tag() -> String {
         &hex::encode(h.finalize())[..12]
     )
 }
+
+/// Where Debian's containernetworking-plugins installs the CNI plugins; the image links each into
+/// /opt/cni/bin, where runtimes look for them and addons install their own.
+pub const CNI_PLUGINS: &str = "/usr/lib/cni";
 
 fn write_tree(root: &Path) -> Result<()> {
     for (link, to) in [
@@ -104,6 +113,11 @@ fn write_tree(root: &Path) -> Result<()> {
     let bin = root.join("opt/testbed/bin");
     std::fs::create_dir_all(&bin)?;
     symlink("tbnode", bin.join("systemd"))?;
+    let cni = root.join("opt/cni/bin");
+    std::fs::create_dir_all(&cni)?;
+    for plugin in entries(CNI_PLUGINS) {
+        symlink(format!("{CNI_PLUGINS}/{plugin}"), cni.join(&plugin))?;
+    }
     let etc = root.join("etc");
     std::fs::create_dir_all(etc.join("systemd/system/multi-user.target.wants"))?;
     std::fs::write(
