@@ -436,6 +436,9 @@ pub struct ApiPodManager {
     pub runtime: Runtime,
     /// The status last posted per pod uid (without times).
     posted: HashMap<String, Value>,
+    /// Pods gone from the API whose directory under /var/lib/kubelet/pods is still to be removed
+    /// (once the pod workers have killed them).
+    orphans: HashSet<String>,
 }
 
 impl ApiPodManager {
@@ -444,6 +447,7 @@ impl ApiPodManager {
             client,
             runtime,
             posted: HashMap::new(),
+            orphans: HashSet::new(),
         }
     }
 
@@ -512,12 +516,45 @@ impl ApiPodManager {
             }
         }
         if let Ok(mut map) = self.runtime.api_pods.lock() {
+            self.orphans
+                .extend(map.keys().filter(|uid| !uids.contains(*uid)).cloned());
             map.retain(|uid, _| uids.contains(uid));
         }
+        self.clean_up();
         self.posted.retain(|uid, _| uids.contains(uid));
         for pod in &pods {
             self.post(pod).await;
         }
+    }
+
+    /// Removes the directories (volumes, etc-hosts) of deleted pods the pod workers no longer run,
+    /// as the kubelet's orphaned-pod cleanup does.
+    fn clean_up(&mut self) {
+        let running: HashSet<String> = self
+            .runtime
+            .pods
+            .lock()
+            .map(|pods| {
+                pods.values()
+                    .filter(|p| p.api)
+                    .map(|p| p.uid.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.orphans.retain(|uid| {
+            if running.contains(uid) {
+                return true;
+            }
+            let dir = Path::new("/var/lib/kubelet/pods").join(uid);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => {
+                    logf!(COMPONENT, "Failed to clean up {}: {e}", dir.display());
+                    true
+                }
+            }
+        });
     }
 
     /// Posts the pod's status if it changed; deletes a terminating pod whose containers are gone.
