@@ -22,6 +22,8 @@ fn main() {
         "kubelet" => kubestrap_testbed::kubelet::main(&rest),
         "kube-controller-manager" => kubestrap_testbed::controller_manager::main(&rest),
         "kube-scheduler" => kubestrap_testbed::scheduler::main(&rest),
+        "kube-proxy" => kubestrap_testbed::proxy::main(&rest),
+        "coredns" => kubestrap_testbed::coredns::main(&rest),
         "containerd" => kubestrap_testbed::cri::main(&rest),
         "pod-exec" => kubestrap_testbed::cri::sandbox::main(&rest),
         // PID 1 runs as `systemd` so that /proc/1/comm names the init system kubestrap drives.
