@@ -18,6 +18,9 @@ pub fn binaries(image: &str) -> Result<&'static [&'static str], String> {
     let (repo, tag) = split(image);
     let name = repo.rsplit('/').next().unwrap_or(repo);
     match name {
+        // The add-on images kubeadm deploys: the testbed's kube-proxy and CoreDNS doubles.
+        "kube-proxy" => Ok(&["kube-proxy"]),
+        "coredns" => Ok(&["coredns"]),
         "kube-apiserver" => Ok(&["kube-apiserver"]),
         "kube-controller-manager" => Ok(&["kube-controller-manager"]),
         "kube-scheduler" => Ok(&["kube-scheduler"]),
@@ -185,7 +188,9 @@ mod tests {
             &["kube-apiserver"]
         );
         assert!(binaries("registry.k8s.io/pause:3.10.1").is_ok());
-        assert!(binaries("registry.k8s.io/coredns/coredns:v1.12.1").is_err());
+        assert!(binaries("registry.k8s.io/coredns/coredns:v1.12.1").is_ok());
+        assert!(binaries("registry.k8s.io/kube-proxy:v1.34.3").is_ok());
+        assert!(binaries("registry.k8s.io/flannel:v0.26.0").is_err());
     }
 
     #[test]

@@ -306,10 +306,12 @@ fn options_for(cfg: &ProxyConfig, family: Family, node_cidrs: &[ipnet::IpNet]) -
     }
 }
 
+/// The nf_tables backend by its own name: the kube-proxy image's iptables wrapper picks it on a host
+/// whose rules are in nf_tables (the nodes' default), and a container has no /etc/alternatives.
 fn tool(family: Family, what: &str) -> String {
     match family {
-        Family::V4 => format!("iptables{what}"),
-        Family::V6 => format!("ip6tables{what}"),
+        Family::V4 => format!("iptables-nft{what}"),
+        Family::V6 => format!("ip6tables-nft{what}"),
     }
 }
 
