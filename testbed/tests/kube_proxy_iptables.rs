@@ -15,62 +15,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use anyhow::{Context, Result, ensure};
-use base64::Engine;
-use kubestrap_testbed::driver::fixture::ClusterSettings;
 use kubestrap_testbed::driver::scenario::{self, ADMIN, Source, Timings};
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
 use serde_json::json;
-
-const WAIT: Duration = Duration::from_secs(40);
-const CLUSTER_CIDR: &str = "10.244.0.0/16";
-
-/// kubeadm's KubeProxyConfiguration for a cluster with podSubnet 10.244.0.0/16 (the fields it sets).
-fn proxy_config(extra: &str) -> String {
-    format!(
-        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nbindAddress: 0.0.0.0\nclientConnection:\n  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\nclusterCIDR: {CLUSTER_CIDR}\nconfigSyncPeriod: 0s\nmode: \"\"\niptables:\n  minSyncPeriod: 0s\n  syncPeriod: 0s\n{extra}"
-    )
-}
-
-fn proxy_manifest(node: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: kube-proxy
-  namespace: kube-system
-  labels:
-    k8s-app: kube-proxy
-spec:
-  hostNetwork: true
-  priorityClassName: system-node-critical
-  containers:
-  - name: kube-proxy
-    image: registry.k8s.io/kube-proxy:{version}
-    command:
-    - /usr/local/bin/kube-proxy
-    - --config=/var/lib/kube-proxy/config.conf
-    - --hostname-override={node}
-    securityContext:
-      privileged: true
-    volumeMounts:
-    - name: kube-proxy
-      mountPath: /var/lib/kube-proxy
-    - name: xtables-lock
-      mountPath: /run/xtables.lock
-  volumes:
-  - name: kube-proxy
-    hostPath:
-      path: /var/lib/kube-proxy
-      type: Directory
-  - name: xtables-lock
-    hostPath:
-      path: /run/xtables.lock
-      type: FileOrCreate
-"#,
-        version = kubestrap_testbed::DEFAULT_KUBERNETES_VERSION
-    )
-}
+use support::{CLUSTER_CIDR, WAIT, kubectl, proxy_config};
 
 /// An HTTP server on the node's own address answering `/hostname` and `/clientip`, as agnhost's
 /// netexec does.
@@ -93,13 +44,6 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever(
 "#;
 
 const ECHO_UNIT: &str = "[Unit]\nDescription=test echo server\n\n[Service]\nExecStart=/usr/bin/python3 /root/echo.py 8080\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n";
-
-fn kubectl(node: &Node, args: &[&str]) -> Result<String> {
-    Ok(node
-        .kubectl(args)?
-        .check(&format!("kubectl {}", args.join(" ")))?
-        .stdout)
-}
 
 /// The node's rules as `iptables-save` prints them (v4 and v6), without counters and comments, and
 /// without tables that hold nothing but empty built-in chains (a table, once used, stays in the
@@ -176,65 +120,14 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
     let before_proxy = saved_rules(node3)?;
     ensure!(!before_proxy.contains("KUBE-"), "{before_proxy}");
 
-    // What kubeadm's proxy addon creates: the service account bound to system:node-proxier.
-    kubectl(
-        cp,
-        &[
-            "create",
-            "serviceaccount",
-            "kube-proxy",
-            "-n",
-            "kube-system",
-        ],
-    )?;
-    kubectl(
-        cp,
-        &[
-            "create",
-            "clusterrolebinding",
-            "kubeadm:node-proxier",
-            "--clusterrole=system:node-proxier",
-            "--serviceaccount=kube-system:kube-proxy",
-        ],
-    )?;
-    let token = kubectl(
-        cp,
-        &[
-            "create",
-            "token",
-            "kube-proxy",
-            "-n",
-            "kube-system",
-            "--duration=2h",
-        ],
-    )?;
-    let settings = ClusterSettings::for_node(cp);
-    let ca = cp.read_string("/etc/kubernetes/pki/ca.crt")?;
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "default", "cluster": {"server": settings.server(), "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&ca)}}],
-        "users": [{"name": "default", "user": {"tokenFile": "/var/lib/kube-proxy/token"}}],
-        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default", "namespace": "default"}}],
-        "current-context": "default",
-    });
-    for node in &nodes {
-        let extra = if node.name == "node3" {
+    support::start_kube_proxy(cp, &nodes, |node| {
+        if node == "node3" {
             "  masqueradeAll: true\n"
         } else {
             ""
-        };
-        // `iptables:` is the config's last mapping, so the extra field lands inside it.
-        node.write_file(
-            "/var/lib/kube-proxy/config.conf",
-            proxy_config(extra).as_bytes(),
-            0o644,
-        )?;
-        node.write_file(
-            "/var/lib/kube-proxy/kubeconfig.conf",
-            kubeconfig.to_string().as_bytes(),
-            0o600,
-        )?;
-        node.write_file("/var/lib/kube-proxy/token", token.trim().as_bytes(), 0o600)?;
+        }
+    })?;
+    for node in &nodes {
         node.write_file("/root/echo.py", ECHO.as_bytes(), 0o644)?;
         node.write_file(
             "/etc/systemd/system/tb-echo.service",
@@ -281,13 +174,6 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
     )?;
 
     let proxy_started = Instant::now();
-    for node in &nodes {
-        node.write_file(
-            "/etc/kubernetes/manifests/kube-proxy.yaml",
-            proxy_manifest(&node.name).as_bytes(),
-            0o600,
-        )?;
-    }
     for node in &nodes {
         wait_until(
             &format!("kube-proxy's web chains on {}", node.name),

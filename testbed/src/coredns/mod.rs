@@ -793,15 +793,15 @@ async fn probe_loop(block: Arc<Block>) {
     let Ok(qname) = Name::from_ascii(&probe) else {
         return;
     };
-    for i in 0..3u16 {
-        let mut m = Message::new();
-        m.set_id(0x4c00 + i);
-        m.set_message_type(MessageType::Query);
-        m.set_recursion_desired(true);
-        m.add_query(Query::query(qname.clone(), RecordType::HINFO));
-        if let Ok(bytes) = m.to_vec() {
-            let _ = exchange_udp(SocketAddr::from(([127, 0, 0, 1], block.cfg.port)), &bytes).await;
-        }
+    // One probe: without a loop it reaches us once (sent by us) and the upstream answers it; with
+    // a loop the upstream sends it back again and again.
+    let mut m = Message::new();
+    m.set_id(0x4c00);
+    m.set_message_type(MessageType::Query);
+    m.set_recursion_desired(true);
+    m.add_query(Query::query(qname, RecordType::HINFO));
+    if let Ok(bytes) = m.to_vec() {
+        let _ = exchange_udp(SocketAddr::from(([127, 0, 0, 1], block.cfg.port)), &bytes).await;
     }
 }
 
