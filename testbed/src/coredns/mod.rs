@@ -362,10 +362,14 @@ fn start_kube_with(k: &Kubernetes, config: ClientConfig) -> Result<Kube> {
     let client = ApiClient::new(&config)?;
     Ok(Kube {
         cfg: k.clone(),
-        services: Informer::start(client.clone(), "/api/v1/services"),
-        slices: Informer::start(client.clone(), "/apis/discovery.k8s.io/v1/endpointslices"),
+        services: Informer::start_for("coredns", client.clone(), "/api/v1/services"),
+        slices: Informer::start_for(
+            "coredns",
+            client.clone(),
+            "/apis/discovery.k8s.io/v1/endpointslices",
+        ),
         pods: (k.pods == corefile::PodsMode::Verified)
-            .then(|| Informer::start(client, "/api/v1/pods")),
+            .then(|| Informer::start_for("coredns", client, "/api/v1/pods")),
     })
 }
 

@@ -209,8 +209,12 @@ async fn run(args: Vec<String>) -> Result<()> {
             );
         }
     }
-    let services = Informer::start(client.clone(), "/api/v1/services");
-    let slices = Informer::start(client.clone(), "/apis/discovery.k8s.io/v1/endpointslices");
+    let services = Informer::start_for(COMPONENT, client.clone(), "/api/v1/services");
+    let slices = Informer::start_for(
+        COMPONENT,
+        client.clone(),
+        "/apis/discovery.k8s.io/v1/endpointslices",
+    );
     let mut changed_services = services.subscribe();
     let mut changed_slices = slices.subscribe();
     while !(services.synced() && slices.synced()) {
