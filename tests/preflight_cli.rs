@@ -325,6 +325,7 @@ fn leftovers_of_another_pod_network_and_overlapping_routes_are_named() {
     let seeded = node.init_preflight(
         "ip link add pf-user type bridge && ip link set pf-user up && ip addr add 192.0.2.2/24 dev pf-user && \
          ip route add default via 192.0.2.1 && ip route add 10.0.0.0/8 via 192.0.2.1 && \
+         ip route add unreachable 10.244.0.0/16 && ip route add blackhole 10.96.0.0/12 && \
          ip link add cni0 type bridge && ip addr add 10.88.0.1/16 dev cni0 && \
          ip link add flannel.1 type vxlan id 1 dstport 8472 nolearning dev lo && \
          ip link add docker0 type bridge && \

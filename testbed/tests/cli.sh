@@ -60,7 +60,7 @@ node1_ip=$(awk '$1 == "node1" { print $2 }' <<<"$out")
 node2_ip=$(awk '$1 == "node2" { print $2 }' <<<"$out")
 [[ "$node1_ip" =~ ^10\.214\.[0-9]+\.11$ && "$node2_ip" =~ ^10\.214\.[0-9]+\.12$ ]] ||
   fail "up printed no node addresses in 10.214.x.0/24: $out"
-[ "$(label_count container "$label")" = 2 ] || fail "up made no 2 labelled containers"
+[ "$(label_count container "$label")" = 3 ] || fail "up made no 3 labelled containers (two nodes and the cluster's DNS server)"
 [ -x "$KUBESTRAP_TESTBED_STATE/$name/bin/kubestrap" ] || fail "no copy of kubestrap in the state directory"
 expect 2 tb --name "$name" up --nodes 1
 contains "$err" "already exists" "a second up with the same name"

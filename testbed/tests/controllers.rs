@@ -1,9 +1,10 @@
 //! The controller-manager and scheduler doubles on a real three-node testbed cluster (kubestrap's
 //! control-plane files, a dual-stack pod subnet): node IPAM, DaemonSets, Deployments and their
 //! ReplicaSets, EndpointSlices and Endpoints, garbage collection, and the scheduler's
-//! Unschedulable reason. The kubelet double does not run API pods yet, so the test plays the
-//! kubelet where a pod must become Ready: it writes the pod's status through the status
-//! subresource. One cluster serves every step.
+//! Unschedulable reason. The pods' images cannot be pulled, so the kubelet doubles report them
+//! waiting in ErrImagePull (a status that then stays the same) and the test plays the kubelet where
+//! a pod must become Ready: once the kubelet has reported, it writes the pod's status through the
+//! status subresource. (tests/pods.rs runs pods for real.) One cluster serves every step.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -57,8 +58,15 @@ fn name_of(obj: &Value) -> String {
         .to_string()
 }
 
-/// Plays the kubelet: Running, Ready (or not) and the given IPs, through pods/status.
+/// Plays the kubelet: Running, Ready (or not) and the given IPs, through pods/status, once the
+/// node's kubelet has reported the pod waiting on its unpullable image (it reports a status only
+/// when its own view changes, and that one does not).
 fn set_pod_status(node: &Node, pod: &str, ips: &[String], ready: bool) -> Result<()> {
+    wait_for(&format!("the kubelet's report on {pod}"), || {
+        let p = get(node, &["pod", pod])?;
+        let reason = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        Ok((reason == "ErrImagePull" || p["status"]["phase"] == "Running").then_some(()))
+    })?;
     let status = json!({"status": {
         "phase": "Running",
         "podIP": ips[0],
@@ -257,7 +265,7 @@ fn bad_ipam_flags(cp: &Node) -> Result<()> {
 
 fn pod(name: &str, spec: Value) -> Value {
     let mut spec = spec;
-    spec["containers"] = json!([{"name": "c", "image": "registry.k8s.io/pause:3.10"}]);
+    spec["containers"] = json!([{"name": "c", "image": "testbed.invalid/app:3.10"}]);
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
 }
 
@@ -356,7 +364,7 @@ fn unschedulable(cluster: &Cluster) -> Result<()> {
 
 fn daemon_set(name: &str, spec: Value) -> Value {
     let mut pod_spec = spec;
-    pod_spec["containers"] = json!([{"name": "agent", "image": "registry.k8s.io/pause:3.10"}]);
+    pod_spec["containers"] = json!([{"name": "agent", "image": "testbed.invalid/app:3.10"}]);
     json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name, "namespace": "default"},
            "spec": {"selector": {"matchLabels": {"ds": name}}, "template": {"metadata": {"labels": {"ds": name}}, "spec": pod_spec}}})
 }
@@ -554,7 +562,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
         cp,
         scenario::ADMIN,
         &[
-            web(2, "registry.k8s.io/pause:3.10"),
+            web(2, "testbed.invalid/app:3.10"),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
         ],
@@ -782,7 +790,7 @@ fn deployment_and_endpoints(cluster: &Cluster) -> Result<()> {
             "set",
             "image",
             "deployment/web",
-            "web=registry.k8s.io/pause:3.9",
+            "web=testbed.invalid/app:3.9",
         ],
     )?;
     let new_pod = wait_for("the new template's pod", || {
@@ -832,7 +840,7 @@ fn garbage_collection(cluster: &Cluster) -> Result<()> {
         Ok((slices.is_empty() && !endpoints.ok()).then_some(()))
     })?;
 
-    scenario::apply(cp, scenario::ADMIN, &[web(1, "registry.k8s.io/pause:3.10")])?;
+    scenario::apply(cp, scenario::ADMIN, &[web(1, "testbed.invalid/app:3.10")])?;
     let rs = wait_for("a ReplicaSet for the orphan test", || {
         let sets = items(cp, &["replicasets", "-l", "app=web"])?;
         Ok(sets

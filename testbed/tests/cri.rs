@@ -223,20 +223,33 @@ fn the_kubelets_pods_are_the_runtimes_and_kubestraps_cri_client_controls_them() 
         format!("{pull:#}").contains("failed to pull and unpack image"),
         "{pull:#}"
     );
-    let unimplemented = runtime()?.block_on(async {
+    let (exec_sync, streaming) = runtime()?.block_on(async {
         let mut client = cri::connect(&ep).await?;
-        let status = client
+        let sync = client
             .exec_sync(api::ExecSyncRequest {
                 container_id: container.id.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "echo in; exit 3".into()],
+                timeout: 5,
+            })
+            .await?
+            .into_inner();
+        let streaming = client
+            .exec(api::ExecRequest {
+                container_id: container.id.clone(),
                 cmd: vec!["true".into()],
-                timeout: 1,
+                stdout: true,
+                ..Default::default()
             })
             .await;
-        anyhow::Ok(status.err().map(|s| s.code()))
+        anyhow::Ok((sync, streaming.err().map(|s| s.code())))
     })?;
     ensure!(
-        unimplemented == Some(tonic::Code::Unimplemented),
-        "{unimplemented:?}"
+        exec_sync.exit_code == 3 && exec_sync.stdout == b"in\n",
+        "ExecSync runs in the container: {exec_sync:?}"
+    );
+    ensure!(
+        streaming == Some(tonic::Code::Unimplemented),
+        "{streaming:?}"
     );
 
     // A stopped kubelet leaves the pods running, as with containerd.

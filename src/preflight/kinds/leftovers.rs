@@ -188,8 +188,18 @@ pub fn cni_state(probe: &Probe) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Whether `route` (to `dst`) conflicts with the cluster range `net`: it overlaps it and is not an
+/// `unreachable`/`blackhole` route covering all of it (admins and some pod networks add such a
+/// route on purpose so that traffic no pod route handles fails at once; the more specific routes of
+/// the pod network still win).
+pub fn route_conflicts(route_type: &str, dst: &IpNet, net: &IpNet) -> bool {
+    let sink = matches!(route_type, "unreachable" | "blackhole");
+    cidr::overlaps(net, dst) && !(sink && dst.contains(net))
+}
+
 /// `PodSubnetRoutes` / `ServiceSubnetRoutes`: no host route overlaps the range (routes a cluster made
-/// are leftovers, reported by the CNI checks; the default route overlaps everything and is ignored).
+/// are leftovers, reported by the CNI checks; the default route overlaps everything and is ignored;
+/// an unreachable or blackhole route covering the whole range is accepted, see `route_conflicts`).
 pub fn route_overlap(probe: &Probe, range: ClusterRange) -> anyhow::Result<Outcome> {
     let (what, nets) = match range {
         ClusterRange::Pod => ("pod", probe.node.pod_subnets()),
@@ -233,7 +243,10 @@ pub fn route_overlap(probe: &Probe, range: ClusterRange) -> anyhow::Result<Outco
         {
             continue;
         }
-        for net in nets.iter().filter(|n| cidr::overlaps(n, &dst)) {
+        for net in nets
+            .iter()
+            .filter(|n| route_conflicts(&route.route_type, &dst, n))
+        {
             conflicts.push(format!("'{}' overlaps {net}", route.line));
         }
     }
@@ -291,4 +304,34 @@ pub fn iptables_backends(probe: &Probe) -> anyhow::Result<Outcome> {
         legacy.join(", "),
         nft.join(", ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_sink_route_covering_the_whole_range_is_no_conflict() {
+        let pods = net("10.244.0.0/16");
+        // An unreachable or blackhole route over all of the range is accepted…
+        for kind in ["unreachable", "blackhole"] {
+            assert!(!route_conflicts(kind, &net("10.244.0.0/16"), &pods));
+            assert!(!route_conflicts(kind, &net("10.0.0.0/8"), &pods));
+        }
+        assert!(!route_conflicts(
+            "unreachable",
+            &net("fd00:10:244::/48"),
+            &net("fd00:10:244::/56")
+        ));
+        // …but one over part of it, or any other kind of route, still overlaps.
+        assert!(route_conflicts("unreachable", &net("10.244.1.0/24"), &pods));
+        assert!(route_conflicts("blackhole", &net("10.244.0.0/17"), &pods));
+        assert!(route_conflicts("unicast", &net("10.0.0.0/8"), &pods));
+        assert!(route_conflicts("prohibit", &net("10.0.0.0/8"), &pods));
+        assert!(!route_conflicts("unicast", &net("192.168.0.0/16"), &pods));
+    }
 }

@@ -318,6 +318,10 @@ impl Write<'_> {
         if self.server.opts.admission_enabled("Priority") {
             self.admit_priority(pod, &name).await?;
         }
+        let mirror = !pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null();
+        if self.server.opts.admission_enabled("ServiceAccount") && !mirror {
+            admit_service_account(pod);
+        }
         pod["status"] = json!({"phase": "Pending", "qosClass": qos_class(&pod["spec"])});
         Ok(())
     }
@@ -899,6 +903,59 @@ fn allocate_ip(cidr: &ipnet::IpNet, used: &[IpAddr]) -> Option<String> {
         .map(|i| hosts[(start + i) % hosts.len()])
         .find(|ip| !used.contains(ip))
         .map(|ip| ip.to_string())
+}
+
+/// Where the ServiceAccount admission plugin mounts the API credentials.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission plugin's mutation: `default` as the account when none is named,
+/// and unless automounting is off, a projected `kube-api-access-<suffix>` volume (a bound token,
+/// `kube-root-ca.crt`'s ca.crt and the namespace) mounted read-only in every container at
+/// /var/run/secrets/kubernetes.io/serviceaccount. (The real plugin also refuses a pod whose
+/// account does not exist yet; the double does not, so controllers never wait on that race.)
+pub fn admit_service_account(pod: &mut Value) {
+    let spec = &mut pod["spec"];
+    if spec["serviceAccountName"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
+        spec["serviceAccountName"] = json!("default");
+    }
+    spec["serviceAccount"] = spec["serviceAccountName"].clone();
+    if spec["automountServiceAccountToken"].as_bool() == Some(false) {
+        return;
+    }
+    let mounted = ["containers", "initContainers"].iter().any(|k| {
+        spec[*k].as_array().into_iter().flatten().any(|c| {
+            c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["mountPath"].as_str() == Some(SERVICE_ACCOUNT_MOUNT))
+        })
+    });
+    if mounted {
+        return;
+    }
+    let name = format!("kube-api-access-{}", super::store::name_suffix());
+    let volume = json!({"name": name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}});
+    match spec["volumes"].as_array_mut() {
+        Some(v) => v.push(volume),
+        None => spec["volumes"] = json!([volume]),
+    }
+    let mount = json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT});
+    for k in ["containers", "initContainers"] {
+        for c in spec[k].as_array_mut().into_iter().flatten() {
+            match c["volumeMounts"].as_array_mut() {
+                Some(m) => m.push(mount.clone()),
+                None => c["volumeMounts"] = json!([mount.clone()]),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

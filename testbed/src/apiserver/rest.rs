@@ -611,6 +611,8 @@ pub enum Propagation {
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
     pub propagation: Option<Propagation>,
+    /// `gracePeriodSeconds` (pods: how long the kubelet has to stop them).
+    pub grace_period: Option<i64>,
     pub precondition_uid: Option<String>,
     pub precondition_version: Option<String>,
 }
@@ -681,6 +683,9 @@ impl DeleteOptions {
         let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
         Ok(DeleteOptions {
             propagation,
+            grace_period: body["gracePeriodSeconds"]
+                .as_i64()
+                .or_else(|| query.get("gracePeriodSeconds").and_then(|v| v.parse().ok())),
             precondition_uid: text(&body["preconditions"]["uid"]),
             precondition_version: text(&body["preconditions"]["resourceVersion"]),
         })
@@ -718,6 +723,32 @@ pub fn gc_finalizers(
         out.push(FOREGROUND.into());
     }
     out
+}
+
+/// The grace period of a graceful pod deletion, as the pod registry's strategy decides it: a pod
+/// bound to a node that has not finished gets the options' period or its
+/// terminationGracePeriodSeconds (30 by default) and stays, terminating, until its kubelet deletes
+/// it with period 0; unbound or finished pods and period 0 go at once.
+fn pod_grace(rt: &ResourceType, obj: &Value, options: &DeleteOptions) -> Option<i64> {
+    if !(rt.group.is_empty() && rt.kind == "Pod") {
+        return None;
+    }
+    let bound = obj["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if !bound || finished {
+        return None;
+    }
+    let grace = options
+        .grace_period
+        .filter(|g| *g >= 0)
+        .or(obj["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30);
+    (grace > 0).then_some(grace)
 }
 
 /// ReplicationControllers deleted through core/v1 orphan their pods unless told otherwise (the
@@ -773,6 +804,21 @@ async fn delete_one(
         namespace: ns.as_deref(),
     };
     write.delete(&obj).await?;
+    if let Some(grace) = pod_grace(rt, &obj, options)
+        && !call.query.dry_run()
+    {
+        let current = obj["metadata"]["deletionGracePeriodSeconds"].as_i64();
+        if obj["metadata"]["deletionTimestamp"].is_null() || current.is_some_and(|c| grace < c) {
+            let mut marked = obj.clone();
+            marked["metadata"]["deletionTimestamp"] = json!(time::after_seconds(grace));
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            return call
+                .server
+                .store_update(rt, ns.as_deref(), marked, revision)
+                .await;
+        }
+        return Ok(obj);
+    }
     let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
     let current: Vec<String> = obj["metadata"]["finalizers"]
         .as_array()

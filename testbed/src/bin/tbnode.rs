@@ -25,6 +25,8 @@ fn main() {
         "kube-proxy" => kubestrap_testbed::proxy::main(&rest),
         "coredns" => kubestrap_testbed::coredns::main(&rest),
         "containerd" => kubestrap_testbed::cri::main(&rest),
+        "agnhost" => kubestrap_testbed::agnhost::main(&rest),
+        "dns-forward" => kubestrap_testbed::node::dns::main(&rest),
         "pod-exec" => kubestrap_testbed::cri::sandbox::main(&rest),
         // PID 1 runs as `systemd` so that /proc/1/comm names the init system kubestrap drives.
         "init" | "systemd" => kubestrap_testbed::node::init::main(&rest),

@@ -24,6 +24,10 @@ pub fn binaries(image: &str) -> Result<&'static [&'static str], String> {
         "kube-apiserver" => Ok(&["kube-apiserver"]),
         "kube-controller-manager" => Ok(&["kube-controller-manager"]),
         "kube-scheduler" => Ok(&["kube-scheduler"]),
+        // The test images: Kubernetes' e2e agnhost (the testbed's own) and a busybox whose
+        // applets are the node's tools.
+        "agnhost" => Ok(&["agnhost"]),
+        "busybox" => Ok(BUSYBOX),
         // The sandbox ("infra") image: a testbed sandbox has no process of its own.
         "pause" => Ok(&[]),
         "etcd" => {
@@ -42,6 +46,13 @@ pub fn binaries(image: &str) -> Result<&'static [&'static str], String> {
         ),
     }
 }
+
+/// The busybox test image's applets (what its tests use; the node's /usr provides them).
+const BUSYBOX: &[&str] = &[
+    "sh", "ash", "sleep", "cat", "echo", "ls", "wget", "nc", "true", "false", "env", "printenv",
+    "hostname", "ip", "mkdir", "touch", "date", "head", "tail", "grep", "test", "[", "ps", "kill",
+    "id", "sed", "cut", "wc", "nslookup", "busybox",
+];
 
 /// Repository and tag of a reference (`latest` when it names none; a digest is kept as the tag).
 fn split(image: &str) -> (&str, &str) {

@@ -5,6 +5,7 @@
 //! through the CRI (or the node shuts down).
 
 pub mod images;
+pub mod network;
 pub mod sandbox;
 pub mod service;
 pub mod store;
@@ -105,6 +106,29 @@ async fn run(args: Vec<String>) -> Result<()> {
         "containerd (testbed CRI runtime) serving on {} with {adopted} containers from a previous run",
         socket.display()
     );
+    // A node restart empties /run (and the state) but not /var/lib/cni: release the addresses and
+    // plugin state of sandboxes this runtime no longer knows, as containerd's cleanup does.
+    let known: std::collections::HashSet<String> = store
+        .sandboxes()
+        .map(|s| s.into_iter().map(|s| s.id).collect())
+        .unwrap_or_default();
+    for stale in network::cached_sandboxes() {
+        if !known.contains(&stale) {
+            let released = tokio::task::spawn_blocking({
+                let stale = stale.clone();
+                move || network::teardown(&stale, None)
+            })
+            .await;
+            logf!(
+                COMPONENT,
+                "Released the network of sandbox {stale} left by a previous boot{}",
+                match released {
+                    Ok(Some(e)) => format!(" (with an error: {e})"),
+                    _ => String::new(),
+                }
+            );
+        }
+    }
     let poller = store.clone();
     tokio::spawn(async move {
         loop {

@@ -28,6 +28,15 @@ pub struct SandboxSpec {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub workdir: Option<String>,
+    /// The sandbox's network namespace to join (None: the node's network).
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The pod's hostname, in a UTS namespace of its own (pod-network sandboxes).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Files the sandbox provides instead of the node's (source, path in the container).
+    #[serde(default)]
+    pub etc_files: Vec<(PathBuf, String)>,
 }
 
 fn bind(source: &Path, target: &Path, read_only: bool) -> Result<()> {
@@ -72,6 +81,16 @@ fn inside(root: &Path, path: &str) -> PathBuf {
 }
 
 fn setup(spec: &SandboxSpec) -> Result<()> {
+    if let Some(netns) = &spec.netns {
+        let file = std::fs::File::open(netns)
+            .with_context(|| format!("open network namespace {}", netns.display()))?;
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("join network namespace {}", netns.display()))?;
+    }
+    if let Some(hostname) = &spec.hostname {
+        unshare(CloneFlags::CLONE_NEWUTS).context("unshare UTS namespace")?;
+        nix::unistd::sethostname(hostname).context("set the pod's hostname")?;
+    }
     unshare(CloneFlags::CLONE_NEWNS).context("unshare mount namespace")?;
     mount(
         None::<&str>,
@@ -116,6 +135,12 @@ fn setup(spec: &SandboxSpec) -> Result<()> {
         "/etc/ld.so.cache",
     ] {
         let source = Path::new(file);
+        let source = spec
+            .etc_files
+            .iter()
+            .find(|(_, target)| target == file)
+            .map(|(s, _)| s.as_path())
+            .unwrap_or(source);
         if source.exists() {
             let target = inside(root, file);
             mount_point(source, &target)?;

@@ -120,7 +120,39 @@ fn sandbox_record(config: api::PodSandboxConfig, runtime_handler: String) -> San
         runtime_handler,
         created_at: 0,
         ready: false,
+        netns: None,
+        ips: Vec::new(),
+        resolv_conf: config.dns_config.as_ref().and_then(resolv_conf),
+        network_down: false,
     }
+}
+
+/// The resolv.conf of a sandbox's DNS config, as containerd writes it (None when it says nothing).
+fn resolv_conf(dns: &api::DnsConfig) -> Option<String> {
+    if dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty() {
+        return None;
+    }
+    let mut text = String::new();
+    if !dns.searches.is_empty() {
+        text.push_str(&format!("search {}\n", dns.searches.join(" ")));
+    }
+    for server in &dns.servers {
+        text.push_str(&format!("nameserver {server}\n"));
+    }
+    if !dns.options.is_empty() {
+        text.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    Some(text)
+}
+
+/// Whether the sandbox config asks for the node's network namespace.
+fn host_network(config: &api::PodSandboxConfig) -> bool {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_none_or(|n| n.network == api::NamespaceMode::Node as i32)
 }
 
 fn container_record(
@@ -182,24 +214,20 @@ fn container_record(
 /// The NetworkReady condition: a CNI network configuration exists, as containerd's CRI plugin
 /// reports once a CNI plugin has written one.
 pub fn network_condition() -> api::RuntimeCondition {
-    let ready = std::fs::read_dir("/etc/cni/net.d")
-        .map(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                name.ends_with(".conf") || name.ends_with(".conflist") || name.ends_with(".json")
-            })
-        })
-        .unwrap_or(false);
+    let loaded = super::network::load(std::path::Path::new(super::network::CONF_DIR));
     api::RuntimeCondition {
         r#type: "NetworkReady".into(),
-        status: ready,
-        reason: if ready { "" } else { "NetworkPluginNotReady" }.into(),
-        message: if ready {
+        status: loaded.is_ok(),
+        reason: if loaded.is_ok() {
             ""
         } else {
-            "Network plugin returns error: cni plugin not initialized"
+            "NetworkPluginNotReady"
         }
         .into(),
+        message: match &loaded {
+            Ok(_) => String::new(),
+            Err(e) => format!("Network plugin returns error: {e:#}"),
+        },
     }
 }
 
@@ -249,9 +277,25 @@ impl RuntimeService for Runtime {
                 "sandbox config must include metadata with a name",
             ));
         }
-        let id = self
-            .store
-            .add_sandbox(sandbox_record(config, request.runtime_handler))?;
+        let pod_network = !host_network(&config);
+        let mut record = sandbox_record(config, request.runtime_handler);
+        record.id = super::store::new_id();
+        if pod_network {
+            let pod = super::network::PodRef {
+                namespace: record.namespace.clone(),
+                name: record.name.clone(),
+                uid: record.uid.clone(),
+            };
+            let id = record.id.clone();
+            let (netns, ips) =
+                tokio::task::spawn_blocking(move || super::network::setup(&id, &pod))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| Status::unknown(format!("{e:#}")))?;
+            record.netns = Some(netns.to_string_lossy().into_owned());
+            record.ips = ips;
+        }
+        let id = self.store.add_sandbox(record)?;
         Ok(Response::new(api::RunPodSandboxResponse {
             pod_sandbox_id: id,
         }))
@@ -283,18 +327,32 @@ impl RuntimeService for Runtime {
     ) -> Result<Response<api::PodSandboxStatusResponse>, Status> {
         let s = self.store.sandbox(&request.into_inner().pod_sandbox_id)?;
         let node = api::NamespaceMode::Node as i32;
+        let network_mode = if s.netns.is_some() {
+            api::NamespaceMode::Pod as i32
+        } else {
+            node
+        };
         Ok(Response::new(api::PodSandboxStatusResponse {
             status: Some(api::PodSandboxStatus {
                 id: s.id.clone(),
                 metadata: Some(sandbox_metadata(&s)),
                 state: sandbox_state(&s) as i32,
                 created_at: s.created_at,
-                // Every testbed pod uses the node's network: the kubelet reports the node's address.
-                network: Some(api::PodSandboxNetworkStatus::default()),
+                // A sandbox on the node's network has no IP of its own (the kubelet reports the
+                // node's); a pod-network sandbox reports the IPs its CNI result gave.
+                network: Some(api::PodSandboxNetworkStatus {
+                    ip: s.ips.first().cloned().unwrap_or_default(),
+                    additional_ips: s
+                        .ips
+                        .iter()
+                        .skip(1)
+                        .map(|ip| api::PodIp { ip: ip.clone() })
+                        .collect(),
+                }),
                 linux: Some(api::LinuxPodSandboxStatus {
                     namespaces: Some(api::Namespace {
                         options: Some(api::NamespaceOption {
-                            network: node,
+                            network: network_mode,
                             pid: node,
                             ipc: node,
                             ..Default::default()
@@ -420,6 +478,28 @@ impl RuntimeService for Runtime {
             })
             .collect();
         Ok(Response::new(api::ListContainersResponse { containers }))
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<api::ExecSyncRequest>,
+    ) -> Result<Response<api::ExecSyncResponse>, Status> {
+        let request = request.into_inner();
+        let store = self.store.clone();
+        let (stdout, stderr, exit_code) = tokio::task::spawn_blocking(move || {
+            store.exec_sync(
+                &request.container_id,
+                &request.cmd,
+                Duration::from_secs(u64::try_from(request.timeout).unwrap_or(0)),
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(api::ExecSyncResponse {
+            stdout,
+            stderr,
+            exit_code,
+        }))
     }
 
     async fn container_status(

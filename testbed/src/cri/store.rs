@@ -30,7 +30,7 @@ pub fn now_nanos() -> i64 {
 }
 
 /// A new object id: 64 hex digits, as containerd's.
-fn new_id() -> String {
+pub fn new_id() -> String {
     let mut bytes = [0u8; 32];
     let _ = aws_lc_rs::rand::fill(&mut bytes);
     hex::encode(bytes)
@@ -50,6 +50,18 @@ pub struct SandboxRecord {
     pub runtime_handler: String,
     pub created_at: i64,
     pub ready: bool,
+    /// The sandbox's network namespace (None: the node's network).
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// The pod IPs the pod network gave it, primary first.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// The resolv.conf its containers get (from the sandbox's DNS config; None: the node's).
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
+    /// Whether its network was torn down (CNI DEL done).
+    #[serde(default)]
+    pub network_down: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,7 +205,9 @@ impl Store {
 
     pub fn add_sandbox(&self, mut sandbox: SandboxRecord) -> Result<String, Status> {
         let mut state = self.lock()?;
-        sandbox.id = new_id();
+        if sandbox.id.is_empty() {
+            sandbox.id = new_id();
+        }
         sandbox.created_at = now_nanos();
         sandbox.ready = true;
         let id = sandbox.id.clone();
@@ -204,6 +218,8 @@ impl Store {
             sandbox.name,
             sandbox.uid
         );
+        write_sandbox_files(&self.dir.join(&id), &sandbox)
+            .map_err(|e| Status::internal(format!("write the sandbox's files: {e}")))?;
         state.sandboxes.insert(id.clone(), sandbox);
         self.save(&state);
         Ok(id)
@@ -296,8 +312,8 @@ impl Store {
                 c.phase
             )));
         }
-        let hostname = match state.sandboxes.get(&c.sandbox_id) {
-            Some(s) if s.ready => s.hostname.clone(),
+        let sandbox = match state.sandboxes.get(&c.sandbox_id) {
+            Some(s) if s.ready => s.clone(),
             _ => {
                 return Err(Status::failed_precondition(format!(
                     "sandbox container \"{}\" is not running",
@@ -305,7 +321,7 @@ impl Store {
                 )));
             }
         };
-        let started = sandbox_spec(&self.container_dir(&c), &c, &hostname)
+        let started = sandbox_spec(&self.container_dir(&c), &c, &sandbox, &self.dir)
             .map_err(|e| format!("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: {e}: unknown"))
             .and_then(|spec| self.spawn(&c, &spec).map_err(|e| format!("failed to start containerd task: {e}")));
         let Some(record) = state.containers.get_mut(id) else {
@@ -438,6 +454,67 @@ impl Store {
         }
     }
 
+    /// Runs `cmd` inside a running container (its mount, network and UTS namespaces, root and
+    /// working directory, with its environment) and returns stdout, stderr and the exit code; a
+    /// command still running after `timeout` (when not zero) is killed, as containerd's ExecSync.
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, Vec<u8>, i32), Status> {
+        let Some(pid) = self.running_pid(id)? else {
+            return Err(Status::unknown(format!(
+                "failed to exec in container: container {id} is not running"
+            )));
+        };
+        if cmd.is_empty() {
+            return Err(Status::invalid_argument("cmd must not be empty"));
+        }
+        let env = self.container(id)?.envs;
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--target={pid}"))
+            .args(["--mount", "--net", "--uts", "--root", "--wd", "--"])
+            .args(cmd)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|e| Status::internal(format!("failed to exec in container: {e}")))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if !timeout.is_zero() && Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(Status::deadline_exceeded(format!(
+                        "command {cmd:?} timed out after {}s",
+                        timeout.as_secs()
+                    )));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(Status::internal(e.to_string())),
+            }
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let code = out
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+        Ok((out.stdout, out.stderr, code))
+    }
+
     fn running_pid(&self, id: &str) -> Result<Option<i32>, Status> {
         self.poll_unwaited();
         let state = self.lock()?;
@@ -532,7 +609,26 @@ impl Store {
                 _ => {}
             }
         }
+        let network = self
+            .lock()?
+            .sandboxes
+            .get(id)
+            .and_then(|s| (!s.network_down).then(|| s.netns.clone()).flatten());
+        if let Some(netns) = network {
+            let sandbox = id.to_string();
+            let error = tokio::task::spawn_blocking(move || {
+                super::network::teardown(&sandbox, Some(Path::new(&netns)))
+            })
+            .await
+            .unwrap_or_else(|e| Some(e.to_string()));
+            if let Some(e) = error {
+                logf!(COMPONENT, "Failed to destroy network for sandbox {id}: {e}");
+            }
+        }
         let mut state = self.lock()?;
+        if let Some(s) = state.sandboxes.get_mut(id) {
+            s.network_down = true;
+        }
         if let Some(s) = state.sandboxes.get_mut(id)
             && s.ready
         {
@@ -573,8 +669,16 @@ impl Store {
 }
 
 /// The sandbox of one container process: the image's binaries, the container's mounts and its
-/// command line, checked against what the image provides as a real runtime would at start.
-fn sandbox_spec(dir: &Path, c: &ContainerRecord, hostname: &str) -> Result<SandboxSpec, String> {
+/// command line, checked against what the image provides as a real runtime would at start. A
+/// container of a pod-network sandbox joins the sandbox's network namespace and gets its hostname
+/// and resolv.conf; one on the node's network sees the node's files.
+fn sandbox_spec(
+    dir: &Path,
+    c: &ContainerRecord,
+    sandbox: &SandboxRecord,
+    state_dir: &Path,
+) -> Result<SandboxSpec, String> {
+    let hostname = sandbox.hostname.as_str();
     let provided = images::binaries(&c.image)
         .map_err(|e| format!("image \"{}\" is not present: {e}", c.image))?;
     let program = c.command.first().cloned().ok_or_else(|| {
@@ -607,6 +711,14 @@ fn sandbox_spec(dir: &Path, c: &ContainerRecord, hostname: &str) -> Result<Sandb
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
+    let files = state_dir.join(&sandbox.id);
+    let mut etc_files = Vec::new();
+    if sandbox.netns.is_some() {
+        etc_files.push((files.join("hostname"), "/etc/hostname".to_string()));
+    }
+    if sandbox.resolv_conf.is_some() {
+        etc_files.push((files.join("resolv.conf"), "/etc/resolv.conf".to_string()));
+    }
     Ok(SandboxSpec {
         rootfs: dir.join("rootfs"),
         image_dirs: ["/usr", "/host", "/opt/testbed"]
@@ -626,7 +738,20 @@ fn sandbox_spec(dir: &Path, c: &ContainerRecord, hostname: &str) -> Result<Sandb
         argv,
         env,
         workdir: Some(c.working_dir.clone()).filter(|w| !w.is_empty()),
+        netns: sandbox.netns.as_ref().map(PathBuf::from),
+        hostname: sandbox.netns.as_ref().map(|_| hostname.to_string()),
+        etc_files,
     })
+}
+
+/// Writes the files a sandbox's containers share (hostname, resolv.conf) under `dir`.
+pub fn write_sandbox_files(dir: &Path, sandbox: &SandboxRecord) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("hostname"), format!("{}\n", sandbox.hostname))?;
+    if let Some(text) = &sandbox.resolv_conf {
+        std::fs::write(dir.join("resolv.conf"), text)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -654,20 +779,70 @@ mod tests {
     #[test]
     fn the_image_decides_what_a_container_can_run() {
         let dir = Path::new("/run/testbed-cri/s1/c1");
-        let spec = sandbox_spec(dir, &container(&["kube-scheduler"]), "node1").unwrap();
+        let spec =
+            sandbox_spec(dir, &container(&["kube-scheduler"]), &host_sandbox(), dir).unwrap();
         assert_eq!(spec.argv, ["kube-scheduler", "--v=2"]);
         assert_eq!(spec.rootfs, dir.join("rootfs"));
         assert!(spec.env.contains(&("PATH".into(), "/bin".into())));
         assert!(spec.env.contains(&("HOSTNAME".into(), "node1".into())));
         assert!(spec.mounts[0].read_only);
-        let wrong = sandbox_spec(dir, &container(&["etcd"]), "node1").unwrap_err();
+        let wrong = sandbox_spec(dir, &container(&["etcd"]), &host_sandbox(), dir).unwrap_err();
         assert!(wrong.contains("executable file not found"), "{wrong}");
-        assert!(sandbox_spec(dir, &container(&["/opt/kube-scheduler"]), "n").is_err());
         assert!(
-            sandbox_spec(dir, &container(&[]), "n")
+            sandbox_spec(
+                dir,
+                &container(&["/opt/kube-scheduler"]),
+                &host_sandbox(),
+                dir
+            )
+            .is_err()
+        );
+        assert!(
+            sandbox_spec(dir, &container(&[]), &host_sandbox(), dir)
                 .unwrap_err()
                 .contains("no command")
         );
+    }
+
+    fn host_sandbox() -> SandboxRecord {
+        SandboxRecord {
+            id: "s1".into(),
+            name: "kube-scheduler-node1".into(),
+            uid: "u".into(),
+            namespace: "kube-system".into(),
+            attempt: 0,
+            hostname: "node1".into(),
+            log_directory: String::new(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            runtime_handler: String::new(),
+            created_at: 0,
+            ready: true,
+            netns: None,
+            ips: Vec::new(),
+            resolv_conf: None,
+            network_down: false,
+        }
+    }
+
+    #[test]
+    fn a_pod_network_container_joins_the_sandbox_namespace_and_files() {
+        let dir = Path::new("/run/testbed-cri/s1/c1");
+        let mut sandbox = host_sandbox();
+        sandbox.netns = Some("/var/run/netns/cni-s1".into());
+        sandbox.hostname = "web-0".into();
+        sandbox.resolv_conf = Some("nameserver 10.96.0.10\n".into());
+        let state = Path::new("/run/testbed-cri");
+        let spec = sandbox_spec(dir, &container(&["kube-scheduler"]), &sandbox, state).unwrap();
+        assert_eq!(spec.netns, Some(PathBuf::from("/var/run/netns/cni-s1")));
+        assert_eq!(spec.hostname.as_deref(), Some("web-0"));
+        assert!(
+            spec.etc_files
+                .contains(&(state.join("s1/resolv.conf"), "/etc/resolv.conf".into()))
+        );
+        let host =
+            sandbox_spec(dir, &container(&["kube-scheduler"]), &host_sandbox(), state).unwrap();
+        assert!(host.netns.is_none() && host.etc_files.is_empty());
     }
 
     #[test]
@@ -688,6 +863,10 @@ mod tests {
                 runtime_handler: String::new(),
                 created_at: 0,
                 ready: false,
+                netns: None,
+                ips: Vec::new(),
+                resolv_conf: None,
+                network_down: false,
             })
             .unwrap();
         let mut c = container(&["kube-scheduler"]);

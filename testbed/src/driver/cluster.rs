@@ -49,13 +49,28 @@ pub struct ClusterSpec {
     pub nodes: Vec<String>,
     /// The version the kubelet doubles report (`kubelet --version`).
     pub kubelet_version: String,
+    /// Ranges each node routes as `unreachable` (the pod ranges tests use): traffic no pod
+    /// network handles fails at once instead of leaving through the Docker uplink.
+    pub unreachable: Vec<String>,
+    /// Ranges each node's filter table rejects in OUTPUT and FORWARD (the service ranges): after
+    /// kube-proxy's DNAT, so handled ClusterIP traffic passes (docs/testbed.md).
+    pub reject: Vec<String>,
 }
+
+/// The pod ranges every node routes as unreachable by default (kubeadm's and the tests' choices).
+pub const DEFAULT_UNREACHABLE: &[&str] = &["10.244.0.0/16", "fd00:10:244::/48"];
+/// The service range every node rejects by default (kubeadm's default serviceSubnet).
+pub const DEFAULT_REJECT: &[&str] = &["10.96.0.0/12"];
+/// The host part of the cluster's upstream DNS server on the private network.
+pub const DNS_HOST: u8 = 53;
 
 impl ClusterSpec {
     pub fn nodes(count: usize) -> ClusterSpec {
         ClusterSpec {
             nodes: (1..=count).map(|i| format!("node{i}")).collect(),
             kubelet_version: crate::DEFAULT_KUBERNETES_VERSION.to_string(),
+            unreachable: DEFAULT_UNREACHABLE.iter().map(|s| s.to_string()).collect(),
+            reject: DEFAULT_REJECT.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -256,6 +271,14 @@ impl Cluster {
             _lock: lock,
         };
         let label = cluster.owner.label();
+        let dns_ip = format!("{prefix}.{DNS_HOST}");
+        if let Err(e) = cluster.start_dns(&image, &dns_ip, binaries) {
+            let _ = cluster.remove_everything();
+            return Err(e);
+        }
+        let nameserver = format!("TESTBED_NAMESERVER={dns_ip}");
+        let unreachable = format!("TESTBED_UNREACHABLE={}", spec.unreachable.join(","));
+        let reject = format!("TESTBED_REJECT={}", spec.reject.join(","));
         for (i, name) in spec.nodes.iter().enumerate() {
             let ip = format!("{prefix}.{}", 11 + i);
             let container = cluster.owner.container_name(name);
@@ -292,6 +315,10 @@ impl Cluster {
                 "seccomp=unconfined",
                 "--security-opt",
                 "apparmor=unconfined",
+                "--sysctl",
+                "net.ipv6.conf.all.disable_ipv6=0",
+                "--sysctl",
+                "net.ipv6.conf.all.forwarding=1",
                 "--tmpfs",
                 "/run:rw,exec,mode=755",
                 "-v",
@@ -312,6 +339,12 @@ impl Cluster {
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "-e",
                 &kubelet_version,
+                "-e",
+                &nameserver,
+                "-e",
+                &unreachable,
+                "-e",
+                &reject,
                 &image,
                 "/opt/testbed/bin/systemd",
             ]);
@@ -334,6 +367,35 @@ impl Cluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// The cluster's upstream DNS server: a container on the private network (not a node) that
+    /// forwards to Docker's resolver (`tbnode dns-forward`).
+    fn start_dns(&self, image: &str, ip: &str, binaries: &Binaries) -> Result<()> {
+        let container = self.owner.container_name("dns");
+        let tbnode = format!("{}:/opt/testbed/bin/tbnode:ro", binaries.tbnode.display());
+        let mut args = vec!["run", "-d", "--name", &container, "--hostname", "dns"];
+        let labels = self.owner.labels();
+        for label in &labels {
+            args.extend(["--label", label]);
+        }
+        args.extend([
+            "--network",
+            &self.network,
+            "--ip",
+            ip,
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/etc/ld.so.cache:/etc/ld.so.cache:ro",
+            "-v",
+            &tbnode,
+            image,
+            "/opt/testbed/bin/tbnode",
+            "dns-forward",
+        ]);
+        docker(&args, None)?.check("start the cluster's DNS server")?;
+        Ok(())
     }
 
     pub fn node(&self, name: &str) -> Result<&Node> {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::docker::{LABEL, docker};
 
 /// Bump when the layout below changes.
-const LAYOUT_VERSION: &str = "5-proxy";
+const LAYOUT_VERSION: &str = "7";
 
 /// The kubelet package's unit (binary-install layout under /etc/systemd/system).
 pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n";
@@ -37,6 +37,7 @@ pub const DOUBLES_IN_USR_LOCAL_BIN: &[&str] = &[
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "agnhost",
 ];
 
 fn entries(dir: &str) -> Vec<String> {
@@ -56,7 +57,11 @@ pub fn tag() -> String {
     h.update(LAYOUT_VERSION);
     h.update(KUBELET_UNIT);
     h.update(CONTAINERD_UNIT);
-    for name in entries("/usr").iter().chain(entries("/usr/bin").iter()) {
+    for name in entries("/usr")
+        .iter()
+        .chain(entries("/usr/bin").iter())
+        .chain(entries(CNI_PLUGINS).iter())
+    {
         h.update(name);
         h.update(b"\0");
     }
@@ -65,6 +70,10 @@ pub fn tag() -> String {
         &hex::encode(h.finalize())[..12]
     )
 }
+
+/// Where Debian's containernetworking-plugins installs the CNI plugins; the image links each into
+/// /opt/cni/bin, where runtimes look for them and addons install their own.
+pub const CNI_PLUGINS: &str = "/usr/lib/cni";
 
 fn write_tree(root: &Path) -> Result<()> {
     for (link, to) in [
@@ -101,6 +110,11 @@ fn write_tree(root: &Path) -> Result<()> {
     let bin = root.join("opt/testbed/bin");
     std::fs::create_dir_all(&bin)?;
     symlink("tbnode", bin.join("systemd"))?;
+    let cni = root.join("opt/cni/bin");
+    std::fs::create_dir_all(&cni)?;
+    for plugin in entries(CNI_PLUGINS) {
+        symlink(format!("{CNI_PLUGINS}/{plugin}"), cni.join(&plugin))?;
+    }
     let etc = root.join("etc");
     std::fs::create_dir_all(etc.join("systemd/system/multi-user.target.wants"))?;
     std::fs::write(

@@ -9,6 +9,7 @@ pub mod image;
 pub mod inspect;
 pub mod node_state;
 pub mod persistent;
+pub mod podnet;
 pub mod scenario;
 pub mod transfer;
 

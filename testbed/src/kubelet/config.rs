@@ -302,6 +302,8 @@ pub struct KubeletConfig {
     pub tls_key_file: Option<PathBuf>,
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
+    /// `resolvConf`/`--resolv-conf`: the resolver file pods with dnsPolicy Default get.
+    pub resolv_conf: PathBuf,
     pub node_status_update_frequency: Duration,
     pub node_lease_duration_seconds: i64,
     pub register_node: bool,
@@ -474,6 +476,11 @@ pub fn load(
             .non_empty("cluster-domain")
             .or_else(|| doc["clusterDomain"].as_str().map(str::to_string))
             .unwrap_or_default(),
+        resolv_conf: f
+            .non_empty("resolv-conf")
+            .or_else(|| doc["resolvConf"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "/etc/resolv.conf".into())
+            .into(),
         node_status_update_frequency: duration(
             &doc,
             "nodeStatusUpdateFrequency",

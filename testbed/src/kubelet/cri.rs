@@ -5,7 +5,7 @@
 //! log paths under /var/log/pods, hostPath and emptyDir volumes as mounts).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -287,6 +287,49 @@ impl Cri {
         })
     }
 
+    /// The sandbox's pod IPs (primary first; none on the node's network).
+    pub fn sandbox_ips(&self, id: &str) -> Result<Vec<String>> {
+        let request = api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: false,
+        };
+        let status = self
+            .blocking(|mut c| async move { c.pod_sandbox_status(request).await })?
+            .status
+            .unwrap_or_default();
+        let network = status.network.unwrap_or_default();
+        Ok(std::iter::once(network.ip)
+            .filter(|ip| !ip.is_empty())
+            .chain(network.additional_ips.into_iter().map(|p| p.ip))
+            .collect())
+    }
+
+    /// ExecSync in a container (an exec probe): exit code and output.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i32, String)> {
+        let request = api::ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd,
+            timeout: i64::try_from(timeout.as_secs()).unwrap_or(1),
+        };
+        let cri = self.clone();
+        let response = self
+            .runtime
+            .spawn(async move {
+                cri.call(|mut c| async move { c.exec_sync(request).await })
+                    .await
+            })
+            .await
+            .context("the CRI client's task failed")??;
+        let mut output = String::from_utf8_lossy(&response.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&response.stderr));
+        Ok((response.exit_code, output))
+    }
+
     pub fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String> {
         let request = api::RunPodSandboxRequest {
             config: Some(config),
@@ -341,6 +384,12 @@ pub struct PodIdentity<'a> {
     pub attempt: u32,
     pub manifest: &'a Value,
     pub hostname: &'a str,
+    /// `kubernetes.io/config.source`: `file` for a static pod, `api` for a pod from the API.
+    pub source: &'a str,
+    /// The sandbox's DNS config (the pod's dnsPolicy resolved by the kubelet).
+    pub dns: Option<api::DnsConfig>,
+    /// The kubelet-managed /etc/hosts of a pod on the pod network.
+    pub hosts: Option<PathBuf>,
 }
 
 impl PodIdentity<'_> {
@@ -375,7 +424,7 @@ impl PodIdentity<'_> {
         for (k, v) in [
             ("kubernetes.io/config.hash", self.uid),
             ("kubernetes.io/config.seen", seen),
-            ("kubernetes.io/config.source", "file"),
+            ("kubernetes.io/config.source", self.source),
         ] {
             annotations.insert(k.to_string(), v.to_string());
         }
@@ -396,6 +445,7 @@ impl PodIdentity<'_> {
             }),
             hostname: self.hostname.to_string(),
             log_directory: self.log_directory().to_string_lossy().into_owned(),
+            dns_config: self.dns.clone(),
             labels,
             annotations,
             linux: Some(api::LinuxPodSandboxConfig {
@@ -414,15 +464,15 @@ impl PodIdentity<'_> {
         }
     }
 
-    /// The config of container `index` for run `restart_count`, with the pod's resolved env.
+    /// The config of container `c` (of the pod's spec) for run `restart_count`, with the pod's
+    /// resolved env.
     pub fn container_config(
         &self,
-        index: usize,
+        c: &Value,
         restart_count: u32,
         env: Vec<(String, String)>,
         grace: Duration,
     ) -> Result<api::ContainerConfig> {
-        let c = &self.manifest["spec"]["containers"][index];
         let name = c["name"].as_str().unwrap_or_default().to_string();
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
@@ -483,8 +533,9 @@ impl PodIdentity<'_> {
         })
     }
 
-    /// The container's volumeMounts as CRI mounts: hostPath volumes (with subPath) as they are,
-    /// emptyDir volumes from the pod's directory under /var/lib/kubelet/pods.
+    /// The container's volumeMounts as CRI mounts: hostPath volumes as they are, the others from
+    /// the pod's directory under /var/lib/kubelet/pods (with subPath), and the kubelet-managed
+    /// /etc/hosts of a pod-network pod.
     fn mounts(&self, c: &Value) -> Result<Vec<api::Mount>> {
         let volumes = self.manifest["spec"]["volumes"].as_array();
         let mut mounts = Vec::new();
@@ -495,18 +546,16 @@ impl PodIdentity<'_> {
                 .flatten()
                 .find(|v| v["name"].as_str() == Some(vname))
                 .ok_or_else(|| anyhow!("volumeMount {vname:?} names no volume of the pod"))?;
-            let host_path = if let Some(path) = volume["hostPath"]["path"].as_str() {
-                match vm["subPath"].as_str().filter(|s| !s.is_empty()) {
-                    Some(sub) => Path::new(path).join(sub),
-                    None => PathBuf::from(path),
-                }
+            let base = if let Some(path) = volume["hostPath"]["path"].as_str() {
+                PathBuf::from(path)
             } else {
-                let dir = PathBuf::from("/var/lib/kubelet/pods")
-                    .join(self.uid)
-                    .join("volumes/kubernetes.io~empty-dir")
-                    .join(vname);
+                let dir = volume_dir(self.uid, volume)?;
                 std::fs::create_dir_all(&dir)?;
                 dir
+            };
+            let host_path = match vm["subPath"].as_str().filter(|s| !s.is_empty()) {
+                Some(sub) => base.join(sub),
+                None => base,
             };
             mounts.push(api::Mount {
                 container_path: vm["mountPath"].as_str().unwrap_or_default().to_string(),
@@ -515,8 +564,41 @@ impl PodIdentity<'_> {
                 ..Default::default()
             });
         }
+        if let Some(hosts) = &self.hosts {
+            mounts.push(api::Mount {
+                container_path: "/etc/hosts".into(),
+                host_path: hosts.to_string_lossy().into_owned(),
+                ..Default::default()
+            });
+        }
         Ok(mounts)
     }
+}
+
+/// The plugin directory name of a volume kind the kubelet materializes itself.
+pub fn volume_plugin(volume: &Value) -> Option<&'static str> {
+    [
+        ("emptyDir", "kubernetes.io~empty-dir"),
+        ("configMap", "kubernetes.io~configmap"),
+        ("secret", "kubernetes.io~secret"),
+        ("projected", "kubernetes.io~projected"),
+        ("downwardAPI", "kubernetes.io~downward-api"),
+    ]
+    .iter()
+    .find(|(kind, _)| volume[*kind].is_object())
+    .map(|(_, dir)| *dir)
+}
+
+/// `/var/lib/kubelet/pods/<uid>/volumes/<plugin>/<name>` of a volume.
+pub fn volume_dir(uid: &str, volume: &Value) -> Result<PathBuf> {
+    let name = volume["name"].as_str().unwrap_or_default();
+    let plugin = volume_plugin(volume)
+        .ok_or_else(|| anyhow!("volume {name:?}: this kubelet supports hostPath, emptyDir, configMap, secret, projected and downwardAPI volumes"))?;
+    Ok(PathBuf::from("/var/lib/kubelet/pods")
+        .join(uid)
+        .join("volumes")
+        .join(plugin)
+        .join(name))
 }
 
 #[cfg(test)]
@@ -545,6 +627,9 @@ mod tests {
             attempt: 1,
             manifest: &manifest,
             hostname: "node1",
+            source: "file",
+            dns: None,
+            hosts: None,
         };
         let sandbox = pod.sandbox_config("2026-01-01T00:00:00Z");
         let meta = sandbox.metadata.clone().unwrap();
@@ -566,7 +651,7 @@ mod tests {
         );
         let config = pod
             .container_config(
-                0,
+                &manifest["spec"]["containers"][0],
                 3,
                 vec![("A".into(), "b".into())],
                 Duration::from_secs(30),
@@ -587,8 +672,13 @@ mod tests {
             ..pod
         };
         assert!(
-            pod.container_config(0, 0, Vec::new(), Duration::ZERO)
-                .is_err()
+            pod.container_config(
+                &broken["spec"]["containers"][0],
+                0,
+                Vec::new(),
+                Duration::ZERO
+            )
+            .is_err()
         );
     }
 }

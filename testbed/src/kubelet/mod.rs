@@ -1,7 +1,9 @@
 //! The kubelet double: reads its command line, config file and kubeconfigs as the kubelet does,
 //! serves /healthz on the healthz port, TLS-bootstraps its client certificate, runs the static pods
-//! of staticPodPath through the node's CRI runtime, registers its Node and posts mirror pods.
+//! of staticPodPath and the API pods bound to its node through the node's CRI runtime, registers
+//! its Node and posts mirror pods and pod statuses.
 
+pub mod apipods;
 pub mod bootstrap;
 pub mod config;
 pub mod cri;
@@ -115,6 +117,10 @@ async fn run(args: Vec<String>) -> Result<()> {
         manifest_dir: config.static_pod_path.clone(),
         pods: Arc::new(Mutex::new(Default::default())),
         cri: cri::Cri::new(&config.container_runtime_endpoint)?,
+        api_pods: Arc::new(Mutex::new(Default::default())),
+        cluster_dns: config.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+        cluster_domain: config.cluster_domain.clone(),
+        resolv_conf: config.resolv_conf.clone(),
     };
 
     let client = bootstrap::client(&kflags, &name).await?;

@@ -1,6 +1,7 @@
 //! The kubelet's API-side duties: register the Node, post its status (Ready only while the container
-//! runtime answers and reports NetworkReady), renew its Lease in kube-node-lease, and keep one
-//! mirror pod per static pod with the static pod's status.
+//! runtime answers and reports NetworkReady), renew its Lease in kube-node-lease, keep one
+//! mirror pod per static pod with the static pod's status, and run the API pod source
+//! (`apipods`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -256,7 +257,7 @@ impl NodeAgent {
         let Ok(pods) = self.runtime.pods.lock() else {
             return out;
         };
-        for pod in pods.values() {
+        for pod in pods.values().filter(|p| !p.api) {
             let mut mirror = pod.manifest.clone();
             let name = format!("{}-{}", pod.name(), self.node_name());
             let namespace = pod.namespace().to_string();
@@ -318,7 +319,9 @@ impl NodeAgent {
                 != Some(&pod["metadata"]["annotations"]["kubernetes.io/config.mirror"])
             {
                 let path = format!("/api/v1/namespaces/{}/pods/{}", key.0, key.1);
-                match self.client.delete(&path).await {
+                let options =
+                    json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0});
+                match self.client.delete_with(&path, &options).await {
                     Ok(_) => logf!(
                         COMPONENT,
                         "Deleted mirror pod {}/{} (static pod changed or removed)",
@@ -385,6 +388,8 @@ impl NodeAgent {
         }
         let uid = self.register().await;
         let mut posted = BTreeMap::new();
+        let mut api_pods =
+            super::apipods::ApiPodManager::new(self.client.clone(), self.runtime.clone());
         let mut last_status = tokio::time::Instant::now() - Duration::from_secs(3600);
         let mut last_lease = last_status;
         let mut last_ready = None;
@@ -405,12 +410,13 @@ impl NodeAgent {
                 last_lease = tokio::time::Instant::now();
             }
             self.sync_mirrors(&uid, &mut posted).await;
+            api_pods.sync().await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
 
-fn strip_times(v: &mut Value) {
+pub fn strip_times(v: &mut Value) {
     match v {
         Value::Object(map) => {
             map.remove("lastTransitionTime");

@@ -1,9 +1,10 @@
-//! Static pods: the manifests in staticPodPath run through the node's container runtime (CRI), one
-//! sandbox per pod and one container per manifest container, restarted with the kubelet's back-off
-//! when they exit, probed as their manifests say, killed and re-created when their manifest changes
-//! and killed when it is removed. Every pass relists the runtime (as the kubelet's PLEG does): a
-//! restarted kubelet adopts the pods it left running, a pod whose sandbox was stopped or removed
-//! behind its back is re-created while its manifest exists, and pods the kubelet does not want
+//! The pod workers: static pods (the manifests in staticPodPath) and the API pods bound to this node
+//! run through the node's container runtime (CRI), one sandbox per pod, its init containers one
+//! after the other, then its containers, restarted by the pod's restartPolicy with the kubelet's
+//! back-off, probed as the spec says, killed and re-created when a manifest changes and killed
+//! when a manifest is removed or an API pod is deleted. Every pass relists the runtime (as the
+//! kubelet's PLEG does): a restarted kubelet adopts the pods it left running, a pod whose sandbox
+//! was stopped or removed behind its back gets a new one, and pods the kubelet does not want
 //! (orphans) are killed.
 
 use std::collections::{BTreeMap, HashSet};
@@ -22,11 +23,18 @@ use crate::logf;
 
 const COMPONENT: &str = "kubelet";
 
-/// The kubelet's view of one container of a static pod.
+/// The kubelet's view of one container of a pod.
 #[derive(Debug)]
 pub struct Container {
     pub name: String,
     pub image: String,
+    /// The container's entry of the pod spec.
+    pub spec: Value,
+    /// An init container (runs to completion before the next one and the containers).
+    pub init: bool,
+    /// A run that ended for good (restartPolicy, or an init container that completed):
+    /// exit code, reason, finishedAt.
+    pub terminated: Option<(i32, String, String)>,
     /// The runtime's id of the current (or last) run.
     pub id: Option<String>,
     pub running: bool,
@@ -43,9 +51,39 @@ pub struct Container {
     generation: u64,
 }
 
+/// A value of a container's env an API pod resolves when the container starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnvValue {
+    Text(String),
+    /// A fieldRef known only once the sandbox exists (`status.podIP`, `status.podIPs`).
+    Field(String),
+}
+
+/// An API pod bound to this node, with what the kubelet prepared for it (volumes written, env
+/// from ConfigMaps, Secrets and the downward API), or why it could not.
+#[derive(Debug, Clone)]
+pub struct ApiPod {
+    pub manifest: Value,
+    pub env: BTreeMap<String, Vec<(String, EnvValue)>>,
+    pub error: Option<String>,
+}
+
+/// API pods by uid, kept by the node agent from the API server.
+pub type ApiPods = Arc<Mutex<BTreeMap<String, ApiPod>>>;
+
+/// The key of an API pod in the pod workers' map (static pods are keyed by their manifest file).
+pub fn api_key(uid: &str) -> PathBuf {
+    PathBuf::from("api").join(uid)
+}
+
 #[derive(Debug)]
 pub struct StaticPod {
+    /// The manifest file of a static pod, `api/<uid>` for an API pod.
     pub file: PathBuf,
+    /// Whether the pod comes from the API server (not a manifest file).
+    pub api: bool,
+    /// The sandbox's pod IPs (none on the node's network).
+    pub ips: Vec<String>,
     pub uid: String,
     pub manifest: Value,
     /// The runtime's sandbox of the pod, once there is one.
@@ -69,22 +107,74 @@ impl StaticPod {
             .unwrap_or("default")
     }
 
-    fn identity<'a>(&'a self, node_name: &'a str) -> PodIdentity<'a> {
+    pub fn host_network(&self) -> bool {
+        self.manifest["spec"]["hostNetwork"]
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// The pod's hostname: the node's on the node's network, else spec.hostname or its name.
+    fn hostname<'a>(&'a self, node_name: &'a str) -> &'a str {
+        if self.host_network() || !self.api {
+            return node_name;
+        }
+        self.manifest["spec"]["hostname"]
+            .as_str()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| {
+                let name = self.name();
+                &name[..name.len().min(63)]
+            })
+    }
+
+    fn identity<'a>(&'a self, rt: &'a Runtime) -> PodIdentity<'a> {
+        let node_name = rt.node_name.as_str();
         PodIdentity {
-            name: format!("{}-{node_name}", self.name()),
+            name: if self.api {
+                self.name().to_string()
+            } else {
+                format!("{}-{node_name}", self.name())
+            },
             namespace: self.namespace(),
             uid: &self.uid,
             attempt: self.attempt,
             manifest: &self.manifest,
-            hostname: node_name,
+            hostname: self.hostname(node_name),
+            source: if self.api { "api" } else { "file" },
+            dns: if self.api {
+                Some(rt.dns_config(&self.manifest))
+            } else {
+                None
+            },
+            hosts: (self.api && !self.host_network()).then(|| self.hosts_file()),
         }
     }
 
+    fn hosts_file(&self) -> PathBuf {
+        PathBuf::from("/var/lib/kubelet/pods")
+            .join(&self.uid)
+            .join("etc-hosts")
+    }
+
     fn grace(&self) -> Duration {
-        let seconds = self.manifest["spec"]["terminationGracePeriodSeconds"]
+        let seconds = self.manifest["metadata"]["deletionGracePeriodSeconds"]
             .as_u64()
+            .or(self.manifest["spec"]["terminationGracePeriodSeconds"].as_u64())
             .unwrap_or(30);
         Duration::from_secs(seconds.min(30))
+    }
+
+    fn restart_policy(&self) -> &str {
+        self.manifest["spec"]["restartPolicy"]
+            .as_str()
+            .unwrap_or("Always")
+    }
+
+    /// The index of the first init container that has not completed yet.
+    fn pending_init(&self) -> Option<usize> {
+        self.containers
+            .iter()
+            .position(|c| c.init && c.terminated.as_ref().is_none_or(|t| t.0 != 0))
     }
 
     fn running_ids(&self) -> Vec<String> {
@@ -106,6 +196,11 @@ pub struct Runtime {
     pub manifest_dir: Option<PathBuf>,
     pub pods: Pods,
     pub cri: Cri,
+    /// The API pods bound to this node (empty without an API server).
+    pub api_pods: ApiPods,
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    pub resolv_conf: PathBuf,
 }
 
 /// A pod to kill: its sandbox, its running containers and their grace period.
@@ -229,6 +324,67 @@ fn check_host_path(path: &Path, kind: &str) -> Result<()> {
 /// The container's `env`, resolved as the kubelet does for a static pod (the image's own variables,
 /// PATH among them, are the runtime's).
 fn container_env(rt: &Runtime, pod: &Value, c: &Value) -> Result<Vec<(String, String)>> {
+    static_env(rt, pod, c)
+}
+
+/// An API pod's prepared env with the pod's IPs filled in.
+fn resolve_env(
+    prepared: &[(String, EnvValue)],
+    ips: &[String],
+    node_ip: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (name, value) in prepared {
+        let value = match value {
+            EnvValue::Text(t) => t.clone(),
+            EnvValue::Field(f) => match f.as_str() {
+                "status.podIP" => ips.first().cloned().unwrap_or_else(|| node_ip.to_string()),
+                "status.podIPs" => {
+                    if ips.is_empty() {
+                        node_ip.to_string()
+                    } else {
+                        ips.join(",")
+                    }
+                }
+                _ => String::new(),
+            },
+        };
+        let expanded = expand(&value, &env);
+        env.retain(|(k, _)| k != name);
+        env.push((name.clone(), expanded));
+    }
+    env
+}
+
+/// `$(VAR)` references to variables defined earlier, as the kubelet expands them (`$$` escapes).
+pub fn expand(value: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let name = &inner[..end];
+            match env.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&format!("$({name})")),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn static_env(rt: &Runtime, pod: &Value, c: &Value) -> Result<Vec<(String, String)>> {
     let mut env: Vec<(String, String)> = Vec::new();
     for e in c["env"].as_array().into_iter().flatten() {
         let name = e["name"].as_str().unwrap_or_default().to_string();
@@ -310,14 +466,160 @@ impl Runtime {
         out
     }
 
-    fn new_pod(&self, file: PathBuf, uid: String, manifest: Value) -> StaticPod {
-        let containers = manifest["spec"]["containers"]
+    /// The API pods to run: bound here, neither terminating nor finished.
+    fn desired_api(&self) -> BTreeMap<PathBuf, (String, Value)> {
+        let Ok(pods) = self.api_pods.lock() else {
+            return BTreeMap::new();
+        };
+        pods.iter()
+            .filter(|(_, p)| p.manifest["metadata"]["deletionTimestamp"].is_null())
+            .filter(|(_, p)| {
+                !matches!(
+                    p.manifest["status"]["phase"].as_str(),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+            .map(|(uid, p)| (api_key(uid), (uid.clone(), p.manifest.clone())))
+            .collect()
+    }
+
+    /// The DNS config of a pod's sandbox, by its dnsPolicy as the kubelet's DNS configurer
+    /// resolves it: ClusterFirst (pods off the node's network) and ClusterFirstWithHostNet use
+    /// clusterDNS with the cluster's search path and `ndots:5`, Default the kubelet's resolvConf,
+    /// None only the pod's dnsConfig, which is merged into the others.
+    pub fn dns_config(&self, pod: &Value) -> api::DnsConfig {
+        let spec = &pod["spec"];
+        let host_network = spec["hostNetwork"].as_bool().unwrap_or(false);
+        let policy = spec["dnsPolicy"].as_str().unwrap_or("ClusterFirst");
+        let node = std::fs::read_to_string(&self.resolv_conf).unwrap_or_default();
+        let field = |key: &str| -> Vec<String> {
+            node.lines()
+                .filter_map(|l| l.strip_prefix(key))
+                .flat_map(|rest| rest.split_whitespace().map(str::to_string))
+                .collect()
+        };
+        let default = api::DnsConfig {
+            servers: field("nameserver "),
+            searches: field("search "),
+            options: field("options "),
+        };
+        let cluster_first = match policy {
+            "ClusterFirstWithHostNet" => true,
+            "ClusterFirst" => !host_network,
+            _ => false,
+        } && !self.cluster_dns.is_empty();
+        let mut dns = if policy == "None" {
+            api::DnsConfig::default()
+        } else if cluster_first {
+            let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+            let domain = &self.cluster_domain;
+            let mut searches = vec![
+                format!("{namespace}.svc.{domain}"),
+                format!("svc.{domain}"),
+                domain.clone(),
+            ];
+            searches.extend(default.searches.clone());
+            api::DnsConfig {
+                servers: self.cluster_dns.clone(),
+                searches,
+                options: vec!["ndots:5".into()],
+            }
+        } else {
+            default
+        };
+        let extra = &spec["dnsConfig"];
+        for s in extra["nameservers"].as_array().into_iter().flatten() {
+            if let Some(s) = s.as_str() {
+                dns.servers.push(s.to_string());
+            }
+        }
+        for s in extra["searches"].as_array().into_iter().flatten() {
+            if let Some(s) = s.as_str() {
+                dns.searches.push(s.to_string());
+            }
+        }
+        for o in extra["options"].as_array().into_iter().flatten() {
+            let Some(name) = o["name"].as_str() else {
+                continue;
+            };
+            dns.options.retain(|x| x.split(':').next() != Some(name));
+            dns.options.push(match o["value"].as_str() {
+                Some(v) => format!("{name}:{v}"),
+                None => name.to_string(),
+            });
+        }
+        dns
+    }
+
+    /// The kubelet-managed /etc/hosts of a pod on the pod network.
+    fn write_hosts(&self, pod: &StaticPod) -> Result<()> {
+        let mut text = String::from(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+        );
+        let hostname = pod.hostname(&self.node_name);
+        let names = match pod.manifest["spec"]["subdomain"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+        {
+            Some(sub) => format!(
+                "{hostname}.{sub}.{}.svc.{}\t{hostname}",
+                pod.namespace(),
+                self.cluster_domain
+            ),
+            None => hostname.to_string(),
+        };
+        for ip in &pod.ips {
+            text.push_str(&format!("{ip}\t{names}\n"));
+        }
+        let aliases = pod.manifest["spec"]["hostAliases"]
             .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| Container {
+            .cloned()
+            .unwrap_or_default();
+        if !aliases.is_empty() {
+            text.push_str("\n# Entries added by HostAliases.\n");
+            for a in aliases {
+                let names: Vec<&str> = a["hostnames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                text.push_str(&format!(
+                    "{}\t{}\n",
+                    a["ip"].as_str().unwrap_or_default(),
+                    names.join("\t")
+                ));
+            }
+        }
+        let path = pod.hosts_file();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))
+    }
+
+    fn new_pod(&self, file: PathBuf, uid: String, manifest: Value) -> StaticPod {
+        let api = file.starts_with("api");
+        let init = manifest["spec"]["initContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let containers = init
+            .iter()
+            .map(|c| (c, true))
+            .chain(
+                manifest["spec"]["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| (c, false)),
+            )
+            .map(|(c, init)| Container {
                 name: c["name"].as_str().unwrap_or_default().to_string(),
                 image: c["image"].as_str().unwrap_or_default().to_string(),
+                spec: c.clone(),
+                init,
+                terminated: None,
                 id: None,
                 running: false,
                 restart_count: 0,
@@ -325,7 +627,15 @@ impl Runtime {
                 ready: false,
                 started: false,
                 last_exit: None,
-                waiting: Some(("ContainerCreating".into(), String::new())),
+                waiting: Some((
+                    if init {
+                        "PodInitializing"
+                    } else {
+                        "ContainerCreating"
+                    }
+                    .into(),
+                    String::new(),
+                )),
                 next_start: Some(Instant::now()),
                 backoff: Duration::ZERO,
                 generation: 0,
@@ -333,6 +643,8 @@ impl Runtime {
             .collect();
         StaticPod {
             file,
+            api,
+            ips: Vec::new(),
             uid,
             manifest,
             sandbox_id: None,
@@ -356,6 +668,7 @@ impl Runtime {
             return;
         };
         pod.sandbox_id = Some(sandbox.id.clone());
+        pod.ips = self.cri.sandbox_ips(&sandbox.id).unwrap_or_default();
         pod.attempt = sandbox.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
         for c in &mut pod.containers {
             let Some(found) = snapshot
@@ -391,7 +704,12 @@ impl Runtime {
 
     fn doomed(&self, pod: &StaticPod, why: &str) -> Option<Doomed> {
         Some(Doomed {
-            what: format!("static pod {}/{} ({why})", pod.namespace(), pod.name()),
+            what: format!(
+                "{} {}/{} ({why})",
+                if pod.api { "pod" } else { "static pod" },
+                pod.namespace(),
+                pod.name()
+            ),
             sandbox: pod.sandbox_id.clone()?,
             running: pod.running_ids(),
             grace: pod.grace(),
@@ -452,29 +770,19 @@ impl Runtime {
         );
     }
 
-    /// Starts container `index` of the pod (its sandbox first, if it has none): image, create, start.
+    /// Starts container `index` of the pod (its sandbox first, if it has none): image, sandbox,
+    /// env (an API pod's fieldRefs to its IPs need the sandbox), create, start.
     fn start_container(&self, pod: &mut StaticPod, index: usize) -> Result<(), (String, String)> {
         let fail = |reason: &str, e: anyhow::Error| (reason.to_string(), format!("{e:#}"));
         let image = pod.containers[index].image.clone();
         self.cri
             .ensure_image(&image)
             .map_err(|e| fail("ErrImagePull", e))?;
-        let env = container_env(
-            self,
-            &pod.manifest,
-            &pod.manifest["spec"]["containers"][index],
-        )
-        .map_err(|e| fail("CreateContainerConfigError", e))?;
-        let restart_count = pod.containers[index].restart_count;
-        let identity = pod.identity(&self.node_name);
-        let config = identity
-            .container_config(index, restart_count, env, pod.grace())
-            .map_err(|e| fail("CreateContainerConfigError", e))?;
-        let sandbox_config = identity.sandbox_config(&pod.seen);
+        let sandbox_config = pod.identity(self).sandbox_config(&pod.seen);
         let sandbox = match &pod.sandbox_id {
             Some(id) => id.clone(),
             None => {
-                std::fs::create_dir_all(identity.log_directory())
+                std::fs::create_dir_all(pod.identity(self).log_directory())
                     .context("create the pod's log directory")
                     .map_err(|e| fail("CreatePodSandboxError", e))?;
                 let id = self
@@ -482,9 +790,37 @@ impl Runtime {
                     .run_sandbox(sandbox_config.clone())
                     .map_err(|e| fail("CreatePodSandboxError", e))?;
                 pod.sandbox_id = Some(id.clone());
+                pod.ips = self.cri.sandbox_ips(&id).unwrap_or_default();
                 id
             }
         };
+        if pod.api && !pod.host_network() {
+            self.write_hosts(pod)
+                .map_err(|e| fail("CreateContainerConfigError", e))?;
+        }
+        let spec = pod.containers[index].spec.clone();
+        let env = if pod.api {
+            let prepared = self
+                .api_pods
+                .lock()
+                .ok()
+                .and_then(|p| {
+                    p.get(&pod.uid)?
+                        .env
+                        .get(&pod.containers[index].name)
+                        .cloned()
+                })
+                .unwrap_or_default();
+            resolve_env(&prepared, &pod.ips, &self.node_ip)
+        } else {
+            container_env(self, &pod.manifest, &spec)
+                .map_err(|e| fail("CreateContainerConfigError", e))?
+        };
+        let restart_count = pod.containers[index].restart_count;
+        let config = pod
+            .identity(self)
+            .container_config(&spec, restart_count, env, pod.grace())
+            .map_err(|e| fail("CreateContainerConfigError", e))?;
         let c = &mut pod.containers[index];
         if let Some(previous) = c.id.take()
             && let Err(e) = self.cri.remove_container(&previous)
@@ -511,7 +847,7 @@ impl Runtime {
         c.generation += 1;
         logf!(
             COMPONENT,
-            "Started container {} of static pod {}/{} (container {id})",
+            "Started container {} of pod {}/{} (container {id})",
             c.name,
             pod.manifest["metadata"]["namespace"]
                 .as_str()
@@ -523,8 +859,18 @@ impl Runtime {
         Ok(())
     }
 
-    /// The hostPath type checks of the pod's volumes, as the volume manager does before a start.
-    fn volume_error(pod: &StaticPod) -> Option<String> {
+    /// What keeps the pod's volumes from being set up: the API pod's preparation error, or a
+    /// hostPath type check, as the volume manager does before a start.
+    fn volume_error(&self, pod: &StaticPod) -> Option<String> {
+        if pod.api
+            && let Some(e) = self
+                .api_pods
+                .lock()
+                .ok()
+                .and_then(|p| p.get(&pod.uid).and_then(|a| a.error.clone()))
+        {
+            return Some(e);
+        }
         pod.manifest["spec"]["volumes"]
             .as_array()
             .into_iter()
@@ -552,7 +898,7 @@ impl Runtime {
         snapshot: &Snapshot,
         started: &mut Vec<(PathBuf, usize, u64)>,
     ) {
-        let volume_error = Self::volume_error(pod);
+        let volume_error = self.volume_error(pod);
         if let Some(e) = &volume_error
             && pod.error.as_ref() != Some(e)
         {
@@ -575,8 +921,11 @@ impl Runtime {
                 logf!(COMPONENT, "Failed to remove sandbox {id}: {e:#}");
             }
             pod.sandbox_id = None;
+            pod.ips.clear();
             pod.attempt += 1;
             for c in &mut pod.containers {
+                // A new sandbox runs the init containers again, as the kubelet does.
+                c.terminated = None;
                 if c.running {
                     c.running = false;
                     c.ready = false;
@@ -589,6 +938,7 @@ impl Runtime {
             }
         }
         let pod_name = format!("{}_{}", pod.name(), pod.namespace());
+        let policy = pod.restart_policy().to_string();
         for i in 0..pod.containers.len() {
             let c = &mut pod.containers[i];
             if c.running {
@@ -600,7 +950,7 @@ impl Runtime {
                             Ok(s) => (s.exit_code, rfc3339(s.finished_at)),
                             Err(_) => (137, None),
                         };
-                        Self::record_exit(&pod_name, c, code, finished);
+                        Self::exited(&pod_name, &policy, c, code, finished);
                     }
                     None => {
                         // Removed behind the kubelet's back: start it again at once.
@@ -610,7 +960,22 @@ impl Runtime {
                     }
                 }
             }
-            if c.next_start.is_some_and(|t| Instant::now() >= t) {
+        }
+        // Init containers one at a time, in order; the containers once all have completed.
+        let pending_init = pod.pending_init();
+        for i in 0..pod.containers.len() {
+            let c = &pod.containers[i];
+            let allowed = match pending_init {
+                Some(first) => c.init && i == first,
+                None => !c.init,
+            };
+            if !allowed || c.running || c.terminated.is_some() {
+                continue;
+            }
+            if pod.containers[i]
+                .next_start
+                .is_some_and(|t| Instant::now() >= t)
+            {
                 match self.start_container(pod, i) {
                     Ok(()) => {
                         let c = &mut pod.containers[i];
@@ -634,11 +999,45 @@ impl Runtime {
         }
     }
 
+    /// The end of a container's run under the pod's restartPolicy: an init container that
+    /// completed, or a container that is not restarted (Never; OnFailure after success), ends for
+    /// good; otherwise it is restarted after the back-off.
+    fn exited(
+        pod_name: &str,
+        policy: &str,
+        c: &mut Container,
+        code: i32,
+        finished: Option<String>,
+    ) {
+        let restart = match policy {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => !c.init || code != 0,
+        };
+        if restart {
+            Self::record_exit(pod_name, c, code, finished);
+            return;
+        }
+        c.running = false;
+        c.ready = false;
+        c.started = false;
+        c.waiting = None;
+        c.next_start = None;
+        let reason = if code == 0 { "Completed" } else { "Error" };
+        c.terminated = Some((code, reason.into(), finished.unwrap_or_else(time::now)));
+        logf!(
+            COMPONENT,
+            "Container {} of pod {pod_name} terminated with code {code}",
+            c.name
+        );
+    }
+
     /// One pass of the pod workers: relist the runtime, kill removed, changed and orphaned pods,
     /// then start new pods and restart exited containers once their back-off has passed.
     fn sync(&self, reported: &mut BTreeMap<PathBuf, String>) -> Vec<(PathBuf, usize, u64)> {
         let mut started = Vec::new();
-        let desired = self.desired(reported);
+        let mut desired = self.desired(reported);
+        desired.extend(self.desired_api());
         let Some(snapshot) = self.cri.relist() else {
             return started;
         };
@@ -654,7 +1053,14 @@ impl Runtime {
                 .collect();
             for file in stale {
                 if let Some(pod) = pods.remove(&file)
-                    && let Some(d) = self.doomed(&pod, "its manifest changed or was removed")
+                    && let Some(d) = self.doomed(
+                        &pod,
+                        if pod.api {
+                            "it was deleted or is no longer bound here"
+                        } else {
+                            "its manifest changed or was removed"
+                        },
+                    )
                 {
                     doomed.insert(d.sandbox.clone(), d);
                 }
@@ -769,61 +1175,128 @@ impl Runtime {
         let pods = self.pods.lock().ok()?;
         let pod = pods.get(file)?;
         let c = pod.containers.get(index)?;
-        (c.generation == generation && c.running)
-            .then(|| pod.manifest["spec"]["containers"][index].clone())
+        (c.generation == generation && c.running).then(|| c.spec.clone())
+    }
+
+    /// Where a container's probes go: the pod's IP (the node's on the node's network) and the
+    /// container's runtime id (exec probes), if that run is still current.
+    pub fn probe_target(
+        &self,
+        file: &Path,
+        index: usize,
+        generation: u64,
+    ) -> Option<(String, String)> {
+        let pods = self.pods.lock().ok()?;
+        let pod = pods.get(file)?;
+        let c = pod.containers.get(index)?;
+        (c.generation == generation && c.running).then(|| {
+            (
+                pod.ips
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| self.node_ip.clone()),
+                c.id.clone().unwrap_or_default(),
+            )
+        })
     }
 }
 
-/// The pod status the kubelet reports for a static pod (mirror pod status).
+fn container_status(c: &Container) -> Value {
+    let container_id =
+        c.id.as_ref()
+            .map(|id| format!("{}://{id}", crate::cri::service::RUNTIME_NAME));
+    let state = match (c.running, &c.terminated, &c.waiting) {
+        (true, _, _) => json!({"running": {"startedAt": c.started_at}}),
+        (false, Some((code, reason, at)), _) => json!({"terminated": {
+            "exitCode": code, "reason": reason, "startedAt": c.started_at, "finishedAt": at,
+            "containerID": container_id,
+        }}),
+        (false, None, Some((reason, message))) => {
+            json!({"waiting": {"reason": reason, "message": message}})
+        }
+        (false, None, None) => json!({"waiting": {"reason": "ContainerCreating"}}),
+    };
+    let mut status = json!({
+        "name": c.name,
+        "image": c.image,
+        "imageID": format!("testbed://{}", c.image),
+        "ready": c.ready,
+        "started": c.started,
+        "restartCount": c.restart_count,
+        "state": state,
+    });
+    if let Some(id) = container_id.filter(|_| c.running || c.terminated.is_some()) {
+        status["containerID"] = json!(id);
+    }
+    if let Some((code, at)) = &c.last_exit {
+        status["lastState"] = json!({"terminated": {"exitCode": code, "finishedAt": at, "reason": if *code == 0 { "Completed" } else { "Error" }}});
+    }
+    status
+}
+
+/// The pod status the kubelet reports: a static pod's (on its mirror pod) or an API pod's.
 pub fn pod_status(pod: &StaticPod, node_ip: &str) -> Value {
-    let statuses: Vec<Value> = pod
-        .containers
-        .iter()
-        .map(|c| {
-            let state = match (c.running, &c.waiting) {
-                (true, _) => json!({"running": {"startedAt": c.started_at}}),
-                (false, Some((reason, message))) => json!({"waiting": {"reason": reason, "message": message}}),
-                (false, None) => json!({"waiting": {"reason": "ContainerCreating"}}),
-            };
-            let mut status = json!({
-                "name": c.name,
-                "image": c.image,
-                "imageID": format!("testbed://{}", c.image),
-                "ready": c.ready,
-                "started": c.started,
-                "restartCount": c.restart_count,
-                "state": state,
-            });
-            if let Some(id) = c.id.as_ref().filter(|_| c.running) {
-                status["containerID"] = json!(format!("{}://{id}", crate::cri::service::RUNTIME_NAME));
-            }
-            if let Some((code, at)) = &c.last_exit {
-                status["lastState"] = json!({"terminated": {"exitCode": code, "finishedAt": at, "reason": if *code == 0 { "Completed" } else { "Error" }}});
-            }
-            status
-        })
-        .collect();
-    let all_ready = pod.containers.iter().all(|c| c.ready);
-    let running = pod.containers.iter().all(|c| c.running);
+    let (init, app): (Vec<&Container>, Vec<&Container>) =
+        pod.containers.iter().partition(|c| c.init);
+    let statuses: Vec<Value> = app.iter().map(|c| container_status(c)).collect();
+    let all_ready = app.iter().all(|c| c.ready);
+    let initialized = pod.pending_init().is_none();
+    let finished = app.iter().all(|c| c.terminated.is_some());
+    let running = app.iter().all(|c| c.running);
     let now = time::now();
     let condition = |t: &str, ok: bool| json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": now});
+    let phase = if finished && !app.is_empty() {
+        if app
+            .iter()
+            .all(|c| c.terminated.as_ref().is_some_and(|t| t.0 == 0))
+        {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    } else if initialized && (running || app.iter().any(|c| c.running || c.restart_count > 0)) {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let ips: Vec<String> = if pod.ips.is_empty() && (pod.host_network() || !pod.api) {
+        vec![node_ip.to_string()]
+    } else {
+        pod.ips.clone()
+    };
+    let qos = if pod.containers.iter().any(|c| {
+        c.spec["resources"]["requests"].is_object() || c.spec["resources"]["limits"].is_object()
+    }) {
+        "Burstable"
+    } else {
+        "BestEffort"
+    };
     let mut status = json!({
-        "phase": if running || pod.containers.iter().any(|c| c.restart_count > 0) { "Running" } else { "Pending" },
+        "phase": phase,
         "conditions": [
-            condition("PodReadyToStartContainers", pod.error.is_none()),
-            condition("Initialized", true),
-            condition("Ready", all_ready),
-            condition("ContainersReady", all_ready),
+            condition(
+                "PodReadyToStartContainers",
+                pod.error.is_none() && (!pod.api || pod.sandbox_id.is_some()),
+            ),
+            condition("Initialized", initialized),
+            condition("Ready", all_ready && !finished),
+            condition("ContainersReady", all_ready && !finished),
             condition("PodScheduled", true),
         ],
         "hostIP": node_ip,
         "hostIPs": [{"ip": node_ip}],
-        "podIP": node_ip,
-        "podIPs": [{"ip": node_ip}],
         "startTime": pod.seen,
-        "qosClass": "Burstable",
+        "qosClass": if pod.api { qos } else { "Burstable" },
         "containerStatuses": statuses,
     });
+    if let Some(first) = ips.first() {
+        status["podIP"] = json!(first);
+        status["podIPs"] = json!(ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
+    }
+    if !init.is_empty() {
+        status["initContainerStatuses"] =
+            json!(init.iter().map(|c| container_status(c)).collect::<Vec<_>>());
+    }
     if let Some(e) = &pod.error {
         status["message"] = json!(e);
         status["phase"] = json!("Pending");

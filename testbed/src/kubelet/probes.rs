@@ -1,6 +1,7 @@
 //! Container probes as the kubelet runs them: startup first, then liveness (failure restarts the
 //! container) and readiness (the pod's Ready condition), with the manifest's timings, HTTP(S) GET
-//! against the probe's host and named or numbered port, or a TCP connect.
+//! against the probe's host (the pod's IP by default) and named or numbered port, a TCP connect,
+//! or a command run in the container through the runtime's ExecSync.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,12 +30,24 @@ fn port_of(container: &Value, port: &Value) -> Option<u16> {
 }
 
 async fn probe_once(
+    rt: &Runtime,
     client: &reqwest::Client,
     container: &Value,
     probe: &Value,
-    default_host: &str,
+    (default_host, container_id): &(String, String),
 ) -> bool {
     let timeout = seconds(probe, "timeoutSeconds", 1);
+    if let Some(command) = probe["exec"]["command"].as_array() {
+        let cmd: Vec<String> = command
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        return rt
+            .cri
+            .exec_sync(container_id, cmd, timeout)
+            .await
+            .is_ok_and(|(code, _)| code == 0);
+    }
     if let Some(get) = probe["httpGet"].as_object() {
         let host = get
             .get("host")
@@ -108,7 +121,9 @@ pub async fn run(rt: Runtime, file: PathBuf, index: usize, generation: u64) {
         return;
     };
     let name = container["name"].as_str().unwrap_or_default().to_string();
-    let host = rt.node_ip.clone();
+    let Some(host) = rt.probe_target(&file, index, generation) else {
+        return;
+    };
     let startup = &container["startupProbe"];
     if startup.is_object() {
         tokio::time::sleep(seconds(startup, "initialDelaySeconds", 0)).await;
@@ -118,7 +133,7 @@ pub async fn run(rt: Runtime, file: PathBuf, index: usize, generation: u64) {
             if rt.container_manifest(&file, index, generation).is_none() {
                 return;
             }
-            if probe_once(&client, &container, startup, &host).await {
+            if probe_once(&rt, &client, &container, startup, &host).await {
                 break;
             }
             failures += 1;
@@ -160,7 +175,7 @@ pub async fn run(rt: Runtime, file: PathBuf, index: usize, generation: u64) {
             );
             let (mut ok, mut bad) = (0, 0);
             loop {
-                if probe_once(&client, &container, &readiness, &host).await {
+                if probe_once(&rt, &client, &container, &readiness, &host).await {
                     ok += 1;
                     bad = 0;
                 } else {
@@ -192,7 +207,7 @@ pub async fn run(rt: Runtime, file: PathBuf, index: usize, generation: u64) {
             if rt.container_manifest(&file, index, generation).is_none() {
                 return;
             }
-            if probe_once(&client, &container, &liveness, &host).await {
+            if probe_once(&rt, &client, &container, &liveness, &host).await {
                 failures = 0;
             } else {
                 failures += 1;

@@ -588,6 +588,7 @@ fn run() -> Result<()> {
     if let Err(e) = overlay_usr() {
         eprintln!("init: /usr stays read-only: {e:#}");
     }
+    super::network::boot();
     let _ = std::fs::remove_file(SOCKET);
     let listener = UnixListener::bind(SOCKET)?;
     listener.set_nonblocking(true)?;
