@@ -1,49 +1,24 @@
-//! The kube-proxy double on a three-node testbed cluster (kubestrap's control-plane files): its real
-//! iptables rules route a ClusterIP and a NodePort Service to every endpoint from every node (and
-//! from outside for the NodePort), traffic from outside clusterCIDR is masqueraded, a Service
-//! without endpoints is rejected, a deleted Service's chains go, bad configurations fail as
-//! kube-proxy fails, and `kubestrap reset` removes every rule and chain the proxy made and nothing
-//! else (judged with iptables-save against the node's rules from before the proxy ran).
-//!
-//! Until the kubelet double runs API pods, kube-proxy runs as a static pod with the files kubeadm's
-//! DaemonSet mounts (config.conf from its ConfigMap, a kubeconfig with the `kube-proxy` service
-//! account's token bound to `system:node-proxier`, as kubeadm binds it). The endpoints are echo
-//! servers on the nodes' own addresses (a selector-less Service with a test-written EndpointSlice).
-
-use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+//! The kube-proxy double on a three-node testbed cluster (kubestrap's control-plane files, node
+//! IPAM, the test pod network), deployed as kubeadm's proxy add-on deploys it (ConfigMap, service
+//! account bound to `system:node-proxier`, DaemonSet): its real iptables rules route a ClusterIP and
+//! a NodePort Service to every endpoint (agnhost netexec pods on every node) from every node, from a
+//! pod and from outside; traffic from outside clusterCIDR is masqueraded and pod traffic is not; a
+//! Service without endpoints is rejected; a deleted Service's chains go; bad configurations fail as
+//! kube-proxy fails; and `kubestrap reset` removes every rule and chain the proxy made and nothing
+//! else (judged with iptables-save against the node's rules from before the proxy ran). Until
+//! kubestrap's online init renders the add-on, the test applies kubeadm's objects itself.
 
 mod support;
 
-use anyhow::{Context, Result, ensure};
-use kubestrap_testbed::driver::scenario::{self, ADMIN, Source, Timings};
-use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use anyhow::{Result, ensure};
+use kubestrap_testbed::driver::Node;
+use kubestrap_testbed::driver::scenario::{self, ADMIN};
+use kubestrap_testbed::driver::wait_until;
 use serde_json::json;
-use support::{CLUSTER_CIDR, WAIT, kubectl, proxy_config};
-
-/// An HTTP server on the node's own address answering `/hostname` and `/clientip`, as agnhost's
-/// netexec does.
-const ECHO: &str = r#"import http.server, socket, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        path = self.path.split("?")[0]
-        body = {"/hostname": socket.gethostname(), "/clientip": "%s:%d" % self.client_address,
-                "/whoami": "%s %s" % (socket.gethostname(), self.client_address[0])}.get(path)
-        if body is None:
-            self.send_response(404); self.end_headers(); return
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
-"#;
-
-const ECHO_UNIT: &str = "[Unit]\nDescription=test echo server\n\n[Service]\nExecStart=/usr/bin/python3 /root/echo.py 8080\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n";
+use support::{CLUSTER_CIDR, WAIT, http_get, kubectl, proxy_config, text};
 
 /// The node's rules as `iptables-save` prints them (v4 and v6), without counters and comments, and
 /// without tables that hold nothing but empty built-in chains (a table, once used, stays in the
@@ -92,72 +67,41 @@ fn answers_from(node: &Node, url_host: &str, path: &str, tries: usize) -> Result
         .collect())
 }
 
-/// One HTTP/1.0 GET from the test process (outside every node).
-fn get_from_outside(addr: &str, path: &str) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr.parse()?, Duration::from_secs(3))
-        .with_context(|| format!("connect {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("malformed response")?;
-    ensure!(head.starts_with("HTTP/1.0 200"), "{head}");
-    Ok(body.to_string())
-}
-
 #[test]
 fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Result<()> {
     let started = Instant::now();
-    let cluster = Cluster::start(&kubestrap_testbed::binaries!(), &ClusterSpec::nodes(3))?;
-    let mut timings = Timings::default();
-    scenario::three_node_cluster(&cluster, Source::Kubestrap, &mut timings, started)?;
+    let cluster = support::cluster_with_pod_network()?;
     let cp = cluster.node("node1")?;
-    let nodes: Vec<&Node> = ["node1", "node2", "node3"]
-        .iter()
-        .map(|n| cluster.node(n))
-        .collect::<Result<_>>()?;
+    let nodes: Vec<&Node> = cluster.nodes.iter().collect();
     let node3 = nodes[2];
     let before_proxy = saved_rules(node3)?;
     ensure!(!before_proxy.contains("KUBE-"), "{before_proxy}");
 
-    support::start_kube_proxy(cp, &nodes, |node| {
-        if node == "node3" {
-            "  masqueradeAll: true\n"
-        } else {
-            ""
-        }
-    })?;
-    for node in &nodes {
-        node.write_file("/root/echo.py", ECHO.as_bytes(), 0o644)?;
-        node.write_file(
-            "/etc/systemd/system/tb-echo.service",
-            ECHO_UNIT.as_bytes(),
-            0o644,
-        )?;
-        node.systemctl(&["daemon-reload"])?.check("daemon-reload")?;
-        node.systemctl(&["start", "tb-echo"])?
-            .check("start tb-echo")?;
-    }
-
-    // A NodePort Service whose endpoints are the three echo servers.
-    let ips: Vec<String> = nodes.iter().map(|n| n.ip.clone()).collect();
-    let endpoints: Vec<_> = nodes
-        .iter()
-        .map(|n| json!({"addresses": [n.ip], "conditions": {"ready": true}, "nodeName": n.name}))
-        .collect();
+    let proxy_started = Instant::now();
+    support::start_kube_proxy(&cluster, &proxy_config(""))?;
+    eprintln!(
+        "kube-proxy routing on every node {:.1?} after the DaemonSet",
+        proxy_started.elapsed()
+    );
     scenario::apply(
         cp,
         ADMIN,
         &[
+            support::netexec_daemonset("web"),
+            support::netexec_daemonset("client"),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
-                "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"}]}}),
-            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
-                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}], "endpoints": endpoints}),
+                "spec": {"type": "NodePort", "selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080, "protocol": "TCP"}]}}),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "empty", "namespace": "default"},
-                "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
+                "spec": {"selector": {"app": "nothing"}, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
         ],
     )?;
+    let web = support::ready_pods(cp, "default", "app=web", 3)?;
+    let clients = support::ready_pods(cp, "default", "app=client", 3)?;
+    let all: BTreeSet<String> = web
+        .iter()
+        .map(|p| text(p, "/metadata/name").to_string())
+        .collect();
     let cluster_ip = kubectl(
         cp,
         &["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"],
@@ -172,44 +116,17 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
             "jsonpath={.spec.clusterIP}",
         ],
     )?;
-
-    let proxy_started = Instant::now();
     for node in &nodes {
-        wait_until(
-            &format!("kube-proxy's web chains on {}", node.name),
-            WAIT,
-            || {
-                let nat = node.exec(&["iptables-save", "-t", "nat"])?.stdout;
-                Ok(nat.contains("\"default/web:http cluster IP\"")
-                    && nat.matches("-j DNAT --to-destination").count() >= 3)
-            },
-        )
-        .with_context(|| {
-            format!(
-                "{}\n{}",
-                node.pod_log("kube-proxy", "kube-proxy"),
-                cluster.diagnostics()
-            )
+        wait_until(&format!("web's endpoints on {}", node.name), WAIT, || {
+            let nat = node_nat(node)?;
+            Ok(nat.contains("\"default/web:http cluster IP\"")
+                && nat.matches("default/web:http -> ").count() == 3)
         })?;
-    }
-    eprintln!(
-        "rules on every node {:.1?} after the manifests",
-        proxy_started.elapsed()
-    );
-    // The `kubernetes` Service routes to the API server from every node.
-    for node in &nodes {
-        let out =
-            node.sh("curl -sk -m 3 -o /dev/null -w '%{http_code}' https://10.96.0.1/livez")?;
-        ensure!(
-            out.stdout.trim() == "200",
-            "{}: kubernetes Service: {out:?}",
-            node.name
-        );
     }
 
     // ClusterIP and NodePort reach every endpoint from every node.
-    let all: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    for node in &nodes {
+    let ips: Vec<String> = nodes.iter().map(|n| n.ip.clone()).collect();
+    for (i, node) in nodes.iter().enumerate() {
         let seen: BTreeSet<String> = answers_from(node, &cluster_ip, "/hostname", 30)?
             .into_iter()
             .collect();
@@ -218,7 +135,7 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
             "{} → {cluster_ip}: answered by {seen:?}",
             node.name
         );
-        let target = &ips[(nodes.iter().position(|n| n.name == node.name).unwrap_or(0) + 1) % 3];
+        let target = &ips[(i + 1) % 3];
         let seen: BTreeSet<String> =
             answers_from(node, &format!("{target}:30080"), "/hostname", 30)?
                 .into_iter()
@@ -229,40 +146,52 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
             node.name
         );
     }
-    // From outside the cluster (the test process, outside clusterCIDR): a NodePort answer from
-    // another node's endpoint shows node1's address as the client — masqueraded.
-    let mut masqueraded = 0;
-    for _ in 0..30 {
-        let answer = get_from_outside(&format!("{}:30080", ips[0]), "/whoami")?;
-        let (host, client) = answer.split_once(' ').context("malformed /whoami")?;
-        if host != "node1" {
-            ensure!(
-                client == ips[0],
-                "{host} saw the outside client as {client}, not node1's {}: not masqueraded",
-                ips[0]
-            );
-            masqueraded += 1;
-        }
-    }
+    // From a pod (agnhost's /dial through pods/proxy): the ClusterIP reaches every endpoint, and the
+    // endpoints see the pod's own address — pod traffic (inside clusterCIDR) is not masqueraded.
+    let client1 = clients
+        .iter()
+        .find(|p| text(p, "/spec/nodeName") == "node1")
+        .cloned()
+        .unwrap_or_default();
+    let (responses, errors) =
+        support::dial_via_proxy(cp, &client1, &cluster_ip, 80, "hostname", 30)?;
+    let seen: BTreeSet<String> = responses.into_iter().collect();
     ensure!(
-        masqueraded > 0,
-        "no answer from another node's endpoint in 30 tries"
+        seen == all,
+        "client on node1 → {cluster_ip}: {seen:?}, errors {errors:?}"
     );
-    // The rules as configured: traffic from outside clusterCIDR is marked on node1; node3
-    // (masqueradeAll) marks all of it.
+    let (responses, errors) =
+        support::dial_via_proxy(cp, &client1, &cluster_ip, 80, "clientip", 10)?;
+    let pod_ip = text(&client1, "/status/podIP");
+    ensure!(
+        !responses.is_empty()
+            && responses
+                .iter()
+                .all(|r| r.rsplit_once(':').map(|(h, _)| h) == Some(pod_ip)),
+        "endpoints saw {responses:?} (errors {errors:?}), not the client pod's {pod_ip}"
+    );
+    // From outside the cluster (the test process, outside clusterCIDR) a NodePort connection is
+    // masqueraded: every endpoint sees one of node1's own addresses, never the outside client.
+    let node1_cidr = kubectl(
+        cp,
+        &["get", "node", "node1", "-o", "jsonpath={.spec.podCIDR}"],
+    )?;
+    let node1_gateway = node1_cidr.trim_end_matches("0/24").to_string() + "1";
+    for _ in 0..20 {
+        let (code, client) = http_get(&format!("{}:30080", ips[0]), "/clientip")?;
+        let host = client.rsplit_once(':').map(|(h, _)| h).unwrap_or_default();
+        ensure!(
+            code == 200 && (host == ips[0] || host == node1_gateway),
+            "an endpoint saw the outside client as {client}: not masqueraded behind node1 ({}, {node1_gateway})",
+            ips[0]
+        );
+    }
     let nat1 = node_nat(nodes[0])?;
     ensure!(
         nat1.lines().any(
             |l| l.contains(&format!("! -s {CLUSTER_CIDR}")) && l.ends_with("-j KUBE-MARK-MASQ")
         ),
         "{nat1}"
-    );
-    let nat3 = node_nat(node3)?;
-    ensure!(
-        nat3.lines()
-            .any(|l| l.contains("default/web:http cluster IP") && l.ends_with("-j KUBE-MARK-MASQ"))
-            && !nat3.contains(&format!("! -s {CLUSTER_CIDR}")),
-        "{nat3}"
     );
 
     // A Service without endpoints is rejected at once (connection refused, not a timeout).
@@ -276,6 +205,21 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
             Ok(!node_nat(node)?.contains("default/web:http"))
         })?;
     }
+
+    // masqueradeAll, through the ConfigMap: every node marks all ClusterIP traffic.
+    kubectl(
+        cp,
+        &["delete", "daemonset", "-n", "kube-system", "kube-proxy"],
+    )?;
+    support::start_kube_proxy(&cluster, &proxy_config("  masqueradeAll: true\n"))?;
+    wait_until("masqueradeAll in node3's rules", WAIT, || {
+        let nat3 = node_nat(node3)?;
+        Ok(nat3.lines().any(|l| {
+            l.contains("default/kubernetes:https cluster IP")
+                && l.contains("-j KUBE-MARK-MASQ")
+                && !l.contains("! -s")
+        }))
+    })?;
 
     // Bad configurations fail as kube-proxy fails.
     for (config, wanted) in [
