@@ -91,7 +91,8 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
             support::netexec_daemonset("client"),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
                 "spec": {"type": "NodePort", "selector": {"app": "web"},
-                    "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080, "protocol": "TCP"}]}}),
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080, "protocol": "TCP"},
+                        {"name": "udp", "port": 81, "targetPort": 8081, "nodePort": 30081, "protocol": "UDP"}]}}),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "empty", "namespace": "default"},
                 "spec": {"selector": {"app": "nothing"}, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
         ],
@@ -120,7 +121,8 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
         wait_until(&format!("web's endpoints on {}", node.name), WAIT, || {
             let nat = node_nat(node)?;
             Ok(nat.contains("\"default/web:http cluster IP\"")
-                && nat.matches("default/web:http -> ").count() == 3)
+                && nat.matches("default/web:http -> ").count() == 3
+                && nat.matches("default/web:udp -> ").count() == 3)
         })?;
     }
 
@@ -159,6 +161,13 @@ fn kube_proxy_routes_services_masquerades_and_reset_removes_its_rules() -> Resul
     ensure!(
         seen == all,
         "client on node1 → {cluster_ip}: {seen:?}, errors {errors:?}"
+    );
+    let (responses, errors) =
+        support::dial_protocol(cp, &client1, "udp", &cluster_ip, 81, "hostname", 30)?;
+    let seen: BTreeSet<String> = responses.into_iter().collect();
+    ensure!(
+        seen == all,
+        "client on node1 → udp {cluster_ip}:81: {seen:?}, errors {errors:?}"
     );
     let (responses, errors) =
         support::dial_via_proxy(cp, &client1, &cluster_ip, 80, "clientip", 10)?;

@@ -145,8 +145,21 @@ pub fn dial_via_proxy(
     request: &str,
     tries: u32,
 ) -> Result<(Vec<String>, Vec<String>)> {
+    dial_protocol(cp, pod, "http", host, port, request, tries)
+}
+
+/// [`dial_via_proxy`] with the protocol (`http`, `udp`).
+pub fn dial_protocol(
+    cp: &Node,
+    pod: &Value,
+    protocol: &str,
+    host: &str,
+    port: u16,
+    request: &str,
+    tries: u32,
+) -> Result<(Vec<String>, Vec<String>)> {
     let path = format!(
-        "/api/v1/namespaces/{}/pods/{}:8080/proxy/dial?request={request}&protocol=http&host={host}&port={port}&tries={tries}",
+        "/api/v1/namespaces/{}/pods/{}:8080/proxy/dial?request={request}&protocol={protocol}&host={host}&port={port}&tries={tries}",
         text(pod, "/metadata/namespace"),
         text(pod, "/metadata/name")
     );
