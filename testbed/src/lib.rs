@@ -7,10 +7,12 @@ pub mod apiserver;
 pub mod cli;
 pub mod common;
 pub mod controller_manager;
+pub mod coredns;
 pub mod cri;
 pub mod driver;
 pub mod kubelet;
 pub mod node;
+pub mod proxy;
 pub mod scheduler;
 
 use std::future::Future;

@@ -216,14 +216,15 @@ fn the_kubelets_pods_are_the_runtimes_and_kubestraps_cri_client_controls_them() 
         kubestrap_testbed::DEFAULT_KUBERNETES_VERSION
     );
     let coredns = "registry.k8s.io/coredns/coredns:v1.12.1".to_string();
-    let present = cri::images_present(&ep, &[apiserver_image, coredns.clone()])?;
+    let nginx = "docker.io/library/nginx:1.27".to_string();
+    let present = cri::images_present(&ep, &[apiserver_image, coredns, nginx.clone()])?;
     ensure!(
-        present.iter().map(|(_, here)| *here).collect::<Vec<_>>() == [true, false],
+        present.iter().map(|(_, here)| *here).collect::<Vec<_>>() == [true, true, false],
         "{present:?}"
     );
-    let pull = cri::pull_image(&ep, &coredns, Duration::from_secs(10))
+    let pull = cri::pull_image(&ep, &nginx, Duration::from_secs(10))
         .err()
-        .ok_or_else(|| anyhow!("pulling coredns succeeded"))?;
+        .ok_or_else(|| anyhow!("pulling nginx succeeded"))?;
     ensure!(
         format!("{pull:#}").contains("failed to pull and unpack image"),
         "{pull:#}"
@@ -393,16 +394,19 @@ fn preflight_finds_the_testbed_runtime() -> Result<()> {
                 .is_some_and(|m| m.contains("testbed") && m.contains("containerd.sock")),
         "{cri_check}"
     );
-    // The control-plane images are present; only those the testbed cannot run fail to pull.
+    // The control-plane and add-on images are present; only those the testbed cannot run (etcd
+    // of another minor than the installed one) fail to pull.
     let images = check("ImagePull")?;
     let message = images["message"].as_str().unwrap_or_default();
     ensure!(
-        message.contains("coredns") && !message.contains("kube-apiserver"),
+        message.contains("etcd")
+            && !message.contains("kube-apiserver")
+            && !message.contains("coredns"),
         "{images}"
     );
 
-    // `config images pull` goes through the same runtime: every image of a cluster without the addons
-    // pulls, and the addons' images (which the testbed cannot run) fail, naming the image.
+    // `config images pull` goes through the same runtime: every image of a cluster with an etcd the
+    // testbed runs pulls, and the default etcd (another minor) fails, naming the image.
     node.write_file(
         "/root/no-addons.yaml",
         b"apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ndns:\n  disabled: true\nproxy:\n  disabled: true\netcd:\n  local:\n    imageTag: 3.4.23-0\n",
@@ -431,7 +435,7 @@ fn preflight_finds_the_testbed_runtime() -> Result<()> {
         failed.code == 1
             && failed
                 .stderr
-                .contains("failed to pull image registry.k8s.io/kube-proxy"),
+                .contains("failed to pull image registry.k8s.io/etcd"),
         "{failed:?}"
     );
     cluster.teardown()?;

@@ -64,6 +64,7 @@ impl Server {
             .await?;
         }
         self.ensure_kubernetes_service().await?;
+        self.ensure_kubernetes_slice().await?;
         self.publish_authentication_config().await
     }
 
@@ -161,6 +162,69 @@ impl Server {
                     current["subsets"] = json!([{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
                     match self
                         .store_update(&endpoints, Some("default"), current, revision)
+                        .await
+                    {
+                        Err(e) if e.code == 409 => continue,
+                        other => return other.map(|_| ()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `default/kubernetes` EndpointSlice the real server's endpoint reconciler keeps beside the
+    /// Endpoints: the same API server addresses, so proxies route the `kubernetes` Service.
+    async fn ensure_kubernetes_slice(&self) -> ApiResult<()> {
+        let endpoints = self.rt("", "endpoints")?;
+        let slices = self
+            .registry_type("discovery.k8s.io", "v1", "endpointslices")
+            .ok_or_else(|| ApiError::internal("endpointslices type missing"))?;
+        let Some((current, _)) = self
+            .read_opt(&endpoints, Some("default"), "kubernetes")
+            .await?
+        else {
+            return Ok(());
+        };
+        let subset = &current["subsets"][0];
+        let addresses: Vec<Value> = subset["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["ip"].as_str())
+            .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+            .collect();
+        let family = if self.opts.advertise_address.is_ipv4() {
+            "IPv4"
+        } else {
+            "IPv6"
+        };
+        let wanted = json!({
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": family,
+            "endpoints": addresses,
+            "ports": subset["ports"].clone(),
+        });
+        for _ in 0..5 {
+            match self
+                .read_opt(&slices, Some("default"), "kubernetes")
+                .await?
+            {
+                None => match self.insert(&slices, Some("default"), wanted.clone()).await {
+                    Err(e) if e.code == 409 => continue,
+                    other => return other.map(|_| ()),
+                },
+                Some((mut slice, revision)) => {
+                    if slice["endpoints"] == wanted["endpoints"]
+                        && slice["ports"] == wanted["ports"]
+                    {
+                        return Ok(());
+                    }
+                    slice["endpoints"] = wanted["endpoints"].clone();
+                    slice["ports"] = wanted["ports"].clone();
+                    slice["addressType"] = wanted["addressType"].clone();
+                    match self
+                        .store_update(&slices, Some("default"), slice, revision)
                         .await
                     {
                         Err(e) if e.code == 409 => continue,

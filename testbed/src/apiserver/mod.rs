@@ -12,6 +12,7 @@ pub mod options;
 pub mod patch;
 pub mod policy;
 pub mod proto;
+pub mod proxy;
 pub mod rbac;
 pub mod registry;
 pub mod rest;
@@ -279,6 +280,35 @@ async fn serve_request(
         .trim_end_matches('/')
         .split('/')
         .collect();
+    if let [
+        "api",
+        "v1",
+        "namespaces",
+        ns,
+        "pods",
+        target,
+        "proxy",
+        rest @ ..,
+    ] = segs.as_slice()
+    {
+        let body = match serve::read_body(body).await {
+            Ok(b) => b,
+            Err(e) => return ApiError::bad_request(e).response(),
+        };
+        let rest: Vec<&str> = rest.to_vec();
+        return proxy::pods(
+            &server,
+            &user,
+            &parts.method,
+            ns,
+            target,
+            &rest,
+            parts.uri.query(),
+            &parts.headers,
+            body,
+        )
+        .await;
+    }
     let resource = match segs.as_slice() {
         ["api", "v1", rest @ ..] if !rest.is_empty() => rest::parse_segments("", "v1", rest),
         ["apis", group, version, rest @ ..] if !rest.is_empty() => {

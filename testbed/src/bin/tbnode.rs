@@ -22,6 +22,8 @@ fn main() {
         "kubelet" => kubestrap_testbed::kubelet::main(&rest),
         "kube-controller-manager" => kubestrap_testbed::controller_manager::main(&rest),
         "kube-scheduler" => kubestrap_testbed::scheduler::main(&rest),
+        "kube-proxy" => kubestrap_testbed::proxy::main(&rest),
+        "coredns" => kubestrap_testbed::coredns::main(&rest),
         "containerd" => kubestrap_testbed::cri::main(&rest),
         "agnhost" => kubestrap_testbed::agnhost::main(&rest),
         "dns-forward" => kubestrap_testbed::node::dns::main(&rest),

@@ -65,6 +65,8 @@ pub struct User {
     pub client_key: Option<String>,
     pub client_key_data: Option<String>,
     pub token: Option<String>,
+    /// client-go spells this one in camel case (`tokenFile`), unlike the other user fields.
+    #[serde(rename = "tokenFile")]
     pub token_file: Option<String>,
 }
 

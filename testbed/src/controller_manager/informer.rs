@@ -46,6 +46,8 @@ struct Cache {
 pub struct Informer {
     /// The list path, e.g. `/api/v1/pods` or `/apis/apps/v1/daemonsets`.
     pub path: String,
+    /// The component whose log the informer's errors go to.
+    component: &'static str,
     cache: RwLock<Cache>,
     changed: watch::Sender<u64>,
 }
@@ -53,9 +55,15 @@ pub struct Informer {
 impl Informer {
     /// Starts listing and watching `path` with `client` (the controller-manager's own identity).
     pub fn start(client: ApiClient, path: &str) -> Arc<Informer> {
+        Informer::start_for(COMPONENT, client, path)
+    }
+
+    /// [`Informer::start`] for another component (kube-proxy, CoreDNS), which its errors name.
+    pub fn start_for(component: &'static str, client: ApiClient, path: &str) -> Arc<Informer> {
         let (changed, _) = watch::channel(0);
         let informer = Arc::new(Informer {
             path: path.to_string(),
+            component,
             cache: RwLock::new(Cache::default()),
             changed,
         });
@@ -156,7 +164,7 @@ impl Informer {
             let list = match client.get(&self.path).await {
                 Ok(list) => list,
                 Err(e) => {
-                    logf!(COMPONENT, "failed to list {}: {e}", self.path);
+                    logf!(self.component, "failed to list {}: {e}", self.path);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -178,7 +186,7 @@ impl Informer {
             let mut stream = match client.watch(&watch_path, Duration::from_secs(330)).await {
                 Ok(s) => s,
                 Err(e) => {
-                    logf!(COMPONENT, "failed to watch {}: {e}", self.path);
+                    logf!(self.component, "failed to watch {}: {e}", self.path);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -188,7 +196,7 @@ impl Informer {
                     Ok(Some(event)) => {
                         if !self.apply(&event) {
                             logf!(
-                                COMPONENT,
+                                self.component,
                                 "watch of {} ended: {}",
                                 self.path,
                                 event["object"]["message"].as_str().unwrap_or_default()
@@ -198,7 +206,7 @@ impl Informer {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        logf!(COMPONENT, "watch of {} failed: {e}", self.path);
+                        logf!(self.component, "watch of {} failed: {e}", self.path);
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         break;
                     }
@@ -273,6 +281,7 @@ mod tests {
         let (changed, _) = watch::channel(0);
         Informer {
             path: "/api/v1/pods".into(),
+            component: COMPONENT,
             cache: RwLock::new(Cache::default()),
             changed,
         }

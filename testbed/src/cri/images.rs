@@ -18,6 +18,9 @@ pub fn binaries(image: &str) -> Result<&'static [&'static str], String> {
     let (repo, tag) = split(image);
     let name = repo.rsplit('/').next().unwrap_or(repo);
     match name {
+        // The add-on images kubeadm deploys: the testbed's kube-proxy and CoreDNS doubles.
+        "kube-proxy" => Ok(&["kube-proxy"]),
+        "coredns" => Ok(&["coredns"]),
         "kube-apiserver" => Ok(&["kube-apiserver"]),
         "kube-controller-manager" => Ok(&["kube-controller-manager"]),
         "kube-scheduler" => Ok(&["kube-scheduler"]),
@@ -50,6 +53,18 @@ const BUSYBOX: &[&str] = &[
     "hostname", "ip", "mkdir", "touch", "date", "head", "tail", "grep", "test", "[", "ps", "kill",
     "id", "sed", "cut", "wc", "nslookup", "busybox",
 ];
+
+/// The image's entrypoint, used when a container sets no command (CoreDNS's Deployment and
+/// agnhost pods give only args). The real images run `/coredns` and `/agnhost`; here the doubles
+/// are on the image's PATH under those names.
+pub fn entrypoint(image: &str) -> &'static [&'static str] {
+    let (repo, _) = split(image);
+    match repo.rsplit('/').next().unwrap_or(repo) {
+        "coredns" => &["coredns"],
+        "agnhost" => &["agnhost"],
+        _ => &[],
+    }
+}
 
 /// Repository and tag of a reference (`latest` when it names none; a digest is kept as the tag).
 fn split(image: &str) -> (&str, &str) {
@@ -196,7 +211,14 @@ mod tests {
             &["kube-apiserver"]
         );
         assert!(binaries("registry.k8s.io/pause:3.10.1").is_ok());
-        assert!(binaries("registry.k8s.io/coredns/coredns:v1.12.1").is_err());
+        assert!(binaries("registry.k8s.io/coredns/coredns:v1.12.1").is_ok());
+        assert!(binaries("registry.k8s.io/kube-proxy:v1.34.3").is_ok());
+        assert_eq!(
+            entrypoint("registry.k8s.io/coredns/coredns:v1.12.1"),
+            ["coredns"]
+        );
+        assert!(entrypoint("registry.k8s.io/kube-proxy:v1.34.3").is_empty());
+        assert!(binaries("registry.k8s.io/flannel:v0.26.0").is_err());
     }
 
     #[test]

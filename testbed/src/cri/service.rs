@@ -617,8 +617,8 @@ mod tests {
             "/var/log/pods/kube-system_kube-scheduler-node1_u1/kube-scheduler/2.log"
         );
         assert_eq!(record.attempt, 2);
-        let missing = container_record(&sandbox, config("registry.k8s.io/coredns/coredns:v1.12.1"))
-            .unwrap_err();
+        let missing =
+            container_record(&sandbox, config("docker.io/library/nginx:1.27")).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::NotFound);
     }
 }

@@ -681,10 +681,20 @@ fn sandbox_spec(
     let hostname = sandbox.hostname.as_str();
     let provided = images::binaries(&c.image)
         .map_err(|e| format!("image \"{}\" is not present: {e}", c.image))?;
-    let program = c.command.first().cloned().ok_or_else(|| {
-        "no command specified (the testbed's images have no entrypoint: set command)".to_string()
-    })?;
-    let argv: Vec<String> = c.command.iter().chain(&c.args).cloned().collect();
+    // As containerd does, an empty command takes the image's entrypoint.
+    let command: Vec<String> = if c.command.is_empty() {
+        images::entrypoint(&c.image)
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        c.command.clone()
+    };
+    let program = command
+        .first()
+        .cloned()
+        .ok_or_else(|| "no command specified and the image has no entrypoint".to_string())?;
+    let argv: Vec<String> = command.iter().chain(&c.args).cloned().collect();
     let base = Path::new(&program)
         .file_name()
         .and_then(|n| n.to_str())

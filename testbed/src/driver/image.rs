@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::docker::{LABEL, docker};
 
 /// Bump when the layout below changes.
-const LAYOUT_VERSION: &str = "6";
+const LAYOUT_VERSION: &str = "7";
 
 /// The kubelet package's unit (binary-install layout under /etc/systemd/system).
 pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n";
@@ -36,6 +36,8 @@ pub const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_AR
 /// Binaries the image routes to the testbed's multi-call binary.
 pub const DOUBLES_IN_USR_BIN: &[&str] = &["kubelet", "systemctl", "containerd"];
 pub const DOUBLES_IN_USR_LOCAL_BIN: &[&str] = &[
+    "kube-proxy",
+    "coredns",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",

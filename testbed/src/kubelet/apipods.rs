@@ -320,6 +320,93 @@ async fn volumes(
     Ok(())
 }
 
+/// The Service environment the kubelet gives every container before its own env: the
+/// `kubernetes` Service of `default` always, and with `enableServiceLinks` (the default) every
+/// Service of the pod's namespace that has a cluster IP (`<NAME>_SERVICE_HOST`, `_SERVICE_PORT`,
+/// `_SERVICE_PORT_<PORT NAME>`, and the Docker-link style `<NAME>_PORT…` variables).
+async fn service_links(reads: &mut Reads<'_>, pod: &Value) -> Result<Vec<(String, String)>> {
+    let list = reads
+        .client
+        .get("/api/v1/services")
+        .await
+        .map_err(|e| anyhow!("list services: {e}"))?;
+    let links = pod["spec"]["enableServiceLinks"].as_bool() != Some(false);
+    let services: Vec<&Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            let (ns, name) = (
+                s["metadata"]["namespace"].as_str().unwrap_or_default(),
+                s["metadata"]["name"].as_str().unwrap_or_default(),
+            );
+            (ns == "default" && name == "kubernetes") || (links && ns == reads.namespace)
+        })
+        .collect();
+    Ok(service_env(&services))
+}
+
+/// The variables of [`service_links`] for these Services, sorted by Service name.
+pub fn service_env(services: &[&Value]) -> Vec<(String, String)> {
+    let mut sorted: Vec<&&Value> = services.iter().collect();
+    sorted.sort_by_key(|s| {
+        s["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    let mut out: Vec<(String, String)> = Vec::new();
+    for s in sorted {
+        let ip = s["spec"]["clusterIP"].as_str().unwrap_or_default();
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let name = s["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_uppercase()
+            .replace('-', "_");
+        let ports = s["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        let Some(first) = ports.first() else {
+            continue;
+        };
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        out.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
+        out.push((format!("{name}_SERVICE_PORT"), first["port"].to_string()));
+        for p in &ports {
+            if let Some(pname) = p["name"].as_str().filter(|n| !n.is_empty()) {
+                out.push((
+                    format!(
+                        "{name}_SERVICE_PORT_{}",
+                        pname.to_uppercase().replace('-', "_")
+                    ),
+                    p["port"].to_string(),
+                ));
+            }
+        }
+        let proto = |p: &Value| p["protocol"].as_str().unwrap_or("TCP").to_string();
+        out.push((
+            format!("{name}_PORT"),
+            format!("{}://{host}:{}", proto(first).to_lowercase(), first["port"]),
+        ));
+        for p in &ports {
+            let prefix = format!("{name}_PORT_{}_{}", p["port"], proto(p));
+            out.push((
+                prefix.clone(),
+                format!("{}://{host}:{}", proto(p).to_lowercase(), p["port"]),
+            ));
+            out.push((format!("{prefix}_PROTO"), proto(p).to_lowercase()));
+            out.push((format!("{prefix}_PORT"), p["port"].to_string()));
+            out.push((format!("{prefix}_ADDR"), ip.to_string()));
+        }
+    }
+    out
+}
+
 /// Every container's env, in order (envFrom first, then env), as the kubelet resolves it.
 async fn env(
     reads: &mut Reads<'_>,
@@ -330,9 +417,13 @@ async fn env(
     let containers = ["initContainers", "containers"]
         .iter()
         .flat_map(|k| pod["spec"][*k].as_array().cloned().unwrap_or_default());
+    let links = service_links(reads, pod).await?;
     for c in containers {
         let cname = c["name"].as_str().unwrap_or_default().to_string();
-        let mut vars: Vec<(String, EnvValue)> = Vec::new();
+        let mut vars: Vec<(String, EnvValue)> = links
+            .iter()
+            .map(|(k, v)| (k.clone(), EnvValue::Text(v.clone())))
+            .collect();
         for from in c["envFrom"].as_array().into_iter().flatten() {
             let prefix = from["prefix"].as_str().unwrap_or_default();
             let (kind, source) = if from["configMapRef"].is_object() {
@@ -650,5 +741,25 @@ mod tests {
         assert!(write_file(dir.path(), "../escape", b"x", 0o644).is_err());
         write_file(dir.path(), "dir/b.txt", b"2", 0o600).unwrap();
         assert_eq!(std::fs::read(dir.path().join("dir/b.txt")).unwrap(), b"2");
+    }
+
+    #[test]
+    fn service_links_as_the_kubelet_names_them() {
+        let kubernetes = json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}});
+        let headless = json!({"metadata": {"name": "db", "namespace": "default"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}});
+        let dns = json!({"metadata": {"name": "kube-dns", "namespace": "kube-system"}, "spec": {"clusterIP": "10.96.0.10",
+            "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}});
+        let env = super::service_env(&[&kubernetes, &headless, &dns]);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("10.96.0.1"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT"), Some("443"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT_HTTPS"), Some("443"));
+        assert_eq!(get("KUBERNETES_PORT"), Some("tcp://10.96.0.1:443"));
+        assert_eq!(get("KUBERNETES_PORT_443_TCP_ADDR"), Some("10.96.0.1"));
+        assert_eq!(get("KUBE_DNS_PORT"), Some("udp://10.96.0.10:53"));
+        assert_eq!(get("KUBE_DNS_PORT_53_TCP_PROTO"), Some("tcp"));
+        assert_eq!(get("KUBE_DNS_SERVICE_PORT_DNS_TCP"), Some("53"));
+        assert!(get("DB_SERVICE_HOST").is_none());
     }
 }
