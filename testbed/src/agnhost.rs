@@ -168,9 +168,11 @@ async fn netexec(args: &[String]) -> Result<()> {
             }
         });
     }
-    let listener = serve::bind(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 0], port)))
-        .await
-        .or(serve::bind(SocketAddr::from(([0, 0, 0, 0], port))).await)?;
+    // Both families where the pod has IPv6, IPv4 only where it has not.
+    let listener = match serve::bind(SocketAddr::from(([0u16; 8], port))).await {
+        Ok(l) => l,
+        Err(_) => serve::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?,
+    };
     eprintln!("Started HTTP server on port {port}");
     serve::serve_plain(listener, |req, peer| async move {
         let q = query(req.uri());

@@ -473,18 +473,17 @@ fn pod_inputs(cluster: &Cluster) -> Result<()> {
         review.contains("forbidden") && review.contains("system:serviceaccount:default:default"),
         "the API server authenticates the token as the pod's account: {review}"
     );
+    // Graceful deletion: the kubelet stops the containers, then deletes the pod (kubectl waits for
+    // that) and removes the pod's directory.
     kubectl(
         cp,
         &["delete", "pod", "inputs", "--wait=true", "--timeout=30s"],
     )?;
-    ensure!(
-        !node
-            .exists(&format!("/var/lib/kubelet/pods/{uid}/etc-hosts"))
-            .unwrap_or(true)
-            || items(cp, &["pods", "--field-selector", "metadata.name=inputs"])?.is_empty(),
-        "deleted"
-    );
-    Ok(())
+    wait_for("the pod's containers and directory gone", || {
+        let left = node.exec(&["pgrep", "-x", "sleep"])?.stdout;
+        let dir = node.exists(&format!("/var/lib/kubelet/pods/{uid}"))?;
+        Ok((left.trim().is_empty() && !dir).then_some(()))
+    })
 }
 
 fn bad_image(cluster: &Cluster) -> Result<()> {

@@ -963,6 +963,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn service_account_admission_mounts_the_api_credentials() {
+        let mut pod =
+            json!({"spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "i"}]}});
+        admit_service_account(&mut pod);
+        let spec = &pod["spec"];
+        assert_eq!(spec["serviceAccountName"], "default");
+        let volume = &spec["volumes"][0];
+        let name = volume["name"].as_str().unwrap();
+        assert!(
+            name.starts_with("kube-api-access-") && name.len() == 21,
+            "{name}"
+        );
+        assert_eq!(
+            volume["projected"]["sources"][1]["configMap"]["name"],
+            "kube-root-ca.crt"
+        );
+        for c in ["containers", "initContainers"] {
+            assert_eq!(
+                spec[c][0]["volumeMounts"][0]["mountPath"],
+                SERVICE_ACCOUNT_MOUNT
+            );
+            assert_eq!(spec[c][0]["volumeMounts"][0]["readOnly"], true);
+        }
+        let mut off = json!({"spec": {"serviceAccountName": "robot", "automountServiceAccountToken": false, "containers": [{"name": "a"}]}});
+        admit_service_account(&mut off);
+        assert_eq!(off["spec"]["serviceAccountName"], "robot");
+        assert!(off["spec"]["volumes"].is_null());
+    }
+
+    #[test]
     fn pod_cidrs_are_validated_and_immutable_once_set() {
         let mut causes = Causes::new();
         let mut node = json!({"spec": {"podCIDR": "10.244.1.0/24"}});

@@ -1015,6 +1015,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bound_running_pods_are_deleted_gracefully() {
+        let registry = super::super::registry::Registry::built_in();
+        let pods = registry.find("", "v1", "pods").expect("pods");
+        let options = |grace: Option<i64>| DeleteOptions {
+            propagation: None,
+            grace_period: grace,
+            precondition_uid: None,
+            precondition_version: None,
+        };
+        let bound = json!({"spec": {"nodeName": "node2", "terminationGracePeriodSeconds": 5}, "status": {"phase": "Running"}});
+        assert_eq!(pod_grace(pods, &bound, &options(None)), Some(5));
+        assert_eq!(pod_grace(pods, &bound, &options(Some(12))), Some(12));
+        assert_eq!(pod_grace(pods, &bound, &options(Some(0))), None);
+        let unbound = json!({"spec": {}, "status": {"phase": "Pending"}});
+        assert_eq!(pod_grace(pods, &unbound, &options(None)), None);
+        let done = json!({"spec": {"nodeName": "node2"}, "status": {"phase": "Succeeded"}});
+        assert_eq!(pod_grace(pods, &done, &options(None)), None);
+        let defaulted = json!({"spec": {"nodeName": "node2"}});
+        assert_eq!(pod_grace(pods, &defaulted, &options(None)), Some(30));
+    }
+
+    #[test]
     fn delete_options_turn_into_garbage_collector_finalizers() {
         let opts = |body: Value, query: Option<&str>| {
             DeleteOptions::from_parts(&body, &Query::parse(query))

@@ -527,6 +527,9 @@ pub struct ApiPodManager {
     pub runtime: Runtime,
     /// The status last posted per pod uid (without times).
     posted: HashMap<String, Value>,
+    /// Pods gone from the API whose directory under /var/lib/kubelet/pods is still to be removed
+    /// (once the pod workers have killed them).
+    orphans: HashSet<String>,
 }
 
 impl ApiPodManager {
@@ -535,6 +538,7 @@ impl ApiPodManager {
             client,
             runtime,
             posted: HashMap::new(),
+            orphans: HashSet::new(),
         }
     }
 
@@ -603,12 +607,45 @@ impl ApiPodManager {
             }
         }
         if let Ok(mut map) = self.runtime.api_pods.lock() {
+            self.orphans
+                .extend(map.keys().filter(|uid| !uids.contains(*uid)).cloned());
             map.retain(|uid, _| uids.contains(uid));
         }
+        self.clean_up();
         self.posted.retain(|uid, _| uids.contains(uid));
         for pod in &pods {
             self.post(pod).await;
         }
+    }
+
+    /// Removes the directories (volumes, etc-hosts) of deleted pods the pod workers no longer run,
+    /// as the kubelet's orphaned-pod cleanup does.
+    fn clean_up(&mut self) {
+        let running: HashSet<String> = self
+            .runtime
+            .pods
+            .lock()
+            .map(|pods| {
+                pods.values()
+                    .filter(|p| p.api)
+                    .map(|p| p.uid.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.orphans.retain(|uid| {
+            if running.contains(uid) {
+                return true;
+            }
+            let dir = Path::new("/var/lib/kubelet/pods").join(uid);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => {
+                    logf!(COMPONENT, "Failed to clean up {}: {e}", dir.display());
+                    true
+                }
+            }
+        });
     }
 
     /// Posts the pod's status if it changed; deletes a terminating pod whose containers are gone.
@@ -664,7 +701,47 @@ impl ApiPodManager {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use super::*;
+
+    #[test]
+    fn downward_fields_and_selected_keys() {
+        let pod = json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u",
+                                      "labels": {"b": "2", "a": "1"}, "annotations": {"note": "x"}},
+                         "spec": {"nodeName": "node2", "serviceAccountName": "robot"}});
+        let text = |path: &str| match field(&pod, path, "10.213.0.12").unwrap() {
+            Some(EnvValue::Text(t)) => t,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(text("metadata.name"), "web-1");
+        assert_eq!(text("metadata.labels"), "a=\"1\"\nb=\"2\"");
+        assert_eq!(text("metadata.labels['b']"), "2");
+        assert_eq!(text("metadata.annotations['note']"), "x");
+        assert_eq!(text("spec.serviceAccountName"), "robot");
+        assert_eq!(text("status.hostIP"), "10.213.0.12");
+        assert_eq!(
+            field(&pod, "status.podIP", "").unwrap(),
+            Some(EnvValue::Field("status.podIP".into()))
+        );
+        assert!(field(&pod, "spec.volumes", "").is_err());
+
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ]
+        .into();
+        let all = selected(&data, &Value::Null, 0o644, "cm").unwrap();
+        assert_eq!(all.len(), 2);
+        let items = json!([{"key": "b", "path": "dir/b.txt", "mode": 0o600}]);
+        assert_eq!(
+            selected(&data, &items, 0o644, "cm").unwrap(),
+            vec![("dir/b.txt".to_string(), b"2".to_vec(), 0o600)]
+        );
+        assert!(selected(&data, &json!([{"key": "c", "path": "c"}]), 0o644, "cm").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(write_file(dir.path(), "../escape", b"x", 0o644).is_err());
+        write_file(dir.path(), "dir/b.txt", b"2", 0o600).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("dir/b.txt")).unwrap(), b"2");
+    }
 
     #[test]
     fn service_links_as_the_kubelet_names_them() {

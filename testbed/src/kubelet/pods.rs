@@ -716,6 +716,18 @@ impl Runtime {
         })
     }
 
+    /// Queues a pod that is no longer wanted for killing (if it has a sandbox).
+    fn kill_stale(&self, doomed: &mut BTreeMap<String, Doomed>, pod: &StaticPod) {
+        let why = if pod.api {
+            "it was deleted or is no longer bound here"
+        } else {
+            "its manifest changed or was removed"
+        };
+        if let Some(d) = self.doomed(pod, why) {
+            doomed.insert(d.sandbox.clone(), d);
+        }
+    }
+
     fn kill(&self, doomed: &Doomed) {
         logf!(
             COMPONENT,
@@ -1052,17 +1064,17 @@ impl Runtime {
                 .map(|(file, _)| file.clone())
                 .collect();
             for file in stale {
-                if let Some(pod) = pods.remove(&file)
-                    && let Some(d) = self.doomed(
-                        &pod,
-                        if pod.api {
-                            "it was deleted or is no longer bound here"
-                        } else {
-                            "its manifest changed or was removed"
-                        },
-                    )
-                {
-                    doomed.insert(d.sandbox.clone(), d);
+                if let Some(mut pod) = pods.remove(&file) {
+                    // A deleted API pod is killed with its deletion's grace period.
+                    if pod.api
+                        && let Some(latest) =
+                            self.api_pods.lock().ok().and_then(|p| {
+                                p.get(&pod.uid).map(|a| a.manifest["metadata"].clone())
+                            })
+                    {
+                        pod.manifest["metadata"] = latest;
+                    }
+                    self.kill_stale(&mut doomed, &pod);
                 }
             }
             for (file, (uid, manifest)) in &desired {
@@ -1307,6 +1319,128 @@ pub fn pod_status(pod: &StaticPod, node_ip: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn runtime(resolv: &Path) -> Runtime {
+        Runtime {
+            node_name: "node2".into(),
+            node_ip: "10.213.0.12".into(),
+            manifest_dir: None,
+            pods: Arc::new(Mutex::new(BTreeMap::new())),
+            cri: Cri::new("unix:///nonexistent.sock").unwrap(),
+            api_pods: Arc::new(Mutex::new(BTreeMap::new())),
+            cluster_dns: vec!["10.96.0.10".into()],
+            cluster_domain: "cluster.local".into(),
+            resolv_conf: resolv.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn dns_policy_decides_the_sandbox_dns_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv = dir.path().join("resolv.conf");
+        std::fs::write(
+            &resolv,
+            "nameserver 10.213.0.53\nsearch example.org\noptions ndots:0\n",
+        )
+        .unwrap();
+        let rt = runtime(&resolv);
+        let pod = |spec: Value| json!({"metadata": {"namespace": "web"}, "spec": spec});
+        let first = rt.dns_config(&pod(json!({})));
+        assert_eq!(first.servers, ["10.96.0.10"]);
+        assert_eq!(
+            first.searches,
+            [
+                "web.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "example.org"
+            ]
+        );
+        assert_eq!(first.options, ["ndots:5"]);
+        // On the node's network ClusterFirst falls back to the kubelet's resolvConf …
+        let host = rt.dns_config(&pod(json!({"hostNetwork": true})));
+        assert_eq!(host.servers, ["10.213.0.53"]);
+        assert_eq!(host.options, ["ndots:0"]);
+        // … unless the pod asks for ClusterFirstWithHostNet.
+        let with = rt.dns_config(&pod(
+            json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"}),
+        ));
+        assert_eq!(with.servers, ["10.96.0.10"]);
+        let none = rt.dns_config(&pod(json!({"dnsPolicy": "None", "dnsConfig": {
+            "nameservers": ["1.1.1.1"], "searches": ["a.b"], "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}})));
+        assert_eq!(none.servers, ["1.1.1.1"]);
+        assert_eq!(none.searches, ["a.b"]);
+        assert_eq!(none.options, ["ndots:2", "edns0"]);
+        let merged = rt.dns_config(&pod(
+            json!({"dnsConfig": {"options": [{"name": "ndots", "value": "1"}]}}),
+        ));
+        assert_eq!(merged.options, ["ndots:1"]);
+    }
+
+    #[test]
+    fn env_values_expand_earlier_variables_and_pod_ips() {
+        let prepared = vec![
+            ("NODE".to_string(), EnvValue::Text("node2".into())),
+            ("IP".to_string(), EnvValue::Field("status.podIP".into())),
+            ("IPS".to_string(), EnvValue::Field("status.podIPs".into())),
+            (
+                "URL".to_string(),
+                EnvValue::Text("http://$(IP):80/$(NODE)/$(MISSING)/$$(NODE)".into()),
+            ),
+        ];
+        let ips = ["10.244.1.5".to_string(), "fd00:10:244:1::5".to_string()];
+        let env = resolve_env(&prepared, &ips, "10.213.0.12");
+        assert_eq!(env[1], ("IP".into(), "10.244.1.5".into()));
+        assert_eq!(env[2], ("IPS".into(), "10.244.1.5,fd00:10:244:1::5".into()));
+        assert_eq!(env[3].1, "http://10.244.1.5:80/node2/$(MISSING)/$(NODE)");
+        // On the node's network the pod's IP is the node's.
+        assert_eq!(
+            resolve_env(&prepared, &[], "10.213.0.12")[1].1,
+            "10.213.0.12"
+        );
+    }
+
+    #[test]
+    fn init_containers_gate_the_containers_and_restart_policy_ends_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(&dir.path().join("resolv.conf"));
+        let manifest = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"restartPolicy": "OnFailure", "initContainers": [{"name": "seed", "image": "busybox"}],
+                     "containers": [{"name": "main", "image": "busybox"}]}});
+        let mut pod = rt.new_pod(api_key("u1"), "u1".into(), manifest);
+        assert!(pod.api && pod.containers[0].init && !pod.containers[1].init);
+        assert_eq!(pod.pending_init(), Some(0));
+        let status = pod_status(&pod, "10.213.0.12");
+        assert_eq!(status["phase"], "Pending");
+        assert_eq!(
+            status["initContainerStatuses"][0]["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert!(
+            status["podIP"].is_null(),
+            "no IP before the sandbox: {status}"
+        );
+        pod.containers[0].running = true;
+        Runtime::exited("p_default", "OnFailure", &mut pod.containers[0], 0, None);
+        assert_eq!(pod.pending_init(), None);
+        pod.containers[1].running = true;
+        Runtime::exited("p_default", "OnFailure", &mut pod.containers[1], 1, None);
+        assert!(
+            pod.containers[1].terminated.is_none(),
+            "a failure is restarted under OnFailure"
+        );
+        assert_eq!(pod.containers[1].restart_count, 1);
+        pod.containers[1].running = true;
+        Runtime::exited("p_default", "OnFailure", &mut pod.containers[1], 0, None);
+        pod.ips = vec!["10.244.1.7".into()];
+        let status = pod_status(&pod, "10.213.0.12");
+        assert_eq!(status["phase"], "Succeeded");
+        assert_eq!(status["podIP"], "10.244.1.7");
+        assert_eq!(
+            status["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "Completed"
+        );
+    }
 
     #[test]
     fn manifests_are_checked_like_the_file_source() {
