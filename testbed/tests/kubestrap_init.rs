@@ -285,6 +285,24 @@ fn init_starts_the_kubelet_and_waits_for_a_healthy_control_plane_or_rolls_back()
         Ok(nodes.ok() && nodes.stdout.contains("node/node1"))
     })
     .with_context(|| cluster.diagnostics())?;
+    // Now the kubelet on 10250 is a configured one: preflight says so as an error.
+    let again = node.kubestrap(&[
+        "init",
+        "phase",
+        "preflight",
+        "--config=/root/good.yaml",
+        "-o",
+        "json",
+    ])?;
+    let report: Value = serde_json::from_str(&again.stdout).context(again.stdout.clone())?;
+    let port = preflight_check(&report, "Port-10250")?;
+    ensure!(
+        port["severity"] == "error"
+            && port["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("configured kubelet") && m.contains("it runs with --")),
+        "{port}"
+    );
     cluster.teardown()?;
     Ok(())
 }
