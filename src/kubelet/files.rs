@@ -309,6 +309,28 @@ mod tests {
     }
 
     #[test]
+    fn patches_for_the_kubeletconfiguration_target_apply_last() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kubeletconfiguration+merge.yaml"),
+            "maxPods: 42\ncgroupDriver: cgroupfs\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("kube-apiserver.yaml"),
+            "metadata: {labels: {a: b}}\n",
+        )
+        .unwrap();
+        let patches = PatchSet::read(dir.path(), &Ui::default()).unwrap();
+        let model = control_plane_model("");
+        let doc =
+            kubelet_configuration(&model, &settings(), Some(&patches), &Ui::default()).unwrap();
+        assert_eq!(doc["maxPods"], 42);
+        assert_eq!(doc["cgroupDriver"], "cgroupfs");
+        assert!(doc.get("metadata").is_none());
+    }
+
+    #[test]
     fn the_drop_in_reads_the_files_kubestrap_writes() {
         let text = drop_in("/usr/local/bin/kubelet");
         assert!(text.contains("--config=/var/lib/kubelet/config.yaml"));

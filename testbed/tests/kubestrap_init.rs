@@ -211,10 +211,31 @@ fn init_starts_the_kubelet_and_waits_for_a_healthy_control_plane_or_rolls_back()
         "pods left after the rollback: {sandboxes:?}"
     );
 
+    // An init killed (SIGKILL) while it waits for the control plane: its kubelet runs configured and
+    // its pods run; the next init reports the unfinished run and rolls it back before its preflight.
+    let killed = node.sh(&format!(
+        "kubestrap init --config=/root/good.yaml {TESTBED_IGNORES} > /tmp/killed.log 2>&1 & pid=$!; \
+         for i in $(seq 1 600); do grep -q 'Waiting for healthy control plane' /tmp/killed.log && break; sleep 0.05; done; \
+         kill -9 $pid; cat /tmp/killed.log"
+    ))?;
+    ensure!(
+        killed
+            .stdout
+            .contains("[control-plane-check] Waiting for healthy control plane components"),
+        "the first run did not reach wait-control-plane: {killed:?}"
+    );
+
     // The real run: kubestrap's own kubelet files, the kubelet started by the service manager, every
     // component healthy, the node registered, kubelet.conf on the rotating certificate.
     let out = node.kubestrap(&["init", "--config=/root/good.yaml", TESTBED_IGNORES])?;
     ensure!(out.ok(), "{out:?}\n{}", cluster.diagnostics());
+    ensure!(
+        out.stdout
+            .contains("[recover] An earlier run ('kubestrap init'")
+            && out.stdout.contains("rolling back its changes first"),
+        "{}",
+        out.stdout
+    );
     for line in [
         "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"",
         "[kubelet-start] Starting the kubelet",
@@ -264,6 +285,24 @@ fn init_starts_the_kubelet_and_waits_for_a_healthy_control_plane_or_rolls_back()
         Ok(nodes.ok() && nodes.stdout.contains("node/node1"))
     })
     .with_context(|| cluster.diagnostics())?;
+    // Now the kubelet on 10250 is a configured one: preflight says so as an error.
+    let again = node.kubestrap(&[
+        "init",
+        "phase",
+        "preflight",
+        "--config=/root/good.yaml",
+        "-o",
+        "json",
+    ])?;
+    let report: Value = serde_json::from_str(&again.stdout).context(again.stdout.clone())?;
+    let port = preflight_check(&report, "Port-10250")?;
+    ensure!(
+        port["severity"] == "error"
+            && port["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("configured kubelet") && m.contains("it runs with --")),
+        "{port}"
+    );
     cluster.teardown()?;
     Ok(())
 }
