@@ -33,7 +33,12 @@ fn kubestrap(root: &Path) -> Command {
 /// `kubestrap init` of every offline phase (preflight needs a real node) from `config`.
 fn init(root: &Path, config: &Path) {
     kubestrap(root)
-        .args(["init", "--skip-phases", "preflight", "--config"])
+        .args([
+            "init",
+            "--skip-phases",
+            "preflight,kubelet-start,wait-control-plane,kubelet-finalize",
+            "--config",
+        ])
         .arg(config)
         .assert()
         .success();
