@@ -49,7 +49,7 @@ impl RunData for InitData {
     }
 
     fn extra_undoers(&self) -> Vec<&dyn UndoEntry> {
-        vec![&self.cluster_undo]
+        vec![&self.cluster_undo, &etcd::EtcdDataUndo]
     }
 }
 
