@@ -79,15 +79,20 @@ pub enum ServiceChange {
     Stopped { was_active: bool },
     /// The unit (a kubelet) was started; the pod sandboxes the runtime at `cri_socket` had before
     /// are kept by the undo, the others are the started kubelet's and are removed, and so are the
-    /// files it made in its state directory (those not in `state_before`, relative paths).
+    /// files it and its pods made in the state directories (what is not in their snapshots).
     Started {
         cri_socket: String,
         sandboxes_before: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        state_dir: Option<super::NodePath>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        state_before: Vec<String>,
+        state: Vec<StateSnapshot>,
     },
+}
+
+/// The entries of a directory (relative paths) before a kubelet started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    pub dir: super::NodePath,
+    pub before: Vec<String>,
 }
 
 /// Why a unit could not be managed: no systemd, or systemctl failed.
@@ -166,13 +171,13 @@ pub fn stop_journaled(host: &Host, unit: &str) -> anyhow::Result<()> {
 }
 
 /// Re-reads unit files (after a drop-in was written) and starts a kubelet unit, journaling the pod
-/// sandboxes the runtime already has and the entries of the kubelet's `state_dir`, so a rollback
-/// removes only the pods and files this kubelet made.
+/// sandboxes the runtime already has and the entries of `state_dirs` (the kubelet's, a local etcd's
+/// data), so a rollback removes only the pods and files this kubelet and its pods made.
 pub fn start_kubelet_journaled(
     host: &Host,
     unit: &str,
     cri_socket: &str,
-    state_dir: &super::NodePath,
+    state_dirs: &[super::NodePath],
 ) -> anyhow::Result<()> {
     let facts = host.facts();
     require_systemd(facts)?;
@@ -189,9 +194,15 @@ pub fn start_kubelet_journaled(
     } else {
         Vec::new()
     };
-    let state_before = entries(&host.disk(state_dir))
-        .into_iter()
-        .map(|(relative, _)| relative)
+    let state = state_dirs
+        .iter()
+        .map(|dir| StateSnapshot {
+            dir: dir.clone(),
+            before: entries(&host.disk(dir))
+                .into_iter()
+                .map(|(relative, _)| relative)
+                .collect(),
+        })
         .collect();
     journal_change(
         host,
@@ -199,8 +210,7 @@ pub fn start_kubelet_journaled(
         &ServiceChange::Started {
             cri_socket: cri_socket.to_string(),
             sandboxes_before,
-            state_dir: Some(state_dir.clone()),
-            state_before,
+            state,
         },
     )?;
     systemctl("daemon-reload", "")?;
@@ -327,8 +337,7 @@ fn undo_change(host: &Host, unit: &str, detail: &serde_json::Value) -> anyhow::R
         ServiceChange::Started {
             cri_socket,
             sandboxes_before,
-            state_dir,
-            state_before,
+            state,
         } => {
             if is_active(facts, unit) == Some(true) {
                 systemctl("stop", unit)?;
@@ -354,9 +363,9 @@ fn undo_change(host: &Host, unit: &str, detail: &serde_json::Value) -> anyhow::R
                     }
                 }
             }
-            if let Some(dir) = state_dir {
-                remove_new_entries(&host.disk(&dir), &state_before)
-                    .with_context(|| format!("removing what {unit} made in {dir}"))?;
+            for snapshot in state {
+                remove_new_entries(&host.disk(&snapshot.dir), &snapshot.before)
+                    .with_context(|| format!("removing what {unit} made in {}", snapshot.dir))?;
             }
             Ok(Undone::Reverted(what))
         }
@@ -384,8 +393,7 @@ mod tests {
         let change = ServiceChange::Started {
             cri_socket: "unix:///run/containerd/containerd.sock".into(),
             sandboxes_before: vec!["abc".into()],
-            state_dir: None,
-            state_before: Vec::new(),
+            state: Vec::new(),
         };
         let entry = Entry::Artefact {
             kind: JOURNAL_KIND.into(),

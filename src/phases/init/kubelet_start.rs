@@ -133,12 +133,97 @@ pub fn start(host: &Host, model: &Model, patches: Option<&PatchSet>) -> anyhow::
     host.write_file(&drop_in, rendered.drop_in.as_bytes(), 0o644)?;
     if systemd == InitSystem::Systemd {
         ui.line("[kubelet-start] Starting the kubelet");
+        // What the kubelet and its pods write there is this run's: preflight found them empty
+        // (or holding only a standalone kubelet's files, removed above).
+        let mut state_dirs = vec![NodePath::new(well_known::KUBELET_DIR)];
+        state_dirs.extend(
+            model
+                .control_plane()
+                .ok()
+                .and_then(|cp| cp.etcd_member())
+                .map(|member| member.data_dir),
+        );
         services::start_kubelet_journaled(
             host,
             kubelet::UNIT,
             &model.node.cri_socket,
-            &NodePath::new(well_known::KUBELET_DIR),
+            &state_dirs,
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::journal;
+    use crate::host::{Facts, Root};
+    use crate::model::testing::control_plane_model;
+    use crate::output::Ui;
+    use crate::workflow::rollback::{UndoEntry, roll_back};
+
+    /// A node whose PID 1 is not systemd (nothing is stopped or started), with a drop-in and a
+    /// standalone kubelet's certificate already there.
+    fn node(dir: &std::path::Path) -> Host {
+        std::fs::create_dir_all(dir.join("proc/1")).unwrap();
+        std::fs::write(dir.join("proc/1/comm"), "tini\n").unwrap();
+        std::fs::write(dir.join("proc/1/cmdline"), b"tini\0").unwrap();
+        let root = dir.join("root");
+        let drop_in = root.join("etc/systemd/system/kubelet.service.d/10-kubeadm.conf");
+        std::fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+        std::fs::write(
+            &drop_in,
+            "[Service]\nExecStart=\nExecStart=/usr/bin/kubelet --the-packages\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("var/lib/kubelet/pki")).unwrap();
+        std::fs::write(root.join("var/lib/kubelet/pki/kubelet.crt"), "self-signed").unwrap();
+        let facts =
+            Facts::with_roots(dir.join("proc"), "/sys").with_host_files_root(dir.join("files"));
+        Host::new(Root::new(&root), facts, false, Ui::default())
+    }
+
+    #[test]
+    fn the_files_are_written_and_a_rollback_restores_the_drop_in_and_the_standalone_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = node(dir.path());
+        let model = control_plane_model("");
+        host.start_journal("init").unwrap();
+        start(&host, &model, None).unwrap();
+        let read = |p: &str| std::fs::read_to_string(dir.path().join("root").join(p)).unwrap();
+        assert!(
+            read("etc/systemd/system/kubelet.service.d/10-kubeadm.conf")
+                .contains("Written by kubestrap")
+        );
+        assert!(
+            read("var/lib/kubelet/config.yaml")
+                .contains("staticPodPath: /etc/kubernetes/manifests")
+        );
+        assert!(read("var/lib/kubelet/instance-config.yaml").contains("containerRuntimeEndpoint"));
+        assert!(read("var/lib/kubelet/kubeadm-flags.env").starts_with("KUBELET_KUBEADM_ARGS=\""));
+        // Port 10250 is free here and the directory held only the standalone kubelet's certificate.
+        assert!(
+            !dir.path()
+                .join("root/var/lib/kubelet/pki/kubelet.crt")
+                .exists()
+        );
+
+        let run = host.run_id().unwrap();
+        let records = journal::read(host.root()).unwrap();
+        let mine = journal::run_records(&records, &run);
+        let handlers: [&dyn UndoEntry; 1] = [&host];
+        let report = roll_back(&mine, &host, &handlers);
+        assert!(report.failed.is_empty(), "{report:?}");
+        assert_eq!(
+            read("etc/systemd/system/kubelet.service.d/10-kubeadm.conf"),
+            "[Service]\nExecStart=\nExecStart=/usr/bin/kubelet --the-packages\n"
+        );
+        assert_eq!(read("var/lib/kubelet/pki/kubelet.crt"), "self-signed");
+        assert!(!dir.path().join("root/var/lib/kubelet/config.yaml").exists());
+        assert!(
+            !dir.path()
+                .join("root/var/lib/kubelet/kubeadm-flags.env")
+                .exists()
+        );
+    }
 }

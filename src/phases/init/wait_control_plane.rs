@@ -31,6 +31,15 @@ fn elapsed(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
 
+/// kubeadm's words: `[kubelet-check] The kubelet is healthy after …`, `[control-plane-check] etcd is …`.
+fn subject(name: &str) -> String {
+    if name == "kubelet" {
+        "The kubelet".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
 /// Plain lines (not a terminal, or `--quiet`).
 struct Lines<'a> {
     ui: &'a Ui,
@@ -54,7 +63,7 @@ impl Progress for Lines<'_> {
         self.ui.line(format!(
             "[{}] {} is healthy after {}",
             self.tag,
-            self.checks[index].name,
+            subject(self.checks[index].name),
             elapsed(elapsed_)
         ));
     }
@@ -62,7 +71,7 @@ impl Progress for Lines<'_> {
         self.ui.line(format!(
             "[{}] {} is not healthy after {}",
             self.tag,
-            self.checks[index].name,
+            subject(self.checks[index].name),
             elapsed(elapsed_)
         ));
     }
@@ -126,7 +135,7 @@ fn wait_shown(
             if let Some(after) = outcome.healthy_after {
                 ui.line(format!(
                     "[{tag}] {} is healthy after {}",
-                    outcome.check.name,
+                    subject(outcome.check.name),
                     elapsed(after)
                 ));
             }
