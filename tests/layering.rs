@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
         "render",
         "patches",
         "token",
+        "addons",
     ],
     &["host", "cluster", "etcd"],
     &["net", "error", "output", "yaml"],

@@ -2,13 +2,20 @@
 //! phase list. Before its phases, an init run that changes the node records the model it uses
 //! (`/var/lib/kubestrap/cluster.yaml`), journaled like every other file.
 
+pub mod addon;
+pub mod api;
+pub mod bootstrap_token;
 pub mod certs;
 pub mod control_plane;
 pub mod etcd;
 pub mod kubeconfig;
 pub mod kubelet_finalize;
 pub mod kubelet_start;
+pub mod mark_control_plane;
 pub mod preflight;
+pub mod show_join_command;
+pub mod upload_certs;
+pub mod upload_config;
 pub mod wait_control_plane;
 
 use crate::host::Host;
@@ -42,7 +49,7 @@ impl RunData for InitData {
     }
 
     fn extra_undoers(&self) -> Vec<&dyn UndoEntry> {
-        vec![&self.cluster_undo]
+        vec![&self.cluster_undo, &etcd::EtcdDataUndo]
     }
 }
 
@@ -56,7 +63,13 @@ pub fn phases() -> Vec<Phase<InitData>> {
         control_plane::phase(),
         kubelet_start::phase(),
         wait_control_plane::phase(),
+        upload_config::phase(),
+        upload_certs::phase(),
+        mark_control_plane::phase(),
+        bootstrap_token::phase(),
         kubelet_finalize::phase(),
+        addon::phase(),
+        show_join_command::phase(),
     ]
 }
 

@@ -1,15 +1,29 @@
 //! The main job on a machine without a cluster: a three-node testbed cluster brought up from what
 //! kubestrap writes, listed with the real kubectl, then reset with `kubestrap reset` and torn down.
 //!
-//! Steps kubestrap does not do yet (kubelet-start, the bootstrap-token RBAC, join) are done by the
-//! testbed the way kubeadm would, and the output says so.
+//! node1 runs the real `kubestrap init`, every phase. Two preflight checks cannot pass on a testbed
+//! node yet and are ignored by id, with the reason printed (docs/testbed.md lists them). Workers still
+//! join through files the testbed writes the way kubeadm's join would (kubestrap join comes later),
+//! with the token and CA pin init printed, and the output says so.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
-use kubestrap_testbed::driver::scenario::{self, ADMIN, SUPER_ADMIN};
+use kubestrap_testbed::driver::scenario::{self, ADMIN};
 use kubestrap_testbed::driver::{Binaries, Cluster, ClusterSpec, wait_until};
+
+/// The preflight checks a testbed node cannot pass yet, and why (docs/testbed.md lists them).
+const IGNORED_PREFLIGHT: [(&str, &str); 2] = [
+    (
+        "ImagePull",
+        "the testbed runs no API pods yet, so it cannot run the kube-proxy and CoreDNS images",
+    ),
+    (
+        "ResolvConf",
+        "a Docker container's /etc/resolv.conf names Docker's resolver 127.0.0.11, a loopback address pods cannot use",
+    ),
+];
 
 fn step(text: &str) {
     println!("\n== {text}");
@@ -47,38 +61,35 @@ fn run(cluster: &Cluster) -> Result<()> {
     let cp = cluster.node("node1")?;
     let settings = ClusterSettings::for_node(cp);
 
-    step(
-        "node1: kubestrap init (preflight, certs, kubeconfig, etcd, control-plane, kubelet-start, wait-control-plane, kubelet-finalize)",
-    );
+    step("node1: kubestrap init");
+    for (id, why) in IGNORED_PREFLIGHT {
+        println!("   ignoring preflight check {id}: {why}");
+    }
     cp.write_file(
         "/root/kubestrap.yaml",
         scenario::kubestrap_config(&settings)?.as_bytes(),
         0o600,
     )?;
+    let ignored: Vec<&str> = IGNORED_PREFLIGHT.iter().map(|(id, _)| *id).collect();
     let init = cp.kubestrap(&[
         "init",
         "--config=/root/kubestrap.yaml",
-        "--ignore-preflight-errors=all",
+        &format!("--ignore-preflight-errors={}", ignored.join(",")),
     ])?;
     show(&init.stdout);
-    init.check("kubestrap init on node1")?;
+    show(&init.stderr);
+    let init = init.check("kubestrap init on node1")?;
+    let token = init
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("kubestrap join "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .context("the join command init printed")?
+        .to_string();
 
-    let waited = scenario::wait_for_api(cp, SUPER_ADMIN, Duration::from_secs(90))?;
-    println!(
-        "   the kubelet kubestrap configured runs the control plane; the API server answers ({:.1}s more)",
-        waited.as_secs_f64()
+    step(
+        "node2, node3: kubelets TLS-bootstrap with the printed token (the testbed writes their files: kubestrap join comes later)",
     );
-
-    step("bootstrap token and its RBAC (stand-in for init's upload-config/bootstrap-token phases)");
-    scenario::bind_cluster_admins(cp)?;
-    let token = kubestrap::token::generate()?;
-    scenario::admit_token(cp, &token)?;
-    println!(
-        "   token {}.<secret> admitted",
-        token.split('.').next().unwrap_or_default()
-    );
-
-    step("node2, node3: kubelets TLS-bootstrap with the token (stand-in for kubestrap join)");
     let ca = cp.read_string("/etc/kubernetes/pki/ca.crt")?;
     for name in ["node2", "node3"] {
         scenario::join_worker(cluster.node(name)?, &settings, &ca, &token)?;
