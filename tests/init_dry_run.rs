@@ -46,14 +46,14 @@ fn dry_run(extra: &[&str]) -> String {
 fn the_api_phases_plan_and_the_join_commands_follow_the_flags() {
     let plain = dry_run(&[]);
     for planned in [
-        "Would apply the ConfigMap \"kube-system/kubeadm-config\"",
-        "Would apply the ConfigMap \"kube-system/kubelet-config\"",
-        "Would apply the ConfigMap \"kube-system/kubestrap-config\"",
-        "Would apply the Secret \"kube-system/bootstrap-token-abcdef\"",
-        "Would apply the ConfigMap \"kube-public/cluster-info\"",
-        "Would apply the ClusterRoleBinding \"kubeadm:node-autoapprove-bootstrap\"",
-        "Would apply the Deployment \"kube-system/coredns\"",
-        "Would apply the DaemonSet \"kube-system/kube-proxy\"",
+        "Would apply api-object v1 ConfigMap kube-system/kubeadm-config (",
+        "Would apply api-object v1 ConfigMap kube-system/kubelet-config (",
+        "Would apply api-object v1 ConfigMap kube-system/kubestrap-config (",
+        "Would apply api-object v1 Secret kube-system/bootstrap-token-abcdef (",
+        "Would apply api-object v1 ConfigMap kube-public/cluster-info (",
+        "Would apply api-object rbac.authorization.k8s.io/v1 ClusterRoleBinding kubeadm:node-autoapprove-bootstrap (",
+        "Would apply api-object apps/v1 Deployment kube-system/coredns (",
+        "Would apply api-object apps/v1 DaemonSet kube-system/kube-proxy (",
         "[upload-certs] Skipping phase. Please see --upload-certs",
         "by adding the taints [node-role.kubernetes.io/control-plane:NoSchedule]",
         "Your Kubernetes control-plane has initialized successfully!",
@@ -88,6 +88,6 @@ fn the_api_phases_plan_and_the_join_commands_follow_the_flags() {
         "{control_plane}"
     );
     assert!(control_plane.contains(&format!("\t--control-plane --certificate-key {KEY}\n")));
-    assert!(control_plane.contains("Would apply the Secret \"kube-system/kubeadm-certs\""));
+    assert!(control_plane.contains("Would apply api-object v1 Secret kube-system/kubeadm-certs ("));
     assert!(control_plane.contains("uploaded-certs will be deleted in two hours"));
 }

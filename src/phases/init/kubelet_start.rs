@@ -131,6 +131,8 @@ pub fn start(host: &Host, model: &Model, patches: Option<&PatchSet>) -> anyhow::
         ));
     }
     host.write_file(&drop_in, rendered.drop_in.as_bytes(), 0o644)?;
+    // The files go into place (durably) before a kubelet may read them.
+    host.commit()?;
     if systemd == InitSystem::Systemd {
         ui.line("[kubelet-start] Starting the kubelet");
         // What the kubelet and its pods write there is this run's: preflight found them empty
