@@ -189,7 +189,7 @@ if [ "${BUSY:-0}" = 1 ]; then
   src=$(mktemp -d "$BENCH_DIR/bench-pki-busy.XXXXXX")
   echo "[bench] copying the project to $src for a clean cargo build --release in the background"
   git ls-files -z | xargs -0 cp --parents -t "$src"
-  (cd "$src" && setsid bash -c 'while true; do CARGO_TARGET_DIR="$PWD/target" cargo build --release --quiet >/dev/null 2>&1; rm -rf target; done' & echo $! >"$WORK/busy.pid")
+  (cd "$src" && setsid bash -c 'while [ -f Cargo.toml ]; do CARGO_TARGET_DIR="$PWD/target" cargo build --release --quiet >/dev/null 2>&1; rm -rf target; done' >/dev/null 2>&1 & echo $! >"$WORK/busy.pid")
   sleep 1
   BUSY_PID=$(cat "$WORK/busy.pid")
   trap 'cleanup; rm -rf "$src"' EXIT
