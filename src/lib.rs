@@ -7,6 +7,7 @@ pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod etcd;
 pub mod host;
