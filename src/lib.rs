@@ -3,6 +3,7 @@
 // Output goes through `output` (a closed stdout is a quiet exit there, never a panic).
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+pub mod addons;
 pub mod certs;
 pub mod cli;
 pub mod cluster;

@@ -237,21 +237,6 @@ fn cases() -> Vec<Case> {
             &["--skip-phases", "nosuchphase"],
             &["--skip-phases", "nosuchphase"],
         ),
-        case(
-            "certificate upload not built yet",
-            &["--upload-certs"],
-            &["--upload-certs", "does not exist yet"],
-        ),
-        case(
-            "token print flag not built yet",
-            &["--skip-token-print"],
-            &["--skip-token-print", "does not exist yet"],
-        ),
-        case(
-            "untainted control plane not built yet",
-            &["--schedule-on-control-plane"],
-            &["--schedule-on-control-plane", "does not exist yet"],
-        ),
         case("verbosity not a number", &["-v", "high"], &["high"]),
         case("unknown output format", &["-o", "xml"], &["xml"]),
         case(
@@ -470,7 +455,8 @@ fn flag_and_configuration_errors_are_reported_together() {
         .args([
             "--skip-phases",
             "nosuchphase",
-            "--upload-certs",
+            "--discovery-port",
+            "70000",
             "--ignore-preflight-errors",
             "all,Swap",
         ])
@@ -482,7 +468,7 @@ fn flag_and_configuration_errors_are_reported_together() {
         "invalid input (4 errors)",
         "networking.serviceSubnet",
         "\"nosuchphase\"",
-        "--upload-certs",
+        "--discovery-port",
         "all,Swap",
     ] {
         assert!(stderr.contains(needle), "{needle}: {stderr}");

@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
         "render",
         "patches",
         "token",
+        "addons",
         "discovery",
     ],
     &["host", "cluster", "etcd"],

@@ -505,7 +505,10 @@ fn the_node_name_comes_from_the_kubelets_credentials() {
             "--apiserver-advertise-address",
             "192.0.2.10",
         ])
-        .args(["--skip-phases", "preflight,etcd,control-plane"])
+        .args([
+            "--skip-phases",
+            "preflight,etcd,control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,addon",
+        ])
         .output()
         .unwrap();
     assert!(

@@ -4,3 +4,4 @@
 pub mod expiration;
 pub mod renew;
 pub mod requests;
+pub mod upload;

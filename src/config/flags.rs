@@ -116,7 +116,8 @@ pub struct InitFlags {
     /// Where certificates are stored
     #[arg(long, global = true, allow_hyphen_values = true, value_name = "DIR")]
     pub cert_dir: Option<String>,
-    /// Upload the control-plane certificates to the kubeadm-certs Secret (not built yet: refused)
+    /// Upload the control-plane certificates to the kubeadm-certs Secret, encrypted with the
+    /// certificate key (generated and printed once unless --certificate-key is given)
     #[arg(long, global = true)]
     pub upload_certs: bool,
     /// Key (64 hex characters) that encrypts the uploaded certificates
@@ -143,7 +144,7 @@ pub struct InitFlags {
         value_name = "IDS"
     )]
     pub ignore_preflight_errors: Option<Vec<String>>,
-    /// Do not print the bootstrap token at the end (not built yet: refused)
+    /// Do not print the bootstrap token in the join commands at the end (`<value withheld>`)
     #[arg(long, global = true)]
     pub skip_token_print: bool,
     /// Pod-network addon of the cluster: decides the default pod subnet and the preflight checks
@@ -156,7 +157,7 @@ pub struct InitFlags {
         value_name = "ADDON"
     )]
     pub pod_network: Option<PodNetwork>,
-    /// Leave the control-plane node schedulable, without the NoSchedule taint (not built yet: refused)
+    /// Leave the control-plane node schedulable: mark-control-plane adds no NoSchedule taint
     #[arg(long, global = true)]
     pub schedule_on_control_plane: bool,
     /// Port of the token-signed discovery endpoint: checked free by preflight (serving the endpoint

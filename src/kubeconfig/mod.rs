@@ -4,6 +4,7 @@
 //! empty lists as `null`. Unknown fields (extensions, exec plugins, auth providers…) are kept on a
 //! round trip, so a kubectl-written file can be read, changed and written back.
 
+pub mod cluster_info;
 pub mod connection;
 pub mod files;
 

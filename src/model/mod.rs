@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod configmap;
 pub mod node;
+pub mod published;
 pub mod record;
 pub mod resolve;
 

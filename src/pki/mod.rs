@@ -3,6 +3,7 @@
 pub mod cert;
 pub mod inspect;
 pub mod keys;
+pub mod pin;
 pub mod store;
 pub mod table;
 

@@ -43,6 +43,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "static-pods/pod-spec.yaml",
         include_str!("../../templates/static-pods/pod-spec.yaml"),
     ),
+    (
+        "addons/coredns.yaml",
+        include_str!("../../addons/coredns.yaml"),
+    ),
+    (
+        "addons/kube-proxy.yaml",
+        include_str!("../../addons/kube-proxy.yaml"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

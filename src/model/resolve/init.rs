@@ -21,7 +21,12 @@ use crate::model::node::{LocalApiEndpoint, NodeRole, NodeSpec, NodeTimeouts};
 pub struct InitOptions {
     /// The bootstrap tokens to create, defaulted (`bootstrapTokens`, `--token`, `--token-ttl`).
     pub bootstrap_tokens: Vec<BootstrapToken>,
+    /// `--certificate-key` / `certificateKey`: the key upload-certs encrypts with (generated when absent).
     pub certificate_key: Option<String>,
+    /// `--upload-certs`: store the control-plane certificates in the `kubeadm-certs` Secret.
+    pub upload_certs: bool,
+    /// `--skip-token-print`: the join commands show `<value withheld>` instead of the token.
+    pub skip_token_print: bool,
     /// `--patches` / `patches.directory`: patches for the static-pod manifests.
     pub patches_dir: Option<PathBuf>,
     pub skip_phases: Vec<String>,
@@ -87,7 +92,6 @@ pub fn resolve_file(
     let mut init = file.init.unwrap_or_default();
     let mut cluster = file.cluster.unwrap_or_default();
     let mut errors: Vec<FieldError> = Vec::new();
-    refuse_unbuilt_features(flags, &mut errors);
     apply_flags(flags, &mut init, &mut cluster, &mut errors);
     defaults::init_configuration(&mut init);
 
@@ -175,7 +179,12 @@ pub fn resolve_file(
             .image_pull_policy
             .unwrap_or_else(|| "IfNotPresent".to_string()),
         image_pull_serial: registration.image_pull_serial.unwrap_or(true),
-        taints: registration.taints.unwrap_or_default(),
+        taints: registration
+            .taints
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !(flags.schedule_on_control_plane && t == &Taint::control_plane()))
+            .collect(),
         labels: NodeSpec::control_plane_labels(),
         kubelet_extra_args: registration.kubelet_extra_args.unwrap_or_default(),
         timeouts: NodeTimeouts::from_config(init.timeouts.as_ref()),
@@ -186,6 +195,8 @@ pub fn resolve_file(
         options: InitOptions {
             bootstrap_tokens: init.bootstrap_tokens.unwrap_or_default(),
             certificate_key: init.certificate_key,
+            upload_certs: flags.upload_certs,
+            skip_token_print: flags.skip_token_print,
             patches_dir,
             skip_phases,
             ignore_preflight_errors,
@@ -195,35 +206,6 @@ pub fn resolve_file(
         },
         notices,
     })
-}
-
-/// Flags kubeadm has whose feature kubestrap does not have yet: refused rather than silently ignored.
-fn refuse_unbuilt_features(flags: &InitFlags, errors: &mut Vec<FieldError>) {
-    for (given, flag, what) in [
-        (
-            flags.upload_certs,
-            "--upload-certs",
-            "uploading the control-plane certificates comes with init's upload-certs phase",
-        ),
-        (
-            flags.skip_token_print,
-            "--skip-token-print",
-            "init does not print a join command yet (its show-join-command phase comes later)",
-        ),
-        (
-            flags.schedule_on_control_plane,
-            "--schedule-on-control-plane",
-            "the control-plane taint is applied by init's mark-control-plane phase, which comes later",
-        ),
-    ] {
-        if given {
-            errors.push(FieldError::new(
-                flag,
-                "true",
-                format!("this feature does not exist yet: {what}"),
-            ));
-        }
-    }
 }
 
 /// `--patches` / `patches.directory`: an existing directory of patch files with kubeadm's names.
@@ -543,7 +525,6 @@ mod tests {
         f.node_name = Some("Bad_Name".into());
         f.skip_phases = Some(vec!["nosuchphase".into()]);
         f.token_ttl = Some("-5m".into());
-        f.upload_certs = true;
         let err = run(&f, &facts).unwrap_err();
         let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
         for expected in [
@@ -552,24 +533,27 @@ mod tests {
             "--node-name (nodeRegistration.name)",
             "--skip-phases",
             "--token-ttl",
-            "--upload-certs",
         ] {
             assert!(fields.contains(&expected), "{expected} in {fields:?}");
         }
     }
 
     #[test]
-    fn unbuilt_features_are_refused_and_say_so() {
+    fn schedule_on_control_plane_drops_only_the_control_plane_taint() {
         let (_d, facts) = facts_with_hostname("cp1");
-        for set in [
-            (|f: &mut InitFlags| f.upload_certs = true) as fn(&mut InitFlags),
-            |f| f.skip_token_print = true,
-            |f| f.schedule_on_control_plane = true,
-        ] {
-            let mut f = flags();
-            set(&mut f);
-            let err = run(&f, &facts).unwrap_err();
-            assert!(err.to_string().contains("does not exist yet"), "{err}");
-        }
+        let mut f = flags();
+        f.schedule_on_control_plane = true;
+        f.upload_certs = true;
+        f.skip_token_print = true;
+        let r = run(&f, &facts).unwrap();
+        assert!(r.model.node.taints.is_empty());
+        assert!(r.options.upload_certs && r.options.skip_token_print);
+        let file = load::parse(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint: {advertiseAddress: 10.1.1.1}\nnodeRegistration:\n  taints:\n  - {key: node-role.kubernetes.io/control-plane, effect: NoSchedule}\n  - {key: dedicated, value: infra, effect: NoExecute}\n",
+        )
+        .unwrap();
+        let r = resolve_file(file, &f, &facts, &phases()).unwrap();
+        let keys: Vec<&str> = r.model.node.taints.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["dedicated"]);
     }
 }

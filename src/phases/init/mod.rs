@@ -2,11 +2,18 @@
 //! phase list. Before its phases, an init run that changes the node records the model it uses
 //! (`/var/lib/kubestrap/cluster.yaml`), journaled like every other file.
 
+pub mod addon;
+pub mod api;
+pub mod bootstrap_token;
 pub mod certs;
 pub mod control_plane;
 pub mod etcd;
 pub mod kubeconfig;
+pub mod mark_control_plane;
 pub mod preflight;
+pub mod show_join_command;
+pub mod upload_certs;
+pub mod upload_config;
 
 use crate::host::Host;
 use crate::model::resolve::init::InitOptions;
@@ -51,6 +58,12 @@ pub fn phases() -> Vec<Phase<InitData>> {
         kubeconfig::phase(),
         etcd::phase(),
         control_plane::phase(),
+        upload_config::phase(),
+        upload_certs::phase(),
+        mark_control_plane::phase(),
+        bootstrap_token::phase(),
+        addon::phase(),
+        show_join_command::phase(),
     ]
 }
 

@@ -13,6 +13,12 @@ use super::fixture::{self, ClusterSettings};
 pub const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 pub const SUPER_ADMIN: &str = "/etc/kubernetes/super-admin.conf";
 pub const ADMIN: &str = "/etc/kubernetes/admin.conf";
+/// kubestrap init's phases that need a running API server: skipped by a run that only writes the
+/// control plane's files (the testbed starts the kubelet before they run).
+pub const INIT_API_PHASES: &str =
+    "upload-config,upload-certs,mark-control-plane,bootstrap-token,addon,show-join-command";
+/// kubestrap init's phases that write the control plane's files.
+pub const INIT_FILE_PHASES: &str = "preflight,certs,kubeconfig,etcd,control-plane";
 
 /// `kubestrap`'s configuration for a single control-plane node of the testbed: the node's
 /// address and name, and an etcd tag the installed etcd (3.4) can run.
