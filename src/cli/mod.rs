@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod config;
+pub mod discovery;
 pub mod docs;
 pub mod init;
 pub mod join;
@@ -114,6 +115,9 @@ pub enum Command {
     /// Certificates: check expiration, renew, certificate key, CSRs for an external CA
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// The token-signed discovery endpoint
+    #[command(subcommand)]
+    Discovery(discovery::DiscoveryCmd),
     /// Print the version (-o json|yaml in kubeadm's shape, -o short for the version alone)
     Version,
     /// Print a shell completion script
@@ -178,6 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(cmd) => config::run(&global, cmd),
         Command::Token(cmd) => token::run(&global, cmd),
         Command::Certs(cmd) => certs::run(&global, cmd),
+        Command::Discovery(cmd) => discovery::run(&global, cmd),
         Command::Version => version::run(&global),
         Command::Completion { shell } => {
             let mut script = Vec::new();

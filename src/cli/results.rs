@@ -25,10 +25,12 @@ pub enum ResultShape {
     ConfigDocuments,
     /// `{"file", "checked", "warnings"}`.
     ConfigValidation,
+    /// kubeadm's `output.kubeadm.k8s.io/v1alpha3` BootstrapToken (one per token).
+    BootstrapToken,
 }
 
 impl ResultShape {
-    pub const ALL: [ResultShape; 8] = [
+    pub const ALL: [ResultShape; 9] = [
         ResultShape::Version,
         ResultShape::Preflight,
         ResultShape::Reset,
@@ -37,6 +39,7 @@ impl ResultShape {
         ResultShape::NodeRecord,
         ResultShape::ConfigDocuments,
         ResultShape::ConfigValidation,
+        ResultShape::BootstrapToken,
     ];
 
     /// The heading of the shape's section in docs/cli.md.
@@ -50,6 +53,7 @@ impl ResultShape {
             ResultShape::NodeRecord => "Node record",
             ResultShape::ConfigDocuments => "Configuration documents",
             ResultShape::ConfigValidation => "Validation result",
+            ResultShape::BootstrapToken => "Bootstrap tokens",
         }
     }
 
@@ -70,6 +74,7 @@ pub fn result_shape(path: &[&str]) -> Option<ResultShape> {
         ["config", "view"] => ResultShape::NodeRecord,
         ["config", "print", _] => ResultShape::ConfigDocuments,
         ["config", "validate"] => ResultShape::ConfigValidation,
+        ["token", "list" | "create"] => ResultShape::BootstrapToken,
         _ => return None,
     })
 }

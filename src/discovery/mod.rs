@@ -7,6 +7,7 @@ pub mod limit;
 pub mod published;
 pub mod server;
 pub mod source;
+pub mod tokens;
 
 pub use published::{Lookup, Published};
 pub use server::{Server, ServerOptions};
