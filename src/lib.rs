@@ -22,6 +22,7 @@ pub mod pki;
 pub mod preflight;
 pub mod render;
 pub mod staticpods;
+pub mod status;
 pub mod token;
 pub mod workflow;
 pub mod yaml;

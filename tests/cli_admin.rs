@@ -587,7 +587,7 @@ fn has_keys(doc: &Value, keys: &[&str], what: &str) {
 /// Commands whose result comes from an API server: their `-o json|yaml` is checked on the testbed
 /// (testbed/tests/kubestrap_discovery.rs).
 fn needs_a_cluster(path: &[&str]) -> bool {
-    matches!(path, ["token", "list" | "create"])
+    matches!(path, ["token", "list" | "create"] | ["status"])
 }
 
 /// The documented shape of each result (docs/cli.md, "Output").
@@ -694,6 +694,9 @@ fn check_shape(shape: ResultShape, documents: &[Value], what: &str) {
                     "{what}"
                 );
             }
+        }
+        ResultShape::Status => {
+            has_keys(doc, &["status", "checks"], what);
         }
         ResultShape::BootstrapToken => {
             assert_eq!(doc["kind"], "BootstrapToken", "{what}");

@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
         "token",
         "addons",
         "discovery",
+        "status",
     ],
     &["host", "cluster", "etcd"],
     &["net", "error", "output", "yaml"],

@@ -8,6 +8,7 @@ pub mod init;
 pub mod join;
 pub mod reset;
 pub mod results;
+pub mod status;
 pub mod token;
 pub mod version;
 
@@ -118,6 +119,8 @@ pub enum Command {
     /// The token-signed discovery endpoint
     #[command(subcommand)]
     Discovery(discovery::DiscoveryCmd),
+    /// The cluster's health: components, nodes, addons, discovery endpoint, certificates (OK/WARN/FAIL)
+    Status(status::StatusCmd),
     /// Print the version (-o json|yaml in kubeadm's shape, -o short for the version alone)
     Version,
     /// Print a shell completion script
@@ -183,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => token::run(&global, cmd),
         Command::Certs(cmd) => certs::run(&global, cmd),
         Command::Discovery(cmd) => discovery::run(&global, cmd),
+        Command::Status(cmd) => status::run(&global, &cmd),
         Command::Version => version::run(&global),
         Command::Completion { shell } => {
             let mut script = Vec::new();

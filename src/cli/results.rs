@@ -27,10 +27,12 @@ pub enum ResultShape {
     ConfigValidation,
     /// kubeadm's `output.kubeadm.k8s.io/v1alpha3` BootstrapToken (one per token).
     BootstrapToken,
+    /// `{"status", "checks": [{"kind", "name", "node", "status", "reason"}]}`.
+    Status,
 }
 
 impl ResultShape {
-    pub const ALL: [ResultShape; 9] = [
+    pub const ALL: [ResultShape; 10] = [
         ResultShape::Version,
         ResultShape::Preflight,
         ResultShape::Reset,
@@ -40,6 +42,7 @@ impl ResultShape {
         ResultShape::ConfigDocuments,
         ResultShape::ConfigValidation,
         ResultShape::BootstrapToken,
+        ResultShape::Status,
     ];
 
     /// The heading of the shape's section in docs/cli.md.
@@ -54,6 +57,7 @@ impl ResultShape {
             ResultShape::ConfigDocuments => "Configuration documents",
             ResultShape::ConfigValidation => "Validation result",
             ResultShape::BootstrapToken => "Bootstrap tokens",
+            ResultShape::Status => "Cluster status",
         }
     }
 
@@ -75,6 +79,7 @@ pub fn result_shape(path: &[&str]) -> Option<ResultShape> {
         ["config", "print", _] => ResultShape::ConfigDocuments,
         ["config", "validate"] => ResultShape::ConfigValidation,
         ["token", "list" | "create"] => ResultShape::BootstrapToken,
+        ["status"] => ResultShape::Status,
         _ => return None,
     })
 }

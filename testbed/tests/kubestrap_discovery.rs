@@ -6,7 +6,8 @@
 //! bad requests from several clients leaves it alive, its RSS growth under 10 MiB, the rate limit seen
 //! and valid requests still answered; tokens round-trip with their signatures published at once and
 //! removed with them, an expired token is listed as expired and refused, a printed join command joins a
-//! worker; standalone mode signs with its own tokens.
+//! worker; standalone mode signs with its own tokens; `kubestrap status` reports the healthy cluster
+//! (exit 0) and then a stopped scheduler and a cut-off worker, each named (exit 1).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
