@@ -13,6 +13,7 @@ pub mod error;
 pub mod etcd;
 pub mod host;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod model;
 pub mod net;
 pub mod output;

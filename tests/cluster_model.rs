@@ -30,10 +30,15 @@ fn kubestrap(root: &Path) -> Command {
     cmd
 }
 
-/// `kubestrap init` of every offline phase (preflight needs a real node) from `config`.
+/// `kubestrap init` of every offline phase (preflight needs a real node, the others a cluster) from `config`.
 fn init(root: &Path, config: &Path) {
     kubestrap(root)
-        .args(["init", "--skip-phases", "preflight", "--config"])
+        .args([
+            "init",
+            "--skip-phases",
+            "preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon",
+            "--config",
+        ])
         .arg(config)
         .assert()
         .success();

@@ -69,8 +69,8 @@ fn host_preflight_errors() -> String {
 const BLOCKER: &str = "etc/kubernetes/manifests/kube-apiserver.yaml";
 const BLOCKER_CHECK: &str = "FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml";
 
-/// The phases that talk to an API server, which this test has none of.
-const API_PHASES: &str = "upload-config,upload-certs,mark-control-plane,bootstrap-token,addon";
+/// The phases that need a kubelet and a running control plane, which this test has none of.
+const API_PHASES: &str = "kubelet-start,wait-control-plane,kubelet-finalize,upload-config,upload-certs,mark-control-plane,bootstrap-token,addon";
 
 fn init_args(root: &Path, ignore: &str) -> std::process::Command {
     let mut cmd = kubestrap(root);

@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "preflight",
         "staticpods",
         "kubeconfig",
+        "kubelet",
         "pki",
         "model",
         "config",

@@ -273,6 +273,20 @@ fn all_kernel_options() -> BTreeMap<String, String> {
 
 type Setup = Box<dyn FnOnce(&mut Fixture) + Send>;
 
+/// containerd's config.toml selecting the systemd cgroup driver.
+const SYSTEMD_CONTAINERD: &str = "version = 2
+[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+";
+
+/// The kubelet settings of a KubeletConfiguration document that sets `cgroupDriver` (the user's
+/// explicit choice).
+fn kubelet_choosing(driver: &str) -> kubestrap::model::KubeletSpec {
+    kubestrap::model::KubeletSpec::from_document(Some(
+        serde_json::json!({ "cgroupDriver": driver }),
+    ))
+}
+
 fn nothing() -> Setup {
     Box::new(|_| {})
 }
@@ -382,8 +396,27 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
             setup(|f| f.write("host/etc/resolv.conf", "nameserver 127.0.0.53\n")),
         ),
         Kind::KubeletCgroupDriver => (
+            // The runtime (containerd's config.toml) says systemd, and so does PID 1.
+            setup(|f| f.write("host/etc/containerd/config.toml", SYSTEMD_CONTAINERD)),
+            setup(|f| {
+                f.write("proc/1/comm", "process_api\n");
+                f.cluster().kubelet = kubelet_choosing("systemd");
+            }),
+        ),
+        Kind::KubeletPort => (
             nothing(),
-            setup(|f| f.write("proc/1/comm", "process_api\n")),
+            setup(|f| {
+                let listener = TcpListener::bind(("0.0.0.0", 10250)).unwrap();
+                f.keep.push(Box::new(listener));
+            }),
+        ),
+        Kind::KubeletDir => (
+            setup(|f| std::fs::create_dir_all(f.root_path("/var/lib/kubelet")).unwrap()),
+            setup(|f| {
+                let disk = f.root_path("/var/lib/kubelet");
+                std::fs::create_dir_all(&disk).unwrap();
+                std::fs::write(disk.join("config.yaml"), "x").unwrap();
+            }),
         ),
         Kind::ClockSync => (
             nothing(),
@@ -540,15 +573,17 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
                     .cgroup_driver
             };
             (
-                setup(move |f| f.cluster().kubelet.cgroup_driver = engine(f)),
                 setup(move |f| {
                     let driver = engine(f);
-                    f.cluster().kubelet.cgroup_driver = if driver == "systemd" {
+                    f.cluster().kubelet = kubelet_choosing(&driver);
+                }),
+                setup(move |f| {
+                    let driver = engine(f);
+                    f.cluster().kubelet = kubelet_choosing(if driver == "systemd" {
                         "cgroupfs"
                     } else {
                         "systemd"
-                    }
-                    .into();
+                    });
                     f.node.node.cri_socket = "unix:///var/run/cri-dockerd.sock".into();
                 }),
             )
@@ -568,16 +603,9 @@ fn scenarios(entry: &Entry) -> (Setup, Setup) {
             }),
         ),
         Kind::ContainerdCgroupDriver => (
-            setup(|f| {
-                f.write(
-                    "host/etc/containerd/config.toml",
-                    "version = 2
-[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]
-  SystemdCgroup = true
-",
-                )
-            }),
-            nothing(),
+            setup(|f| f.write("host/etc/containerd/config.toml", SYSTEMD_CONTAINERD)),
+            // The user chose systemd; containerd runs its default, cgroupfs.
+            setup(|f| f.cluster().kubelet = kubelet_choosing("systemd")),
         ),
         Kind::RouteOverlap { .. } => {
             // Both ranges (10.244.0.0/16 and 10.96.0.0/12) lie inside 10.0.0.0/8.

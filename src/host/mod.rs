@@ -14,6 +14,7 @@ pub mod ipsets;
 pub mod ipvs;
 pub mod journal;
 pub mod links;
+pub mod listeners;
 pub mod lock;
 pub mod mounts;
 pub mod netfilter;
@@ -29,7 +30,7 @@ pub mod tree;
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
@@ -76,8 +77,10 @@ pub enum Undone {
     ObjectDeleted(String),
     /// An API object the run changed or deleted, put back from its journaled copy.
     ObjectRestored(String),
-    /// An API object left as it is, with the reason.
+    /// An API object (or a host artefact such as a service) left as it is, with the reason.
     ObjectKept(String, String),
+    /// A host artefact put back as it was (a service stopped or started again), by its journal name.
+    Reverted(String),
     Nothing,
 }
 
@@ -292,6 +295,39 @@ impl Host {
             prior,
         })?;
         write_atomically(&disk, contents, mode).with_context(|| format!("writing {path}"))
+    }
+
+    /// Removes a file, saving a copy first: the removal is journaled as a write whose prior state is
+    /// that copy, so undoing it (a rollback, or reset's journal undo) puts the file back.
+    pub fn remove_file(&self, path: &NodePath) -> anyhow::Result<()> {
+        if self.dry_run {
+            if self.exists(path) {
+                self.ui.line(format!(
+                    "[dry-run] Would remove file {:?}",
+                    path.display_str()
+                ));
+            }
+            return Ok(());
+        }
+        let disk = self.disk(path);
+        let meta = match fs::symlink_metadata(&disk) {
+            Ok(meta) if meta.is_dir() => bail!("{path} is a directory, expected a file"),
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("inspecting {path}")),
+        };
+        let backup = self.back_up(path)?;
+        fs::set_permissions(
+            self.disk(&backup),
+            fs::Permissions::from_mode(meta.mode() & 0o7777),
+        )
+        .with_context(|| format!("keeping the mode of {path} in its backup"))?;
+        self.journal(Entry::WriteFile {
+            path: path.clone(),
+            mode: meta.mode() & 0o7777,
+            prior: Prior::Backup { path: backup },
+        })?;
+        fs::remove_file(&disk).with_context(|| format!("removing {path}"))
     }
 
     fn back_up(&self, path: &NodePath) -> anyhow::Result<NodePath> {

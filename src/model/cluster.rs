@@ -327,7 +327,8 @@ pub struct ProxySpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubeletSpec {
-    /// `cgroupDriver` (kubeadm defaults it to `systemd`).
+    /// `cgroupDriver` (kubeadm defaults it to `systemd`). Only a driver the configuration sets is the
+    /// user's choice: without one, kubelet-start uses the runtime's (`crate::kubelet::cgroup`).
     pub cgroup_driver: String,
     /// `resolvConf`: the file whose nameservers pods (and CoreDNS) inherit.
     pub resolv_conf: NodePath,

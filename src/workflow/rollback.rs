@@ -4,6 +4,7 @@
 
 use crate::host::journal::{Entry, Record};
 use crate::host::plan::api_object_target;
+use crate::host::services;
 use crate::host::{Host, Undone};
 
 /// Undoes the journal entries of one kind. A gateway that makes journaled effects implements it, and
@@ -15,11 +16,13 @@ pub trait UndoEntry {
     fn undo(&self, host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>>;
 }
 
-/// The host undoes what it journals itself: files written and directories made.
+/// The host undoes what it journals itself: files written, directories made and services stopped
+/// or started.
 impl UndoEntry for Host {
     fn undo(&self, _host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>> {
         match entry {
             Entry::WriteFile { .. } | Entry::MakeDir { .. } => Some(Host::undo(self, entry)),
+            Entry::Artefact { .. } => services::undo(self, entry),
             _ => None,
         }
     }
@@ -91,7 +94,8 @@ pub fn roll_back(records: &[&Record], host: &Host, handlers: &[&dyn UndoEntry]) 
                 Undone::Removed(_)
                 | Undone::Restored(_)
                 | Undone::ObjectDeleted(_)
-                | Undone::ObjectRestored(_),
+                | Undone::ObjectRestored(_)
+                | Undone::Reverted(_),
             ) => report.undone += 1,
             Ok(Undone::AlreadyGone(_) | Undone::Nothing) => {}
             Ok(Undone::Kept(path, why)) => {

@@ -126,6 +126,12 @@ fn the_kubelets_pods_are_the_runtimes_and_kubestraps_cri_client_controls_them() 
         version.runtime_name == "testbed" && version.runtime_api_version == "v1",
         "{version:?}"
     );
+    // The node's containerd config.toml selects the systemd driver; RuntimeConfig reports it.
+    ensure!(
+        cri::cgroup_driver(&ep)? == Some("systemd"),
+        "RuntimeConfig: {:?}",
+        cri::cgroup_driver(&ep)
+    );
     let all = [
         "kube-system/etcd-node1",
         "kube-system/kube-apiserver-node1",

@@ -38,7 +38,6 @@ fn reset_deletes_the_node_object_and_cleans_the_control_plane_node() -> Result<(
         "init",
         "--config=/root/kubestrap.yaml",
         "--ignore-preflight-errors=all",
-        &format!("--skip-phases={}", scenario::INIT_API_PHASES),
     ])?
     .check("kubestrap init")?;
     scenario::start_kubelet(cp, &settings)?;

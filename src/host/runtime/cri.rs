@@ -133,6 +133,84 @@ pub fn version(endpoint: &str) -> anyhow::Result<RuntimeVersion> {
     })?
 }
 
+/// The cgroup driver the runtime runs containers with (`RuntimeConfig`, containerd 2.0 and later,
+/// CRI-O 1.31 and later): `Ok(None)` when the runtime does not implement the call.
+pub fn cgroup_driver(endpoint: &str) -> anyhow::Result<Option<&'static str>> {
+    block_on(async {
+        let mut client =
+            RuntimeServiceClient::new(channel(endpoint, Duration::from_secs(10)).await?);
+        match client.runtime_config(api::RuntimeConfigRequest {}).await {
+            Ok(reply) => {
+                let linux = reply.into_inner().linux.unwrap_or_default();
+                Ok(Some(
+                    match api::CgroupDriver::try_from(linux.cgroup_driver) {
+                        Ok(api::CgroupDriver::Cgroupfs) => "cgroupfs",
+                        _ => "systemd",
+                    },
+                ))
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => Ok(None),
+            Err(status) => Err(anyhow::anyhow!("{}", status.message()))
+                .with_context(|| format!("CRI RuntimeConfig on {endpoint}")),
+        }
+    })?
+}
+
+/// Where the runtime writes the log of the newest container `container` of pod `pod` (the kubelet's
+/// `io.kubernetes.*` labels), and the container's state; `Ok(None)` when there is no such container.
+pub fn container_log(
+    endpoint: &str,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    block_on(async {
+        let mut client =
+            RuntimeServiceClient::new(channel(endpoint, Duration::from_secs(10)).await?);
+        let selector = [
+            ("io.kubernetes.pod.namespace", namespace),
+            ("io.kubernetes.pod.name", pod),
+            ("io.kubernetes.container.name", container),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let listed = client
+            .list_containers(api::ListContainersRequest {
+                filter: Some(api::ContainerFilter {
+                    label_selector: selector,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .context("CRI ListContainers")?
+            .into_inner()
+            .containers;
+        let Some(newest) = listed.into_iter().max_by_key(|c| c.created_at) else {
+            return Ok(None);
+        };
+        let status = client
+            .container_status(api::ContainerStatusRequest {
+                container_id: newest.id.clone(),
+                verbose: false,
+            })
+            .await
+            .context("CRI ContainerStatus")?
+            .into_inner()
+            .status
+            .unwrap_or_default();
+        let state = match api::ContainerState::try_from(status.state) {
+            Ok(api::ContainerState::ContainerRunning) => "running".to_string(),
+            Ok(api::ContainerState::ContainerExited) => {
+                format!("exited with code {}", status.exit_code)
+            }
+            Ok(api::ContainerState::ContainerCreated) => "created, not started".to_string(),
+            _ => "in an unknown state".to_string(),
+        };
+        Ok(Some((status.log_path, state)))
+    })?
+}
+
 /// Every pod sandbox and container the runtime has.
 pub fn scan(endpoint: &str) -> anyhow::Result<(Vec<Sandbox>, Vec<Container>)> {
     block_on(async {

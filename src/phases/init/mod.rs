@@ -9,11 +9,14 @@ pub mod certs;
 pub mod control_plane;
 pub mod etcd;
 pub mod kubeconfig;
+pub mod kubelet_finalize;
+pub mod kubelet_start;
 pub mod mark_control_plane;
 pub mod preflight;
 pub mod show_join_command;
 pub mod upload_certs;
 pub mod upload_config;
+pub mod wait_control_plane;
 
 use crate::host::Host;
 use crate::model::resolve::init::InitOptions;
@@ -46,7 +49,7 @@ impl RunData for InitData {
     }
 
     fn extra_undoers(&self) -> Vec<&dyn UndoEntry> {
-        vec![&self.cluster_undo]
+        vec![&self.cluster_undo, &etcd::EtcdDataUndo]
     }
 }
 
@@ -58,10 +61,13 @@ pub fn phases() -> Vec<Phase<InitData>> {
         kubeconfig::phase(),
         etcd::phase(),
         control_plane::phase(),
+        kubelet_start::phase(),
+        wait_control_plane::phase(),
         upload_config::phase(),
         upload_certs::phase(),
         mark_control_plane::phase(),
         bootstrap_token::phase(),
+        kubelet_finalize::phase(),
         addon::phase(),
         show_join_command::phase(),
     ]

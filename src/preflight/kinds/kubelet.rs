@@ -12,6 +12,7 @@ use super::super::context::Probe;
 use crate::config::versions::{DEFAULT_KUBERNETES_VERSION, KubeVersion};
 use crate::host::Facts;
 use crate::host::paths::NodePath;
+use crate::kubelet::{self, cgroup, standalone};
 
 /// kubeadm's `MinimumKubeletVersion`: the kubelet may be up to three minor versions older.
 const KUBELET_SKEW_MINORS: u32 = 3;
@@ -141,11 +142,24 @@ pub fn service(probe: &Probe) -> anyhow::Result<Outcome> {
     })
 }
 
-/// `KubeletCgroupDriver`: the `systemd` driver needs systemd as PID 1; `cgroupfs` under systemd
-/// gives one cgroup tree two managers.
+/// The kubelet's cgroup driver as kubelet-start chooses it: the configuration's, else the runtime's.
+pub fn chosen_driver(probe: &Probe) -> cgroup::Choice {
+    cgroup::choose(
+        probe.node.kubelet(),
+        probe.facts(),
+        &probe.node.node.cri_socket,
+    )
+}
+
+/// `KubeletCgroupDriver`: a driver the user chose is the runtime's; the `systemd` driver needs
+/// systemd as PID 1; `cgroupfs` under systemd gives one cgroup tree two managers.
 pub fn cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
     let init = init_process(probe.facts())?;
-    let driver = probe.node.kubelet().cgroup_driver.as_str();
+    let choice = chosen_driver(probe);
+    if let Some(disagreement) = choice.disagreement() {
+        return Ok(Outcome::Fail(disagreement));
+    }
+    let driver = choice.kubelet.name.as_str();
     Ok(match (driver, init == "systemd") {
         ("systemd", false) => Outcome::Fail(format!(
             "the kubelet's cgroupDriver is systemd, but PID 1 is {init}, not systemd: the kubelet cannot create its cgroups through systemd and will not start"
@@ -154,10 +168,77 @@ pub fn cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
             "the kubelet's cgroupDriver is cgroupfs on a systemd host: systemd and the kubelet then both manage the cgroup tree, which becomes unstable under resource pressure".to_string(),
         ),
         ("systemd" | "cgroupfs", _) => Outcome::Pass(format!(
-            "the kubelet's cgroupDriver {driver} suits PID 1 ({init})"
+            "the kubelet's cgroupDriver {driver} ({}) suits PID 1 ({init})",
+            choice.kubelet.source.describe()
         )),
         (other, _) => Outcome::Fail(format!(
             "the kubelet's cgroupDriver {other:?} is neither systemd nor cgroupfs"
         )),
+    })
+}
+
+/// `Port-10250`: free; the kubelet package's unconfigured service is a warning (kubelet-start takes
+/// it over); a configured kubelet or another process is an error.
+pub fn port(probe: &Probe) -> anyhow::Result<Outcome> {
+    let holder = standalone::port_holder(probe.host, kubelet::PORT);
+    let dir = standalone::kubelet_dir(probe.host)?;
+    let in_use = format!("Port {} is in use", kubelet::PORT);
+    Ok(match &holder {
+        standalone::PortHolder::Free => Outcome::Pass(format!("port {} is free", kubelet::PORT)),
+        standalone::PortHolder::StandaloneKubelet(listener) => {
+            match standalone::takeover(&holder, &dir) {
+                Some(plan) => Outcome::Warn(plan.message),
+                None => Outcome::Fail(format!(
+                    "{in_use} by the kubelet service (pid {}), which runs without a configuration but left files of an \
+                     earlier configuration in {}",
+                    listener.pid,
+                    crate::host::well_known::KUBELET_DIR
+                )),
+            }
+        }
+        standalone::PortHolder::ConfiguredKubelet(listener, why) => Outcome::Fail(format!(
+            "{in_use} by a configured kubelet (kubelet service, pid {}: {why})",
+            listener.pid
+        )),
+        standalone::PortHolder::Foreign(Some(listener)) => Outcome::Fail(format!(
+            "{in_use} by {} (pid {}), which is not the node's kubelet service",
+            listener.name, listener.pid
+        )),
+        standalone::PortHolder::Foreign(None) => Outcome::Fail(in_use),
+    })
+}
+
+/// `DirAvailable--var-lib-kubelet`: empty; only a standalone kubelet's own files is a warning (while
+/// no configured kubelet holds the port); anything else an error.
+pub fn dir(probe: &Probe) -> anyhow::Result<Outcome> {
+    let path = crate::host::well_known::KUBELET_DIR;
+    Ok(match standalone::kubelet_dir(probe.host)? {
+        standalone::KubeletDir::Empty => Outcome::Pass(format!("{path} is absent or empty")),
+        standalone::KubeletDir::SelfGenerated(files) => {
+            let holder = standalone::port_holder(probe.host, kubelet::PORT);
+            match standalone::takeover(
+                &holder,
+                &standalone::KubeletDir::SelfGenerated(files.clone()),
+            ) {
+                Some(_) => Outcome::Warn(format!(
+                    "{path} holds only a standalone kubelet's self-generated files ({}): kubelet-start removes them \
+                     before writing the kubelet's configuration",
+                    files.join(", ")
+                )),
+                None => Outcome::Fail(format!(
+                    "{path} is not empty (it holds {}) and port {} is held by a process that is not the standalone kubelet",
+                    files.join(", "),
+                    kubelet::PORT
+                )),
+            }
+        }
+        standalone::KubeletDir::Other(names) => {
+            let shown: Vec<String> = names.iter().take(5).cloned().collect();
+            let more = if names.len() > 5 { ", …" } else { "" };
+            Outcome::Fail(format!(
+                "{path} is not empty (it holds {}{more})",
+                shown.join(", ")
+            ))
+        }
     })
 }

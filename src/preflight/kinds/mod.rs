@@ -72,8 +72,12 @@ pub enum Kind {
     Hostname,
     /// The kubelet's resolv.conf has no loopback nameserver.
     ResolvConf,
-    /// The kubelet's cgroup driver fits the init system.
+    /// The kubelet's cgroup driver fits the init system and the runtime.
     KubeletCgroupDriver,
+    /// The kubelet's port is free, or held by the package's standalone kubelet (a warning).
+    KubeletPort,
+    /// /var/lib/kubelet is empty, or holds only a standalone kubelet's own files (a warning).
+    KubeletDir,
     /// The kernel clock is synchronised (NTP).
     ClockSync,
     /// /etc/machine-id is present and valid.
@@ -150,6 +154,8 @@ impl Kind {
             Kind::Hostname => "hostname",
             Kind::ResolvConf => "resolv-conf",
             Kind::KubeletCgroupDriver => "kubelet-cgroup-driver",
+            Kind::KubeletPort => "kubelet-port",
+            Kind::KubeletDir => "kubelet-dir",
             Kind::ClockSync => "clock-sync",
             Kind::MachineId => "machine-id",
             Kind::AdvertiseAddress => "advertise-address",
@@ -200,6 +206,8 @@ impl Kind {
             Kind::Hostname => network::hostname(probe),
             Kind::ResolvConf => network::resolv_conf(probe),
             Kind::KubeletCgroupDriver => kubelet::cgroup_driver(probe),
+            Kind::KubeletPort => kubelet::port(probe),
+            Kind::KubeletDir => kubelet::dir(probe),
             Kind::ClockSync => system::clock_sync(probe),
             Kind::MachineId => files::machine_id(probe),
             Kind::AdvertiseAddress => network::advertise_address(probe),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::super::Outcome;
 use super::super::context::Probe;
 use crate::host::runtime::{cri, docker};
+use crate::kubelet::cgroup;
 
 /// `CRI`: the runtime answers `Version` on the CRI socket.
 pub fn cri_answers(probe: &Probe) -> anyhow::Result<Outcome> {
@@ -99,7 +100,7 @@ pub fn docker_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
         Ok(i) => i,
         Err(unreachable) => return Ok(unreachable),
     };
-    let kubelet = &probe.node.kubelet().cgroup_driver;
+    let kubelet = &super::kubelet::chosen_driver(probe).kubelet.name;
     let engine = &info.cgroup_driver;
     Ok(if engine == kubelet {
         Outcome::Pass(format!(
@@ -143,18 +144,6 @@ pub fn docker_log_rotation(probe: &Probe) -> anyhow::Result<Outcome> {
     })
 }
 
-/// The value of the last `SystemdCgroup = …` setting in a containerd configuration.
-fn systemd_cgroup_setting(config: &str) -> Option<bool> {
-    config
-        .lines()
-        .rev()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.strip_prefix("SystemdCgroup"))
-        .filter_map(|rest| rest.trim().strip_prefix('='))
-        .find_map(|value| value.trim().parse::<bool>().ok())
-}
-
 /// `ContainerdCgroupDriver`: containerd runs containers with the kubelet's cgroup driver.
 pub fn containerd_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
     if !probe.node.node.cri_socket.contains("containerd") {
@@ -163,19 +152,10 @@ pub fn containerd_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
             probe.node.node.cri_socket
         )));
     }
-    let path = "/etc/containerd/config.toml";
-    let (systemd, source) = match probe.facts().read_host_file(path)? {
-        None => (false, format!("containerd's default: there is no {path}")),
-        Some(bytes) => match systemd_cgroup_setting(&String::from_utf8_lossy(&bytes)) {
-            Some(value) => (value, format!("SystemdCgroup = {value} in {path}")),
-            None => (
-                false,
-                format!("containerd's default: {path} sets no SystemdCgroup"),
-            ),
-        },
-    };
-    let containerd = if systemd { "systemd" } else { "cgroupfs" };
-    let kubelet = &probe.node.kubelet().cgroup_driver;
+    let found = cgroup::containerd_driver(probe.facts())?;
+    let containerd = found.name.as_str();
+    let source = found.source.describe();
+    let kubelet = &super::kubelet::chosen_driver(probe).kubelet.name;
     Ok(if containerd == kubelet {
         Outcome::Pass(format!(
             "containerd and the kubelet both use the {containerd} cgroup driver ({source})"
@@ -186,24 +166,4 @@ pub fn containerd_cgroup_driver(probe: &Probe) -> anyhow::Result<Outcome> {
              pods would fail to start"
         ))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_last_systemd_cgroup_setting_wins_and_comments_do_not_count() {
-        assert_eq!(
-            systemd_cgroup_setting("[plugins]\n  SystemdCgroup = true\n"),
-            Some(true)
-        );
-        assert_eq!(
-            systemd_cgroup_setting(
-                "SystemdCgroup = true\n# SystemdCgroup = false\nSystemdCgroup=false"
-            ),
-            Some(false)
-        );
-        assert_eq!(systemd_cgroup_setting("version = 2\n"), None);
-    }
 }

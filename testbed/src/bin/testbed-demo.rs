@@ -1,15 +1,29 @@
 //! The main job on a machine without a cluster: a three-node testbed cluster brought up from what
 //! kubestrap writes, listed with the real kubectl, then reset with `kubestrap reset` and torn down.
 //!
-//! Steps kubestrap does not do yet (kubelet-start, join) are done by the testbed the way kubeadm
-//! would, and the output says so.
+//! node1 runs the real `kubestrap init`, every phase. Two preflight checks cannot pass on a testbed
+//! node yet and are ignored by id, with the reason printed (docs/testbed.md lists them). Workers still
+//! join through files the testbed writes the way kubeadm's join would (kubestrap join comes later),
+//! with the token and CA pin init printed, and the output says so.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
-use kubestrap_testbed::driver::scenario::{self, ADMIN, SUPER_ADMIN};
+use kubestrap_testbed::driver::scenario::{self, ADMIN};
 use kubestrap_testbed::driver::{Binaries, Cluster, ClusterSpec, wait_until};
+
+/// The preflight checks a testbed node cannot pass yet, and why (docs/testbed.md lists them).
+const IGNORED_PREFLIGHT: [(&str, &str); 2] = [
+    (
+        "ImagePull",
+        "the testbed runs no API pods yet, so it cannot run the kube-proxy and CoreDNS images",
+    ),
+    (
+        "ResolvConf",
+        "a Docker container's /etc/resolv.conf names Docker's resolver 127.0.0.11, a loopback address pods cannot use",
+    ),
+];
 
 fn step(text: &str) {
     println!("\n== {text}");
@@ -47,51 +61,34 @@ fn run(cluster: &Cluster) -> Result<()> {
     let cp = cluster.node("node1")?;
     let settings = ClusterSettings::for_node(cp);
 
-    step("node1: kubestrap init, the phases that write the control plane's files");
+    step("node1: kubestrap init");
+    for (id, why) in IGNORED_PREFLIGHT {
+        println!("   ignoring preflight check {id}: {why}");
+    }
     cp.write_file(
         "/root/kubestrap.yaml",
         scenario::kubestrap_config(&settings)?.as_bytes(),
         0o600,
     )?;
+    let ignored: Vec<&str> = IGNORED_PREFLIGHT.iter().map(|(id, _)| *id).collect();
     let init = cp.kubestrap(&[
         "init",
         "--config=/root/kubestrap.yaml",
-        "--ignore-preflight-errors=all",
-        &format!("--skip-phases={}", scenario::INIT_API_PHASES),
+        &format!("--ignore-preflight-errors={}", ignored.join(",")),
     ])?;
     show(&init.stdout);
-    init.check("kubestrap init on node1")?;
-
-    step(
-        "node1: kubelet started by the node's service manager (kubestrap's kubelet-start phase comes later)",
-    );
-    scenario::start_kubelet(cp, &settings)?;
-    let waited = scenario::wait_for_api(cp, SUPER_ADMIN, Duration::from_secs(90))?;
-    println!(
-        "   the API server built from kubestrap's manifest answers after {:.1}s",
-        waited.as_secs_f64()
-    );
-
-    step(
-        "node1: kubestrap init, the phases that use the API server (upload-config … show-join-command)",
-    );
-    let init = cp.kubestrap(&[
-        "init",
-        "--config=/root/kubestrap.yaml",
-        &format!("--skip-phases={}", scenario::INIT_FILE_PHASES),
-    ])?;
-    show(&init.stdout);
-    let init = init.check("kubestrap init (API phases) on node1")?;
+    show(&init.stderr);
+    let init = init.check("kubestrap init on node1")?;
     let token = init
         .stdout
         .lines()
         .find_map(|l| l.strip_prefix("kubestrap join "))
         .and_then(|l| l.split_whitespace().nth(2))
-        .context("the printed join command")?
+        .context("the join command init printed")?
         .to_string();
 
     step(
-        "node2, node3: kubelets TLS-bootstrap with the printed token (stand-in for kubestrap join)",
+        "node2, node3: kubelets TLS-bootstrap with the printed token (the testbed writes their files: kubestrap join comes later)",
     );
     let ca = cp.read_string("/etc/kubernetes/pki/ca.crt")?;
     for name in ["node2", "node3"] {

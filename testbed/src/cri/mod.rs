@@ -115,6 +115,9 @@ async fn run(args: Vec<String>) -> Result<()> {
     let routes = Routes {
         runtime: RuntimeServiceServer::new(service::Runtime {
             store: store.clone(),
+            cgroup_driver: service::cgroup_driver(
+                std::fs::read_to_string(service::CONFIG).ok().as_deref(),
+            ),
         }),
         images: ImageServiceServer::new(images::Images { store }),
     };

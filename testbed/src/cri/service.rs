@@ -1,5 +1,7 @@
-//! The runtime double's RuntimeService: version and status, pod sandboxes and containers (run,
-//! create, start, stop, remove, list with filters, status) over the store. RPCs not listed here
+//! The runtime double's RuntimeService: version and status, the runtime configuration (its cgroup
+//! driver, from `SystemdCgroup` in /etc/containerd/config.toml as containerd 2 reports it), pod
+//! sandboxes and containers (run, create, start, stop, remove, list with filters, status) over the
+//! store. RPCs not listed here
 //! answer `Unimplemented` (exec, attach, port-forward, stats, events, checkpoints, resource updates).
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +20,20 @@ pub const RUNTIME_NAME: &str = "testbed";
 #[derive(Clone)]
 pub struct Runtime {
     pub store: Store,
+    /// What `RuntimeConfig` answers, read once at start as containerd does.
+    pub cgroup_driver: api::CgroupDriver,
+}
+
+/// containerd's configuration file.
+pub const CONFIG: &str = "/etc/containerd/config.toml";
+
+/// The driver a containerd configuration selects: `SystemdCgroup = true` → systemd; otherwise
+/// (no file, no setting) containerd's default, cgroupfs.
+pub fn cgroup_driver(config: Option<&str>) -> api::CgroupDriver {
+    match config.and_then(kubestrap::kubelet::cgroup::systemd_cgroup_setting) {
+        Some(true) => api::CgroupDriver::Systemd,
+        _ => api::CgroupDriver::Cgroupfs,
+    }
 }
 
 fn map(from: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -205,6 +221,17 @@ pub fn network_condition() -> api::RuntimeCondition {
 
 #[tonic::async_trait]
 impl RuntimeService for Runtime {
+    async fn runtime_config(
+        &self,
+        _request: Request<api::RuntimeConfigRequest>,
+    ) -> Result<Response<api::RuntimeConfigResponse>, Status> {
+        Ok(Response::new(api::RuntimeConfigResponse {
+            linux: Some(api::LinuxRuntimeConfiguration {
+                cgroup_driver: self.cgroup_driver as i32,
+            }),
+        }))
+    }
+
     async fn version(
         &self,
         _request: Request<api::VersionRequest>,
@@ -437,6 +464,19 @@ impl RuntimeService for Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cgroup_driver_is_containerds_setting_or_its_default() {
+        assert_eq!(
+            cgroup_driver(Some(crate::driver::image::CONTAINERD_CONFIG)),
+            api::CgroupDriver::Systemd
+        );
+        assert_eq!(
+            cgroup_driver(Some("[x]\n  SystemdCgroup = false\n")),
+            api::CgroupDriver::Cgroupfs
+        );
+        assert_eq!(cgroup_driver(None), api::CgroupDriver::Cgroupfs);
+    }
 
     #[test]
     fn filters_select_by_id_prefix_and_labels() {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::docker::{LABEL, docker};
 
 /// Bump when the layout below changes.
-const LAYOUT_VERSION: &str = "5";
+const LAYOUT_VERSION: &str = "6";
 
 /// The kubelet package's unit (binary-install layout under /etc/systemd/system).
 pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n";
@@ -24,6 +24,10 @@ pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node
 /// The container runtime's unit, as containerd's release ships it (`KillMode=process`: stopping the
 /// runtime leaves the containers running), enabled at boot.
 pub const CONTAINERD_UNIT: &str = "[Unit]\nDescription=containerd container runtime\nDocumentation=https://containerd.io\nAfter=network.target local-fs.target\n\n[Service]\nExecStart=/usr/bin/containerd\nKillMode=process\nDelegate=yes\nRestart=always\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n";
+
+/// containerd's configuration as a Kubernetes host sets it up: the runc runtime with the systemd
+/// cgroup driver (the runtime double reports it through the CRI `RuntimeConfig` call).
+pub const CONTAINERD_CONFIG: &str = "version = 3\n\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]\n  SystemdCgroup = true\n";
 
 /// The drop-in the kubeadm package ships, for tests that start a kubelet before kubestrap's own
 /// kubelet-start phase writes one.
@@ -54,6 +58,7 @@ pub fn tag() -> String {
     h.update(LAYOUT_VERSION);
     h.update(KUBELET_UNIT);
     h.update(CONTAINERD_UNIT);
+    h.update(CONTAINERD_CONFIG);
     for name in entries("/usr").iter().chain(entries("/usr/bin").iter()) {
         h.update(name);
         h.update(b"\0");
@@ -126,6 +131,8 @@ fn write_tree(root: &Path) -> Result<()> {
                 .join(unit),
         )?;
     }
+    std::fs::create_dir_all(etc.join("containerd"))?;
+    std::fs::write(etc.join("containerd/config.toml"), CONTAINERD_CONFIG)?;
     std::fs::create_dir_all(root.join("var"))?;
     symlink("/run", root.join("var/run"))?;
     for dir in [

@@ -13,12 +13,15 @@ use super::fixture::{self, ClusterSettings};
 pub const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 pub const SUPER_ADMIN: &str = "/etc/kubernetes/super-admin.conf";
 pub const ADMIN: &str = "/etc/kubernetes/admin.conf";
-/// kubestrap init's phases that need a running API server: skipped by a run that only writes the
-/// control plane's files (the testbed starts the kubelet before they run).
-pub const INIT_API_PHASES: &str =
-    "upload-config,upload-certs,mark-control-plane,bootstrap-token,addon,show-join-command";
-/// kubestrap init's phases that write the control plane's files.
-pub const INIT_FILE_PHASES: &str = "preflight,certs,kubeconfig,etcd,control-plane";
+/// kubestrap init's phases that use the API server (after wait-control-plane).
+pub const INIT_API_PHASES: &str = "upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command";
+/// kubestrap init's phases up to a running control plane.
+pub const INIT_FILE_PHASES: &str =
+    "preflight,certs,kubeconfig,etcd,control-plane,kubelet-start,wait-control-plane";
+/// The preflight checks a testbed node cannot pass yet (docs/testbed.md): `ImagePull` (the testbed
+/// runs no API pods, so no kube-proxy or CoreDNS image) and `ResolvConf` (Docker's resolver is
+/// 127.0.0.11, a loopback address pods cannot reach).
+pub const TESTBED_PREFLIGHT_GAPS: &str = "ImagePull,ResolvConf";
 
 /// `kubestrap`'s configuration for a single control-plane node of the testbed: the node's
 /// address and name, and an etcd tag the installed etcd (3.4) can run.

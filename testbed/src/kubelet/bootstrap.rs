@@ -39,8 +39,43 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// With rotation on, a client certificate given in the kubeconfig seeds the rotating store when it
+/// is empty (`kubelet-client-<time>.pem` and the `kubelet-client-current.pem` link), as the
+/// kubelet's certificate manager stores its bootstrap pair; kubeadm's kubelet-finalize then points
+/// kubelet.conf at the link.
+fn seed_rotating_store(config: &ClientConfig, cert_dir: &Path) -> Result<()> {
+    let current = cert_dir.join("kubelet-client-current.pem");
+    let (Some(cert), Some(key)) = (&config.client_cert_pem, &config.client_key_pem) else {
+        return Ok(());
+    };
+    if current.exists() {
+        return Ok(());
+    }
+    let stamp = time::now()
+        .replace([':', 'T'], "-")
+        .trim_end_matches('Z')
+        .to_string();
+    let pem_path = cert_dir.join(format!("kubelet-client-{stamp}.pem"));
+    let mut combined = String::from_utf8_lossy(cert).trim_end().to_string();
+    combined.push('\n');
+    combined.push_str(&String::from_utf8_lossy(key));
+    write_private(&pem_path, combined.as_bytes())?;
+    let _ = std::fs::remove_file(&current);
+    std::os::unix::fs::symlink(&pem_path, &current)?;
+    logf!(
+        COMPONENT,
+        "Stored the kubeconfig's client certificate in {}",
+        current.display()
+    );
+    Ok(())
+}
+
 /// The API client the kubelet runs with, or None in standalone mode (no --kubeconfig).
-pub async fn client(flags: &KubeletFlags, node_name: &str) -> Result<Option<ApiClient>> {
+pub async fn client(
+    flags: &KubeletFlags,
+    node_name: &str,
+    rotate: bool,
+) -> Result<Option<ApiClient>> {
     let Some(kubeconfig_path) = &flags.kubeconfig else {
         logf!(
             COMPONENT,
@@ -49,6 +84,9 @@ pub async fn client(flags: &KubeletFlags, node_name: &str) -> Result<Option<ApiC
         return Ok(None);
     };
     if let Some(config) = usable(kubeconfig_path) {
+        if rotate {
+            seed_rotating_store(&config, &flags.cert_dir)?;
+        }
         return Ok(Some(ApiClient::new(&config)?));
     }
     let Some(bootstrap_path) = &flags.bootstrap_kubeconfig else {

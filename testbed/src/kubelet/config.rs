@@ -310,6 +310,9 @@ pub struct KubeletConfig {
     pub container_runtime_endpoint: String,
     pub cgroup_driver: String,
     pub provider_id: Option<String>,
+    /// `rotateCertificates` (`--rotate-certificates`): the client certificate lives in the cert
+    /// dir's rotating store.
+    pub rotate_certificates: bool,
 }
 
 fn type_name(t: T) -> &'static str {
@@ -495,6 +498,10 @@ pub fn load(
             .provider_id
             .clone()
             .or_else(|| doc["providerID"].as_str().map(str::to_string)),
+        rotate_certificates: f.bool(
+            "rotate-certificates",
+            doc["rotateCertificates"].as_bool().unwrap_or(false),
+        )?,
     };
     Ok(config)
 }

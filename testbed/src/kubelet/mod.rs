@@ -117,7 +117,7 @@ async fn run(args: Vec<String>) -> Result<()> {
         cri: cri::Cri::new(&config.container_runtime_endpoint)?,
     };
 
-    let client = bootstrap::client(&kflags, &name).await?;
+    let client = bootstrap::client(&kflags, &name, config.rotate_certificates).await?;
     tokio::spawn(runtime.clone().run(Duration::from_millis(500)));
     if let Some(client) = client {
         let agent = node::NodeAgent {
