@@ -200,9 +200,9 @@ fn cases() -> Vec<Case> {
             &["--ignore-preflight-errors", "all,Swap"],
         ),
         case(
-            "discovery port zero",
-            &["--discovery-port", "0"],
-            &["--discovery-port", "\"0\""],
+            "discovery port out of range",
+            &["--discovery-port", "70000"],
+            &["--discovery-port", "\"70000\""],
         ),
         case(
             "missing patches directory",

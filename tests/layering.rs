@@ -26,6 +26,8 @@ const LAYERS: &[&[&str]] = &[
         "patches",
         "token",
         "addons",
+        "discovery",
+        "status",
     ],
     &["host", "cluster", "etcd"],
     &["net", "error", "output", "yaml"],
@@ -223,6 +225,6 @@ fn the_scan_sees_every_form_of_path_and_flags_forbidden_edges() {
         source("kubeconfig", "use crate::pki::store;\n"),
     ]);
     assert_eq!(circle, ["import cycle: kubeconfig → pki → kubeconfig"]);
-    let unplaced = violations(&[source("discovery", "use crate::host::Host;\n")]);
+    let unplaced = violations(&[source("gadget", "use crate::host::Host;\n")]);
     assert!(unplaced[0].contains("in no layer"), "{unplaced:?}");
 }

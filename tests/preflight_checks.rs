@@ -197,6 +197,8 @@ impl Fixture {
                         .vars
                         .insert("DOCKER_HOST".into(), format!("unix://{}", socket.display()));
                 }
+                // The default discovery port (9898) is not 0.
+                Condition::DiscoveryEndpoint => {}
             }
         }
     }

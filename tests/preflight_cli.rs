@@ -268,6 +268,19 @@ fn a_port_held_by_a_listener_is_named_with_its_process() {
         "{message}"
     );
     assert_eq!(check(&all, "Port-10250")["status"], "pass");
+    assert_eq!(check(&all, "Port-9898")["status"], "pass");
+    // --discovery-port 0 disables the endpoint: its port check is skipped, saying why.
+    let disabled = node.init_preflight("", "--discovery-port 0 -o json", "true");
+    let all = checks(&disabled);
+    let port = check(&all, "Port-0");
+    assert_eq!(port["status"], "skip", "{port}");
+    assert!(
+        port["message"]
+            .as_str()
+            .unwrap()
+            .contains("--discovery-port is not 0"),
+        "{port}"
+    );
 }
 
 #[test]

@@ -64,6 +64,9 @@ pub fn collect(
     let mut certificates = Vec::new();
     for target in targets(layout.external_etcd()) {
         let path = target.path(layout);
+        if target.optional() && !host.exists(&path) {
+            continue;
+        }
         let cert = match target {
             Target::Leaf(_) => store::read_cert(host, &path)?,
             Target::Kubeconfig(_) => match kubeconfig::load(host, &path)? {

@@ -61,6 +61,12 @@ impl Target {
         }
     }
 
+    /// True for a certificate only some nodes have (the discovery endpoint's, absent with
+    /// `--discovery-port 0`): a missing one is not reported.
+    pub fn optional(&self) -> bool {
+        matches!(self, Target::Leaf(leaf) if leaf.name == table::DISCOVERY_SERVING.name)
+    }
+
     pub fn path(&self, layout: &PkiLayout) -> NodePath {
         match self {
             Target::Leaf(leaf) => leaf.cert_path(layout.cert_dir()),
@@ -74,6 +80,7 @@ pub fn targets(external_etcd: bool) -> Vec<Target> {
     let mut all: Vec<Target> = table::LEAVES
         .into_iter()
         .filter(|leaf| !(external_etcd && leaf.is_etcd()))
+        .chain([&table::DISCOVERY_SERVING])
         .map(Target::Leaf)
         .chain(
             files::ALL

@@ -150,6 +150,7 @@ fn renew_command(global: &GlobalOpts, args: &RenewArgs) -> anyhow::Result<()> {
         for target in &targets {
             match renew::renew(host, &layout, *target)? {
                 Renewal::Renewed => ui.line(format!("{} renewed", target.long_name())),
+                Renewal::Missing if all && target.optional() => {}
                 Renewal::Missing => ui.line(format!("MISSING! {}", target.long_name())),
                 Renewal::ExternalCa => ui.line(format!(
                     "Detected external {}, {} can't be renewed",

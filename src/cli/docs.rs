@@ -545,17 +545,21 @@ mod tests {
         let rows = planned(&root);
         let commands: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
         assert!(
-            commands.contains(&"`kubestrap token create`"),
+            commands.contains(&"`kubestrap verify network`"),
             "{commands:?}"
         );
-        assert!(commands.contains(&"`kubestrap status`"), "{commands:?}");
         assert!(
             !commands.contains(&"`kubestrap token generate`"),
             "{commands:?}"
         );
-        // A command that is added drops out: a tree with `status` no longer plans it.
-        let grown = Cli::command().subcommand(Command::new("status"));
-        assert!(!planned(&grown).iter().any(|r| r.0 == "`kubestrap status`"));
+        // A command that is added drops out: a tree with `verify network` no longer plans it.
+        let grown =
+            Cli::command().subcommand(Command::new("verify").subcommand(Command::new("network")));
+        assert!(
+            !planned(&grown)
+                .iter()
+                .any(|r| r.0 == "`kubestrap verify network`")
+        );
         // A flag of a built command the binary lacks is planned under that command.
         assert!(
             rows.iter()

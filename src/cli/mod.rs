@@ -2,11 +2,13 @@
 
 pub mod certs;
 pub mod config;
+pub mod discovery;
 pub mod docs;
 pub mod init;
 pub mod join;
 pub mod reset;
 pub mod results;
+pub mod status;
 pub mod token;
 pub mod version;
 
@@ -114,6 +116,11 @@ pub enum Command {
     /// Certificates: check expiration, renew, certificate key, CSRs for an external CA
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// The token-signed discovery endpoint
+    #[command(subcommand)]
+    Discovery(discovery::DiscoveryCmd),
+    /// The cluster's health: components, nodes, addons, discovery endpoint, certificates (OK/WARN/FAIL)
+    Status(status::StatusCmd),
     /// Print the version (-o json|yaml in kubeadm's shape, -o short for the version alone)
     Version,
     /// Print a shell completion script
@@ -178,6 +185,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(cmd) => config::run(&global, cmd),
         Command::Token(cmd) => token::run(&global, cmd),
         Command::Certs(cmd) => certs::run(&global, cmd),
+        Command::Discovery(cmd) => discovery::run(&global, cmd),
+        Command::Status(cmd) => status::run(&global, &cmd),
         Command::Version => version::run(&global),
         Command::Completion { shell } => {
             let mut script = Vec::new();

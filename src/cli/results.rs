@@ -25,10 +25,14 @@ pub enum ResultShape {
     ConfigDocuments,
     /// `{"file", "checked", "warnings"}`.
     ConfigValidation,
+    /// kubeadm's `output.kubeadm.k8s.io/v1alpha3` BootstrapToken (one per token).
+    BootstrapToken,
+    /// `{"status", "checks": [{"kind", "name", "node", "status", "reason"}]}`.
+    Status,
 }
 
 impl ResultShape {
-    pub const ALL: [ResultShape; 8] = [
+    pub const ALL: [ResultShape; 10] = [
         ResultShape::Version,
         ResultShape::Preflight,
         ResultShape::Reset,
@@ -37,6 +41,8 @@ impl ResultShape {
         ResultShape::NodeRecord,
         ResultShape::ConfigDocuments,
         ResultShape::ConfigValidation,
+        ResultShape::BootstrapToken,
+        ResultShape::Status,
     ];
 
     /// The heading of the shape's section in docs/cli.md.
@@ -50,6 +56,8 @@ impl ResultShape {
             ResultShape::NodeRecord => "Node record",
             ResultShape::ConfigDocuments => "Configuration documents",
             ResultShape::ConfigValidation => "Validation result",
+            ResultShape::BootstrapToken => "Bootstrap tokens",
+            ResultShape::Status => "Cluster status",
         }
     }
 
@@ -70,6 +78,8 @@ pub fn result_shape(path: &[&str]) -> Option<ResultShape> {
         ["config", "view"] => ResultShape::NodeRecord,
         ["config", "print", _] => ResultShape::ConfigDocuments,
         ["config", "validate"] => ResultShape::ConfigValidation,
+        ["token", "list" | "create"] => ResultShape::BootstrapToken,
+        ["status"] => ResultShape::Status,
         _ => return None,
     })
 }

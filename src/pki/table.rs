@@ -33,6 +33,8 @@ pub enum SanRule {
     ApiServer,
     EtcdServer,
     EtcdPeer,
+    /// The discovery endpoint (`kubestrap discovery serve`): the names a joining node dials it by.
+    Discovery,
 }
 
 /// A leaf certificate signed by one of the CAs.
@@ -153,6 +155,20 @@ pub const APISERVER_ETCD_CLIENT: LeafSpec = LeafSpec {
     sans: SanRule::None,
 };
 
+/// The serving certificate of `kubestrap discovery serve` (ours, not kubeadm's): made by init's
+/// `discovery` phase or by the command itself, not by `init phase certs`, and covered by `certs renew` and
+/// `certs check-expiration` where it exists.
+pub const DISCOVERY_SERVING: LeafSpec = LeafSpec {
+    name: "discovery-serving",
+    base_name: "discovery-serving",
+    long_name: "certificate for serving the token-signed discovery endpoint",
+    help: "Generate the certificate for serving the token-signed discovery endpoint",
+    ca: &CA,
+    common_name: CommonName::Fixed("kubestrap-discovery"),
+    usages: &[Usage::ServerAuth],
+    sans: SanRule::Discovery,
+};
+
 /// The CAs, in kubeadm's generation order.
 pub const CAS: [&CaSpec; 3] = [&CA, &FRONT_PROXY_CA, &ETCD_CA];
 
@@ -249,7 +265,26 @@ fn alt_names(rule: SanRule, cp: &ControlPlane) -> AltNames {
                 .map(|l| l.peer_cert_sans.as_slice())
                 .unwrap_or_default(),
         ),
+        SanRule::Discovery => discovery_alt_names(cp),
     }
+}
+
+/// The discovery endpoint's names: the node, the control-plane endpoint's host, the advertise address
+/// and loopback.
+pub fn discovery_alt_names(cp: &ControlPlane) -> AltNames {
+    let mut names = AltNames::default();
+    names.add_dns(cp.node.name.clone());
+    names.add_dns("localhost");
+    if let Some(endpoint) = cp.cluster.control_plane_endpoint.as_ref() {
+        match endpoint.ip() {
+            Some(ip) => names.add_ip(ip),
+            None => names.add_dns(endpoint.host.as_str()),
+        }
+    }
+    names.add_ip(cp.advertise_address());
+    names.add_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    names.add_ip(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+    names
 }
 
 /// kubeadm's `GetAPIServerAltNames`.

@@ -94,6 +94,8 @@ pub enum Condition {
     PodNetwork(Vec<String>),
     /// A Docker engine runs on the node (or is the Kubernetes runtime through cri-dockerd).
     DockerEngine,
+    /// The discovery endpoint is enabled (`--discovery-port` is not 0).
+    DiscoveryEndpoint,
 }
 
 impl Condition {
@@ -106,6 +108,9 @@ impl Condition {
             Condition::Ipv6 => "the node uses IPv6".to_string(),
             Condition::PodNetwork(names) => format!("the pod network is {}", names.join(" or ")),
             Condition::DockerEngine => "a Docker engine runs on the node".to_string(),
+            Condition::DiscoveryEndpoint => {
+                "the discovery endpoint is enabled (--discovery-port is not 0)".to_string()
+            }
         }
     }
 }

@@ -90,6 +90,7 @@ fn unmet(condition: &Condition, probe: &Probe) -> Option<String> {
             }
         },
         Condition::DockerEngine => node.runtime_is_docker() || docker_socket(probe.env).exists(),
+        Condition::DiscoveryEndpoint => node.discovery_port() != 0,
     };
     (!holds).then(|| format!("not applicable: only when {}", condition.describe()))
 }

@@ -114,6 +114,8 @@ pub fn resolve_file(
         &mut errors,
     );
     let discovery_port = match &flags.discovery_port {
+        // 0 disables the discovery endpoint.
+        Some(text) if text.trim() == "0" => 0,
         Some(text) => v::port_text("--discovery-port", text, &mut errors)
             .unwrap_or(defaults::DEFAULT_DISCOVERY_PORT),
         None => defaults::DEFAULT_DISCOVERY_PORT,
