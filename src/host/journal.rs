@@ -244,6 +244,27 @@ pub struct UnfinishedRun {
     pub last_seq: u64,
 }
 
+/// The records whose effects still stand: every run's but those of runs already rolled back (their
+/// undo ran, and a backup it restored is gone, so undoing them again would fail).
+pub fn standing(records: Vec<Record>) -> Vec<Record> {
+    let rolled_back: std::collections::HashSet<String> = records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.entry,
+                Entry::RunEnd {
+                    outcome: Outcome::RolledBack
+                }
+            )
+        })
+        .map(|r| r.run.clone())
+        .collect();
+    records
+        .into_iter()
+        .filter(|r| !rolled_back.contains(&r.run))
+        .collect()
+}
+
 /// The runs that started and never ended, oldest first.
 pub fn unfinished_runs(records: &[Record]) -> Vec<UnfinishedRun> {
     let mut open: Vec<UnfinishedRun> = Vec::new();
@@ -313,6 +334,41 @@ mod tests {
         assert!(matches!(records[0].entry, Entry::RunStart { .. }));
         assert_eq!(records[2].seq, 3);
         assert!(records.iter().all(|r| r.run == w.run_id()));
+    }
+
+    #[test]
+    fn a_rolled_back_run_has_no_standing_effects() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let file = |path: &str| Entry::WriteFile {
+            path: NodePath::new(path),
+            mode: 0o644,
+            prior: Prior::Absent,
+        };
+        let mut killed = JournalWriter::start(&root, "init").unwrap();
+        killed.append(file("/etc/kubernetes/a.conf")).unwrap();
+        let unfinished = unfinished_runs(&read(&root).unwrap());
+        drop(killed);
+        let mut next = JournalWriter::start(&root, "init").unwrap();
+        next.end_earlier_run(&unfinished[0], Outcome::RolledBack)
+            .unwrap();
+        next.append(file("/etc/kubernetes/b.conf")).unwrap();
+        next.append(Entry::RunEnd {
+            outcome: Outcome::Succeeded,
+        })
+        .unwrap();
+        let standing = standing(read(&root).unwrap());
+        assert!(standing.iter().all(|r| r.run == next.run_id()));
+        assert!(
+            standing
+                .iter()
+                .any(|r| r.entry == file("/etc/kubernetes/b.conf"))
+        );
+        assert!(
+            !standing
+                .iter()
+                .any(|r| r.entry == file("/etc/kubernetes/a.conf"))
+        );
     }
 
     #[test]

@@ -138,7 +138,6 @@ fn run(cluster: &Cluster) -> Result<()> {
     cp.kubestrap(&[
         "init",
         &format!("--config={CONFIG}"),
-        "--ignore-preflight-errors=all",
         &format!("--skip-phases={API_PHASES}"),
     ])?
     .check("kubestrap init (file phases)")?;

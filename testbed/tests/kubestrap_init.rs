@@ -17,10 +17,6 @@ use kubestrap_testbed::driver::scenario::SUPER_ADMIN;
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
 use serde_json::{Value, json};
 
-/// What the testbed cannot pass yet (see docs/testbed.md): the addons' images do not exist for the
-/// runtime double, and Docker's embedded resolver (127.0.0.11) is the node's nameserver.
-const TESTBED_IGNORES: &str = "--ignore-preflight-errors=ImagePull,ResolvConf";
-
 /// init's configuration for the node with short health deadlines; `scheduler_args` go to the
 /// scheduler's extraArgs.
 fn config(
@@ -140,7 +136,6 @@ fn init_starts_the_kubelet_and_waits_for_a_healthy_control_plane_or_rolls_back()
             "phase",
             "preflight",
             "--config=/root/good.yaml",
-            TESTBED_IGNORES,
             "-o",
             "json",
         ])?
@@ -170,7 +165,7 @@ fn init_starts_the_kubelet_and_waits_for_a_healthy_control_plane_or_rolls_back()
         .as_bytes(),
         0o600,
     )?;
-    let failed = node.kubestrap(&["init", "--config=/root/bad.yaml", TESTBED_IGNORES])?;
+    let failed = node.kubestrap(&["init", "--config=/root/bad.yaml"])?;
     ensure!(failed.code == 1, "{failed:?}");
     ensure!(
         failed
@@ -213,11 +208,11 @@ fn init_starts_the_kubelet_and_waits_for_a_healthy_control_plane_or_rolls_back()
 
     // An init killed (SIGKILL) while it waits for the control plane: its kubelet runs configured and
     // its pods run; the next init reports the unfinished run and rolls it back before its preflight.
-    let killed = node.sh(&format!(
-        "kubestrap init --config=/root/good.yaml {TESTBED_IGNORES} > /tmp/killed.log 2>&1 & pid=$!; \
+    let killed = node.sh(
+        "kubestrap init --config=/root/good.yaml > /tmp/killed.log 2>&1 & pid=$!; \
          for i in $(seq 1 600); do grep -q 'Waiting for healthy control plane' /tmp/killed.log && break; sleep 0.05; done; \
-         kill -9 $pid; cat /tmp/killed.log"
-    ))?;
+         kill -9 $pid; cat /tmp/killed.log",
+    )?;
     ensure!(
         killed
             .stdout
@@ -227,7 +222,7 @@ fn init_starts_the_kubelet_and_waits_for_a_healthy_control_plane_or_rolls_back()
 
     // The real run: kubestrap's own kubelet files, the kubelet started by the service manager, every
     // component healthy, the node registered, kubelet.conf on the rotating certificate.
-    let out = node.kubestrap(&["init", "--config=/root/good.yaml", TESTBED_IGNORES])?;
+    let out = node.kubestrap(&["init", "--config=/root/good.yaml"])?;
     ensure!(out.ok(), "{out:?}\n{}", cluster.diagnostics());
     ensure!(
         out.stdout
@@ -360,8 +355,7 @@ fn bench_init_own_time() -> Result<()> {
         let exec_started = Instant::now();
         node.exec(&["true"])?;
         let exec_cost = exec_started.elapsed();
-        let (lines, ok) =
-            timed_lines(node, &["init", "--config=/root/good.yaml", TESTBED_IGNORES])?;
+        let (lines, ok) = timed_lines(node, &["init", "--config=/root/good.yaml"])?;
         ensure!(ok, "init failed: {lines:?}");
         let kubelet_started = at(&lines, "[kubelet-start] Starting the kubelet")?;
         let kubelet_healthy = at(&lines, "[kubelet-check] The kubelet is healthy")?;

@@ -172,10 +172,6 @@ fn run(cluster: &Cluster) -> Result<()> {
     let files = cp.kubestrap(&[
         "init",
         &format!("--config={CONFIG}"),
-        &format!(
-            "--ignore-preflight-errors={}",
-            scenario::TESTBED_PREFLIGHT_GAPS
-        ),
         &format!("--skip-phases={API_PHASES}"),
     ])?;
     files.check("kubestrap init (up to the running control plane)")?;

@@ -79,10 +79,7 @@ fn chosen_phases() -> Result<Vec<(&'static str, &'static str)>> {
 }
 
 fn init_command() -> String {
-    format!(
-        "kubestrap init --config={CONFIG} --ignore-preflight-errors={} --upload-certs",
-        scenario::TESTBED_PREFLIGHT_GAPS
-    )
+    format!("kubestrap init --config={CONFIG} --upload-certs")
 }
 
 /// Starts init on the node and SIGKILLs it as soon as `marker` is printed; returns its output.

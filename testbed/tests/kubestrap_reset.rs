@@ -34,12 +34,8 @@ fn reset_deletes_the_node_object_and_cleans_the_control_plane_node() -> Result<(
         scenario::kubestrap_config(&settings)?.as_bytes(),
         0o600,
     )?;
-    cp.kubestrap(&[
-        "init",
-        "--config=/root/kubestrap.yaml",
-        "--ignore-preflight-errors=all",
-    ])?
-    .check("kubestrap init")?;
+    cp.kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
+        .check("kubestrap init")?;
     scenario::start_kubelet(cp, &settings)?;
     scenario::wait_for_api(cp, SUPER_ADMIN, Duration::from_secs(90))?;
     scenario::bind_cluster_admins(cp)?;

@@ -100,7 +100,7 @@ impl ResetData {
     /// Reads the journal and the node record and finds the cluster's scope, before anything is deleted.
     /// An unreadable record is reported and the scope is read from the manifests instead.
     pub fn load(&mut self) -> anyhow::Result<()> {
-        let records = journal::read(self.host.root())?;
+        let records = journal::standing(journal::read(self.host.root())?);
         self.journal = records.into_iter().map(|r| r.entry).collect();
         self.journal_files = self
             .journal

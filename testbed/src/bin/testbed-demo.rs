@@ -1,8 +1,7 @@
 //! The main job on a machine without a cluster: a three-node testbed cluster brought up from what
 //! kubestrap writes, listed with the real kubectl, then reset with `kubestrap reset` and torn down.
 //!
-//! node1 runs the real `kubestrap init`, every phase. Two preflight checks cannot pass on a testbed
-//! node yet and are ignored by id, with the reason printed (docs/testbed.md lists them). Workers still
+//! node1 runs the real `kubestrap init`, every phase, with no preflight check ignored. Workers still
 //! join through files the testbed writes the way kubeadm's join would (kubestrap join comes later),
 //! with the token and CA pin init printed, and the output says so.
 
@@ -12,18 +11,6 @@ use anyhow::{Context, Result};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
 use kubestrap_testbed::driver::scenario::{self, ADMIN};
 use kubestrap_testbed::driver::{Binaries, Cluster, ClusterSpec, wait_until};
-
-/// The preflight checks a testbed node cannot pass yet, and why (docs/testbed.md lists them).
-const IGNORED_PREFLIGHT: [(&str, &str); 2] = [
-    (
-        "ImagePull",
-        "the testbed runs no API pods yet, so it cannot run the kube-proxy and CoreDNS images",
-    ),
-    (
-        "ResolvConf",
-        "a Docker container's /etc/resolv.conf names Docker's resolver 127.0.0.11, a loopback address pods cannot use",
-    ),
-];
 
 fn step(text: &str) {
     println!("\n== {text}");
@@ -62,20 +49,12 @@ fn run(cluster: &Cluster) -> Result<()> {
     let settings = ClusterSettings::for_node(cp);
 
     step("node1: kubestrap init");
-    for (id, why) in IGNORED_PREFLIGHT {
-        println!("   ignoring preflight check {id}: {why}");
-    }
     cp.write_file(
         "/root/kubestrap.yaml",
         scenario::kubestrap_config(&settings)?.as_bytes(),
         0o600,
     )?;
-    let ignored: Vec<&str> = IGNORED_PREFLIGHT.iter().map(|(id, _)| *id).collect();
-    let init = cp.kubestrap(&[
-        "init",
-        "--config=/root/kubestrap.yaml",
-        &format!("--ignore-preflight-errors={}", ignored.join(",")),
-    ])?;
+    let init = cp.kubestrap(&["init", "--config=/root/kubestrap.yaml"])?;
     show(&init.stdout);
     show(&init.stderr);
     let init = init.check("kubestrap init on node1")?;

@@ -18,11 +18,6 @@ pub const INIT_API_PHASES: &str = "upload-config,upload-certs,mark-control-plane
 /// kubestrap init's phases up to a running control plane.
 pub const INIT_FILE_PHASES: &str =
     "preflight,certs,kubeconfig,etcd,control-plane,kubelet-start,wait-control-plane";
-/// The preflight checks a testbed node cannot pass yet (docs/testbed.md): `ImagePull` (the testbed
-/// runs no API pods, so no kube-proxy or CoreDNS image) and `ResolvConf` (Docker's resolver is
-/// 127.0.0.11, a loopback address pods cannot reach).
-pub const TESTBED_PREFLIGHT_GAPS: &str = "ImagePull,ResolvConf";
-
 /// `kubestrap`'s configuration for a single control-plane node of the testbed: the node's
 /// address and name, and an etcd tag the installed etcd (3.4) can run.
 pub fn kubestrap_config(s: &ClusterSettings) -> Result<String> {
