@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 
 use super::super::Outcome;
 use super::super::context::Probe;
-use super::system;
 use crate::host::Facts;
+use crate::host::listeners;
 
 /// Binds the port on every IPv4 and IPv6 address (as kubeadm's `net.Listen(":port")`), then releases it.
 fn try_bind(port: u16) -> std::io::Result<()> {
@@ -32,50 +32,15 @@ pub fn port_free(probe: &Probe, port: u16) -> anyhow::Result<Outcome> {
     })
 }
 
-/// The inodes of TCP sockets listening on `port`, from /proc/net/tcp and tcp6.
-fn listening_inodes(facts: &Facts, port: u16) -> Vec<String> {
-    const LISTEN: &str = "0A";
-    let mut inodes = Vec::new();
-    for table in ["net/tcp", "net/tcp6"] {
-        let Ok(text) = facts.read_proc(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() < 10 || fields[3] != LISTEN {
-                continue;
-            }
-            let local_port = fields[1]
-                .rsplit_once(':')
-                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
-            if local_port == Some(port) && fields[9] != "0" {
-                inodes.push(fields[9].to_string());
-            }
-        }
-    }
-    inodes
-}
-
 /// "name (pid N)" of the process holding a listening socket on `port`, when /proc tells.
 pub fn port_holder(facts: &Facts, port: u16) -> Option<String> {
-    let inodes = listening_inodes(facts, port);
-    if inodes.is_empty() {
-        return None;
-    }
-    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    let holder = system::processes(facts).ok()?.into_iter().find(|process| {
-        std::fs::read_dir(process.dir.join("fd"))
-            .map(|fds| {
-                fds.filter_map(Result::ok).any(|fd| {
-                    std::fs::read_link(fd.path())
-                        .map(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
-                        .unwrap_or(false)
-                })
-            })
-            .unwrap_or(false)
-    })?;
-    let comm = holder.comm().unwrap_or_else(|| "a process".to_string());
-    Some(format!("{comm} (pid {})", holder.pid))
+    let holder = listeners::listener(facts, port)?;
+    let name = if holder.name.is_empty() {
+        "a process"
+    } else {
+        holder.name.as_str()
+    };
+    Some(format!("{name} (pid {})", holder.pid))
 }
 
 #[cfg(test)]
