@@ -594,8 +594,21 @@ async fn delete(call: &Call<'_>, rt: &ResourceType) -> ApiResult<Response<Body>>
     let p = &call.path;
     let name = p.name.as_deref().unwrap_or_default();
     let options = DeleteOptions::of(call)?;
-    let (obj, revision) = call.server.read(rt, p.namespace.as_deref(), name).await?;
-    let result = delete_one(call, rt, obj, revision, &options).await?;
+    // As the real server's GuaranteedUpdate: marking the object (deletionTimestamp, GC finalizers)
+    // is retried on a fresh read when a controller changed it in between, rather than returning the
+    // write conflict to the client (a precondition failure is still returned).
+    let mut attempts = 0;
+    let result = loop {
+        let (obj, revision) = call.server.read(rt, p.namespace.as_deref(), name).await?;
+        match delete_one(call, rt, obj, revision, &options).await {
+            Err(e)
+                if e.code == 409 && !e.message.contains("Precondition failed") && attempts < 5 =>
+            {
+                attempts += 1;
+            }
+            other => break other?,
+        }
+    };
     respond(StatusCode::OK, &result)
 }
 
