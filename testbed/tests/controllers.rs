@@ -15,31 +15,10 @@ use kubestrap_testbed::driver::scenario::{self, Source, Timings};
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
 use serde_json::{Value, json};
 
+mod support;
+use support::{get, items, kubectl};
+
 const WAIT: Duration = Duration::from_secs(30);
-
-fn get(node: &Node, args: &[&str]) -> Result<Value> {
-    let mut full = vec!["get"];
-    full.extend_from_slice(args);
-    full.extend(["-o", "json"]);
-    let out = node
-        .kubectl(&full)?
-        .check(&format!("kubectl {}", full.join(" ")))?;
-    Ok(serde_json::from_str(&out.stdout)?)
-}
-
-fn items(node: &Node, args: &[&str]) -> Result<Vec<Value>> {
-    Ok(get(node, args)?["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
-}
-
-fn kubectl(node: &Node, args: &[&str]) -> Result<String> {
-    Ok(node
-        .kubectl(args)?
-        .check(&format!("kubectl {}", args.join(" ")))?
-        .stdout)
-}
 
 /// Waits until `check` gives Some, returning it (the step's error carries the diagnostics).
 fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {

@@ -17,32 +17,11 @@ use kubestrap_testbed::driver::scenario::{self, Source, Timings};
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, podnet, wait_until};
 use serde_json::{Value, json};
 
+mod support;
+use support::{get, items, kubectl, text};
+
 const WAIT: Duration = Duration::from_secs(60);
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
-
-fn get(node: &Node, args: &[&str]) -> Result<Value> {
-    let mut full = vec!["get"];
-    full.extend_from_slice(args);
-    full.extend(["-o", "json"]);
-    let out = node
-        .kubectl(&full)?
-        .check(&format!("kubectl {}", full.join(" ")))?;
-    Ok(serde_json::from_str(&out.stdout)?)
-}
-
-fn items(node: &Node, args: &[&str]) -> Result<Vec<Value>> {
-    Ok(get(node, args)?["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
-}
-
-fn kubectl(node: &Node, args: &[&str]) -> Result<String> {
-    Ok(node
-        .kubectl(args)?
-        .check(&format!("kubectl {}", args.join(" ")))?
-        .stdout)
-}
 
 fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let mut found = None;
@@ -51,10 +30,6 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Resu
         Ok(found.is_some())
     })?;
     found.context("unreachable: waited value missing")
-}
-
-fn text<'a>(v: &'a Value, field: &str) -> &'a str {
-    v.pointer(field).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// A netexec server with a readiness probe on /healthz.

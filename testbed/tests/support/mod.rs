@@ -1,7 +1,8 @@
 //! Shared set-up of the proxy and DNS tests: a three-node cluster with a pod network, kube-proxy
 //! as kubeadm's proxy add-on deploys it (the `kube-proxy` ConfigMap, service account,
 //! `system:node-proxier` binding and DaemonSet), and agnhost netexec workloads. Until kubestrap's
-//! online init renders the add-ons, the tests apply these objects themselves.
+//! online init renders the add-ons, the tests apply these objects themselves. The kubectl helpers
+//! (`kubectl`, `get`, `items`, `text`) serve the pods and controllers tests too.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -22,6 +23,25 @@ pub fn kubectl(node: &Node, args: &[&str]) -> Result<String> {
         .kubectl(args)?
         .check(&format!("kubectl {}", args.join(" ")))?
         .stdout)
+}
+
+/// `kubectl get … -o json`, parsed.
+pub fn get(node: &Node, args: &[&str]) -> Result<Value> {
+    let mut full = vec!["get"];
+    full.extend_from_slice(args);
+    full.extend(["-o", "json"]);
+    let out = node
+        .kubectl(&full)?
+        .check(&format!("kubectl {}", full.join(" ")))?;
+    Ok(serde_json::from_str(&out.stdout)?)
+}
+
+/// The `items` of a `kubectl get` list.
+pub fn items(node: &Node, args: &[&str]) -> Result<Vec<Value>> {
+    Ok(get(node, args)?["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// kubeadm's KubeProxyConfiguration for a cluster with podSubnet 10.244.0.0/16 (the fields it
