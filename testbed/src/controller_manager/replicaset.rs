@@ -184,6 +184,13 @@ pub async fn update_status(
             if fresh["metadata"]["uid"] != obj["metadata"]["uid"] {
                 return Ok(None);
             }
+            // The status was computed from an older copy: never move observedGeneration back
+            // past what a newer sync already recorded (a waiter would see a finished rollout undone).
+            let mut status = status;
+            let recorded = fresh["status"]["observedGeneration"].as_i64();
+            if recorded > status["observedGeneration"].as_i64() {
+                status["observedGeneration"] = fresh["status"]["observedGeneration"].clone();
+            }
             fresh["status"] = status;
             Ok(Some(
                 client.replace(&format!("{path}/status"), &fresh).await?,
