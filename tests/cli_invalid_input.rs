@@ -476,35 +476,118 @@ fn flag_and_configuration_errors_are_reported_together() {
     assert_empty_dir(root.path(), "several errors");
 }
 
-#[test]
-fn join_refuses_flags_whose_feature_does_not_exist_yet() {
-    let root = tempfile::tempdir().unwrap();
+fn join(root: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
     let output = Command::cargo_bin("kubestrap")
         .unwrap()
         .arg("--root")
-        .arg(root.path())
-        .args([
-            "join",
-            "--node-name",
-            "w-1",
-            "--token",
-            "abcdef.0123456789abcdef",
-            "--discovery-token-unsafe-skip-ca-verification",
-            "--discovery-url",
-            "https://10.0.0.1:9898",
-            "--keep-on-failure",
-            "phase",
-            "preflight",
-            "10.0.0.1:6443",
-        ])
+        .arg(root)
+        .arg("join")
+        .args(args)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--discovery-url"), "{stderr}");
-    assert!(stderr.contains("--keep-on-failure"), "{stderr}");
-    assert_eq!(stderr.matches("does not exist yet").count(), 2, "{stderr}");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn join_refuses_bad_discovery_input_and_a_control_plane_join_with_nothing_written() {
+    let root = tempfile::tempdir().unwrap();
+    let token = ["--token", "abcdef.0123456789abcdef"];
+    let pin = format!("sha256:{}", "0".repeat(64));
+    let pinned = [token[0], token[1], "--discovery-token-ca-cert-hash", &pin];
+    for (args, needles) in [
+        (
+            [&pinned[..], &["--discovery-url", "http://10.0.0.1:9898"]].concat(),
+            vec!["--discovery-url", "https://HOST[:PORT]"],
+        ),
+        (
+            [
+                &pinned[..],
+                &["--discovery-url", "https://10.0.0.1", "10.0.0.1:6443"],
+            ]
+            .concat(),
+            vec!["--discovery-url", "not both"],
+        ),
+        (
+            [&token[..], &["10.0.0.1:6443"]].concat(),
+            vec![
+                "--discovery-token-ca-cert-hash",
+                "--discovery-token-unsafe-skip-ca-verification",
+            ],
+        ),
+        (
+            [
+                &pinned[..],
+                &[
+                    "--discovery-token-ca-cert-hash",
+                    "sha256:abc",
+                    "10.0.0.1:6443",
+                ],
+            ]
+            .concat(),
+            vec!["sha256:abc", "64 hex"],
+        ),
+        (
+            [&pinned[..], &["--control-plane", "10.0.0.1:6443"]].concat(),
+            vec!["control-plane", "not built yet"],
+        ),
+        (
+            [
+                &pinned[..],
+                &[
+                    "--control-plane",
+                    "10.0.0.1:6443",
+                    "--skip-phases",
+                    "preflight",
+                ],
+            ]
+            .concat(),
+            vec!["not built yet"],
+        ),
+        (
+            [
+                "--discovery-file",
+                "/nonexistent/discovery.conf",
+                "--skip-phases",
+                "preflight",
+            ]
+            .to_vec(),
+            vec![
+                "--discovery-file",
+                "/nonexistent/discovery.conf",
+                "can not be read",
+            ],
+        ),
+    ] {
+        let (code, stderr) = join(root.path(), &args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{args:?}: {needle}: {stderr}");
+        }
+    }
     assert_empty_dir(root.path(), "join");
+    // A control-plane candidate's preflight still runs (exit 0 or 1, never the refusal).
+    let preflight_root = tempfile::tempdir().unwrap();
+    let (code, stderr) = join(
+        preflight_root.path(),
+        &[
+            &pinned[..],
+            &[
+                "--control-plane",
+                "--apiserver-advertise-address",
+                "192.0.2.7",
+                "--ignore-preflight-errors",
+                "all",
+                "phase",
+                "preflight",
+                "10.0.0.1:6443",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!stderr.contains("not built yet"), "{code:?}: {stderr}");
 }
 
 #[test]

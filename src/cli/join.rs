@@ -1,27 +1,32 @@
-//! `kubestrap join phase <phase>`: joining a node to a cluster, one phase at a time. The whole
-//! workflow (`kubestrap join` without `phase`) is refused until all of join's phases exist.
+//! `kubestrap join [api-server-endpoint]` and `kubestrap join phase <phase> [sub…]`: joining this node to
+//! a cluster as a worker. A control-plane join (`--control-plane`) is not built yet: only its
+//! preflight runs, the rest is refused (exit 2).
 
 use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
 use crate::config::flags::JoinFlags;
 use crate::model::resolve::join::resolve;
-use crate::phases::join::{JoinData, JoinTree, workflow};
+use crate::phases::join::{JoinData, JoinTree, control_plane, preflight, workflow};
 use crate::workflow::cluster_undo::ClusterUndo;
 use crate::workflow::selection::PhaseSelection;
-use crate::workflow::{self, RunSpec};
+use crate::workflow::{self, RunSpec, Target};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct JoinCmd {
+    /// The API server endpoint (host:port) to discover the cluster through
+    #[arg(value_name = "API_SERVER_ENDPOINT")]
+    pub endpoint: Option<String>,
     #[command(flatten)]
     pub flags: JoinFlags,
     #[command(subcommand)]
-    pub sub: JoinSub,
+    pub sub: Option<JoinSub>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum JoinSub {
-    /// Run one phase of join
+    /// Run one phase of join (and `all` or one of its sub-phases)
     Phase(JoinPhaseArgs),
 }
 
@@ -34,24 +39,33 @@ pub struct JoinPhaseArgs {
 pub fn run(global: &GlobalOpts, cmd: JoinCmd) -> anyhow::Result<()> {
     let ui = global.ui();
     let host = global.host();
-    let JoinSub::Phase(args) = &cmd.sub;
     let join = workflow();
     let known_phases = workflow::phase_paths(&join.tree());
-    let endpoint = args.selection.positional.as_deref();
+    let (target, endpoint) = match &cmd.sub {
+        Some(JoinSub::Phase(args)) => (
+            args.selection.target.clone(),
+            args.selection.positional.as_deref(),
+        ),
+        None => (Target::whole(), cmd.endpoint.as_deref()),
+    };
     let resolved = resolve(endpoint, &cmd.flags, host.facts(), &known_phases)?;
+    if resolved.node.is_control_plane() && target.top() != Some(preflight::NAME) {
+        return Err(control_plane::not_built().into());
+    }
     for notice in &resolved.notices {
         ui.warn(notice);
     }
     let spec = RunSpec {
-        target: args.selection.target.clone(),
+        target,
         skip: resolved.options.skip_phases.clone(),
-        keep_on_failure: false,
+        keep_on_failure: resolved.options.keep_on_failure,
     };
     let mut data = JoinData {
         node: resolved.node,
         options: resolved.options,
         host,
         cluster_undo: ClusterUndo::default(),
+        joining: None,
     };
     workflow::execute(&join, &mut data, &spec)
 }

@@ -103,7 +103,7 @@ impl GlobalOpts {
 pub enum Command {
     /// Set up the first control-plane node of a cluster
     Init(Box<init::InitCmd>),
-    /// Join this node to a cluster (for now one phase at a time: `join phase preflight`)
+    /// Join this node to a cluster as a worker node
     Join(Box<join::JoinCmd>),
     /// Return this node to a clean host: undo init/join and remove what the cluster left
     Reset(Box<reset::ResetCmd>),

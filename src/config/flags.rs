@@ -315,7 +315,7 @@ pub struct JoinFlags {
         value_name = "FILE|URL"
     )]
     pub discovery_file: Option<String>,
-    /// kubestrap's token-signed discovery endpoint, https://HOST:9898 (not built yet: refused)
+    /// kubestrap's token-signed discovery endpoint, https://HOST:9898, instead of the API server's cluster-info
     #[arg(long, global = true, allow_hyphen_values = true, value_name = "URL")]
     pub discovery_url: Option<String>,
     /// Token the kubelet uses for its TLS bootstrap
@@ -363,7 +363,7 @@ pub struct JoinFlags {
     /// Apply safe preflight fixes (sysctls through an /etc/sysctl.d drop-in)
     #[arg(long, global = true)]
     pub fix: bool,
-    /// Do not roll back a failed run (not built yet for join: refused)
+    /// Do not roll back a failed run: leave its effects for inspection
     #[arg(long, global = true)]
     pub keep_on_failure: bool,
 }
@@ -384,6 +384,7 @@ impl JoinFlags {
                 "discovery-token-unsafe-skip-ca-verification",
             ),
             (self.discovery_file.is_some(), "discovery-file"),
+            (self.discovery_url.is_some(), "discovery-url"),
             (self.tls_bootstrap_token.is_some(), "tls-bootstrap-token"),
             (self.control_plane, "control-plane"),
             (self.certificate_key.is_some(), "certificate-key"),

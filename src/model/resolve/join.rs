@@ -21,6 +21,11 @@ pub enum DiscoverySource {
     /// kubeadm's token discovery through the API server's cluster-info.
     Token {
         api_server_endpoint: String,
+        /// `--discovery-url`: kubestrap's token-signed endpoint (`https://HOST:9898`) instead of the
+        /// API server's cluster-info.
+        discovery_url: Option<String>,
+        /// The discovery token (a secret).
+        token: String,
         ca_cert_hashes: Vec<String>,
         unsafe_skip_ca_verification: bool,
     },
@@ -43,6 +48,8 @@ pub struct JoinOptions {
     pub skip_phases: Vec<String>,
     pub ignore_preflight_errors: Vec<String>,
     pub fix: bool,
+    /// Leave a failed run's effects for inspection instead of rolling them back.
+    pub keep_on_failure: bool,
     /// The advertise address (control planes) was picked from the host, not given.
     pub advertise_address_detected: bool,
 }
@@ -94,6 +101,7 @@ pub fn resolve(
 
 fn apply_flags(endpoint: Option<&str>, flags: &JoinFlags, join: &mut JoinConfiguration) {
     let token_discovery = endpoint.is_some()
+        || flags.discovery_url.is_some()
         || flags.token.is_some()
         || flags.discovery_token.is_some()
         || !flags.discovery_token_ca_cert_hash.is_empty()
@@ -109,6 +117,9 @@ fn apply_flags(endpoint: Option<&str>, flags: &JoinFlags, join: &mut JoinConfigu
             .get_or_insert_with(BootstrapTokenDiscovery::default);
         if let Some(ep) = endpoint {
             bt.api_server_endpoint = Some(ep.to_string());
+        } else if let Some((host, port)) = flags.discovery_url.as_deref().and_then(url_host_port) {
+            // The endpoint's host and port stand for the API server's until cluster-info names it.
+            bt.api_server_endpoint = Some(crate::model::join_host_port(&host, port));
         }
         if let Some(t) = flags.discovery_token.as_ref().or(flags.token.as_ref()) {
             bt.token = Some(t.clone());
@@ -148,22 +159,75 @@ fn apply_flags(endpoint: Option<&str>, flags: &JoinFlags, join: &mut JoinConfigu
     }
 }
 
-/// Flags whose feature does not exist yet: refused rather than silently ignored.
-fn refuse_unbuilt_features(flags: &JoinFlags, errors: &mut Vec<FieldError>) {
-    if let Some(url) = &flags.discovery_url {
+/// `--discovery-url`: an `https://HOST[:PORT][/]` URL (the port defaults to 9898), alone or with no
+/// other endpoint.
+fn check_discovery_url(endpoint: Option<&str>, flags: &JoinFlags, errors: &mut Vec<FieldError>) {
+    let Some(url) = &flags.discovery_url else {
+        return;
+    };
+    if url_host_port(url).is_none() {
         errors.push(FieldError::new(
             "--discovery-url",
             url,
-            "this feature does not exist yet: kubestrap's token-signed discovery endpoint comes with init's discovery phase; use the API server endpoint with --token and --discovery-token-ca-cert-hash",
+            "not an https://HOST[:PORT] URL of kubestrap's discovery endpoint (the port defaults to 9898)",
         ));
     }
-    if flags.keep_on_failure {
+    if endpoint.is_some() {
         errors.push(FieldError::new(
-            "--keep-on-failure",
-            "true",
-            "this feature does not exist yet for join: join has no phase yet whose effects could be kept",
+            "--discovery-url",
+            url,
+            "give either the API server endpoint argument or --discovery-url, not both",
         ));
     }
+    if flags.discovery_file.is_some() {
+        errors.push(FieldError::new(
+            "--discovery-url",
+            url,
+            "give either --discovery-file or --discovery-url, not both",
+        ));
+    }
+}
+
+/// A local discovery file must be a readable kubeconfig whose current context names a cluster with
+/// its CA (a URL is read by discovery).
+fn check_discovery_file(location: &str, errors: &mut Vec<FieldError>) {
+    const FIELD: &str = "discovery.file.kubeConfigPath";
+    if location.starts_with("https://") || location.starts_with("http://") {
+        return;
+    }
+    let problem = match std::fs::read_to_string(location) {
+        Err(e) => Some(format!("can not be read: {e}")),
+        Ok(text) => match crate::kubeconfig::KubeConfig::parse(&text) {
+            Err(e) => Some(format!("not a kubeconfig: {e}")),
+            Ok(config) => match config.current() {
+                Err(e) => Some(format!("the kubeconfig has no usable current context: {e}")),
+                Ok(current) if current.cluster.cluster.certificate_authority_data.is_none() => {
+                    Some(
+                        "the cluster of its current context has no certificate-authority-data"
+                            .to_string(),
+                    )
+                }
+                Ok(_) => None,
+            },
+        },
+    };
+    if let Some(reason) = problem {
+        errors.push(FieldError::new(FIELD, location, reason));
+    }
+}
+
+/// The host and port of an `https://HOST[:PORT][/…]` URL (port 9898 when not given).
+pub fn url_host_port(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let mut errors = Vec::new();
+    let (host, port) = v::host_port("--discovery-url", authority, &mut errors)?;
+    errors
+        .is_empty()
+        .then(|| (host, port.unwrap_or(crate::discovery::DEFAULT_PORT)))
 }
 
 /// Like [`resolve`], with the file already decoded.
@@ -176,7 +240,7 @@ pub fn resolve_file(
 ) -> Result<ResolvedJoin, InvalidInput> {
     let mut notices = file.warnings.clone();
     let mut errors: Vec<FieldError> = Vec::new();
-    refuse_unbuilt_features(flags, &mut errors);
+    check_discovery_url(endpoint, flags, &mut errors);
     let mut join = file.join.unwrap_or_default();
     apply_flags(endpoint, flags, &mut join);
     if let Some(p) = &flags.apiserver_bind_port
@@ -204,6 +268,19 @@ pub fn resolve_file(
         }
     }
     defaults::join_configuration(&mut join);
+    if let Some(bt) = &join.discovery.bootstrap_token {
+        if bt.token.is_none() {
+            errors.push(FieldError::new(
+                "discovery.bootstrapToken.token",
+                "",
+                "token discovery needs the bootstrap token (the join command 'kubestrap init' printed has it)",
+            ));
+        }
+        // kubeadm's default: the discovery token is also the TLS bootstrap token.
+        if join.discovery.tls_bootstrap_token.is_none() {
+            join.discovery.tls_bootstrap_token = bt.token.clone();
+        }
+    }
     errors.extend(v::join_configuration(&join));
 
     let name = super::node_name(
@@ -260,6 +337,9 @@ pub fn resolve_file(
             "not a readable directory",
         ));
     }
+    if let Some(file) = &join.discovery.file {
+        check_discovery_file(&file.kube_config_path, &mut errors);
+    }
     if flags.config.is_none() {
         in_flag_terms(&mut errors);
     }
@@ -283,7 +363,7 @@ pub fn resolve_file(
         }
         None => (NodeRole::Worker, None),
     };
-    let discovery = discovery_source(&join);
+    let discovery = discovery_source(&join, flags.discovery_url.clone());
     let api_endpoint = match &discovery {
         DiscoverySource::Token {
             api_server_endpoint,
@@ -326,6 +406,7 @@ pub fn resolve_file(
             skip_phases,
             ignore_preflight_errors,
             fix: flags.fix,
+            keep_on_failure: flags.keep_on_failure,
             advertise_address_detected,
         },
         notices,
@@ -356,7 +437,7 @@ fn in_flag_terms(errors: &mut [FieldError]) {
     }
 }
 
-fn discovery_source(join: &JoinConfiguration) -> DiscoverySource {
+fn discovery_source(join: &JoinConfiguration, discovery_url: Option<String>) -> DiscoverySource {
     let token = join.discovery.bootstrap_token.clone().unwrap_or_default();
     match &join.discovery.file {
         Some(file) => DiscoverySource::File {
@@ -364,6 +445,8 @@ fn discovery_source(join: &JoinConfiguration) -> DiscoverySource {
         },
         None => DiscoverySource::Token {
             api_server_endpoint: token.api_server_endpoint.unwrap_or_default(),
+            discovery_url,
+            token: token.token.unwrap_or_default(),
             ca_cert_hashes: token.ca_cert_hashes.unwrap_or_default(),
             unsafe_skip_ca_verification: token.unsafe_skip_ca_verification == Some(true),
         },
@@ -478,17 +561,28 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_features_are_refused_and_say_so() {
+    fn the_discovery_url_stands_for_the_endpoint() {
         let (_dir, facts) = facts();
         let f = JoinFlags {
-            discovery_url: Some("https://10.0.0.1:9898".into()),
+            discovery_url: Some("https://10.0.0.1".into()),
             keep_on_failure: true,
             ..flags()
         };
-        let err = run(Some("10.0.0.1:6443"), &f, &facts).unwrap_err();
-        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["--discovery-url", "--keep-on-failure"]);
-        assert!(err.to_string().contains("does not exist yet"), "{err}");
+        let r = run(None, &f, &facts).unwrap();
+        assert!(r.options.keep_on_failure);
+        assert!(matches!(
+            r.options.discovery,
+            DiscoverySource::Token { ref discovery_url, ref api_server_endpoint, .. }
+                if discovery_url.as_deref() == Some("https://10.0.0.1") && api_server_endpoint == "10.0.0.1:9898"
+        ));
+        let both = run(Some("10.0.0.1:6443"), &f, &facts).unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+        let bad = JoinFlags {
+            discovery_url: Some("http://10.0.0.1:9898".into()),
+            ..flags()
+        };
+        let err = run(None, &bad, &facts).unwrap_err();
+        assert_eq!(err.errors[0].field, "--discovery-url");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::InitData;
+use crate::config::duration::GoDuration;
 use crate::host::Host;
 use crate::host::runtime::{cri, socket_path};
 use crate::host::well_known::MANIFESTS_DIR;
@@ -162,6 +163,26 @@ fn log_hint(cri_socket: &str, pod: &str, container: &str) -> String {
     }
 }
 
+/// Waits for the kubelet's healthz (`[kubelet-check]`), for init and join.
+pub fn wait_kubelet(ui: &Ui, deadline: GoDuration) -> anyhow::Result<()> {
+    let kubelet = [health::kubelet()];
+    ui.line(format!(
+        "[kubelet-check] Waiting for a healthy kubelet at {}. This can take up to {deadline}",
+        health::KUBELET_HEALTHZ,
+    ));
+    let outcome = wait_shown(ui, "kubelet-check", &kubelet, deadline.0)?;
+    if let Some(failed) = outcome.iter().find(|o| o.healthy_after.is_none()) {
+        anyhow::bail!(
+            "failed while waiting for the kubelet to start: the kubelet at {} is not healthy after {deadline}: {}. \
+             The kubelet may not be running, or may be failing on a misconfiguration of the node (required cgroups \
+             disabled, a wrong cgroup driver): see 'systemctl status kubelet' and 'journalctl -xeu kubelet'",
+            failed.check.url,
+            failed.last_error.as_deref().unwrap_or("no answer")
+        );
+    }
+    Ok(())
+}
+
 pub fn wait(host: &Host, cp: &ControlPlane) -> anyhow::Result<()> {
     let ui = host.ui();
     let timeouts = &cp.node.timeouts;
@@ -178,28 +199,7 @@ pub fn wait(host: &Host, cp: &ControlPlane) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let kubelet = [health::kubelet()];
-    ui.line(format!(
-        "[kubelet-check] Waiting for a healthy kubelet at {}. This can take up to {}",
-        health::KUBELET_HEALTHZ,
-        timeouts.kubelet_health_check
-    ));
-    let outcome = wait_shown(
-        ui,
-        "kubelet-check",
-        &kubelet,
-        timeouts.kubelet_health_check.0,
-    )?;
-    if let Some(failed) = outcome.iter().find(|o| o.healthy_after.is_none()) {
-        anyhow::bail!(
-            "failed while waiting for the kubelet to start: the kubelet at {} is not healthy after {}: {}. \
-             The kubelet may not be running, or may be failing on a misconfiguration of the node (required cgroups \
-             disabled, a wrong cgroup driver): see 'systemctl status kubelet' and 'journalctl -xeu kubelet'",
-            failed.check.url,
-            timeouts.kubelet_health_check,
-            failed.last_error.as_deref().unwrap_or("no answer")
-        );
-    }
+    wait_kubelet(ui, timeouts.kubelet_health_check)?;
     ui.line(format!(
         "[control-plane-check] Waiting for healthy control plane components. This can take up to {}",
         timeouts.control_plane_component_health_check

@@ -1,7 +1,13 @@
-//! The `kubestrap join` workflow: its run data (this node's spec, join's options, the host) and its
-//! ordered phase list. The cluster part of the model is learnt by discovery (the join issue adds it).
+//! The `kubestrap join` workflow: its run data (this node's spec, join's options, the host, and what
+//! discovery learnt, found once and kept) and kubeadm's join phase tree. A worker runs `preflight`,
+//! `kubelet-start` and `kubelet-wait-bootstrap`; the control-plane phases are skipped for it, as kubeadm
+//! skips them, and refuse a control-plane join, which is not built yet.
 
+pub mod control_plane;
+pub mod discover;
+pub mod kubelet_start;
 pub mod preflight;
+pub mod wait_bootstrap;
 
 use crate::host::Host;
 use crate::model::NodeSpec;
@@ -11,6 +17,8 @@ use crate::workflow::rollback::UndoEntry;
 use crate::workflow::selection::PhaseTree;
 use crate::workflow::{Phase, PhaseInfo, RunData, Workflow, describe};
 
+pub use discover::Joining;
+
 /// What every join phase reads and writes.
 pub struct JoinData {
     pub node: NodeSpec,
@@ -19,6 +27,21 @@ pub struct JoinData {
     /// Undoes the API objects a failed run (or an unfinished earlier one) changed; phases that talk to
     /// the API server make their gateway through it ([`ClusterUndo::gateway`]).
     pub cluster_undo: ClusterUndo,
+    /// The cluster as discovery found it, once a phase needed it.
+    pub joining: Option<Joining>,
+}
+
+impl JoinData {
+    /// The cluster this node joins: discovery and the cluster's configuration, read at the first call.
+    pub fn joining(&mut self) -> anyhow::Result<&Joining> {
+        if self.joining.is_none() {
+            let found = discover::discover(&self.host, &self.node, &self.options)?;
+            self.joining = Some(found);
+        }
+        self.joining
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("discovery produced no cluster"))
+    }
 }
 
 impl RunData for JoinData {
@@ -31,9 +54,17 @@ impl RunData for JoinData {
     }
 }
 
-/// join's phases in kubeadm's order. Only phases that work are registered.
+/// join's phases in kubeadm's order (kubeadm's names, so its `skipPhases` values work).
 pub fn phases() -> Vec<Phase<JoinData>> {
-    vec![preflight::phase()]
+    vec![
+        preflight::phase(),
+        control_plane::prepare(),
+        kubelet_start::phase(),
+        control_plane::etcd_join(),
+        wait_bootstrap::phase(),
+        control_plane::wait_control_plane(),
+        control_plane::join(),
+    ]
 }
 
 pub fn workflow() -> Workflow<JoinData> {

@@ -4,8 +4,10 @@ use super::JoinData;
 use crate::preflight::{self, Environment, PreflightInput};
 use crate::workflow::Phase;
 
+pub const NAME: &str = "preflight";
+
 pub fn phase() -> Phase<JoinData> {
-    Phase::leaf("preflight", "Run join pre-flight checks", run)
+    Phase::leaf(NAME, "Run join pre-flight checks", run)
 }
 
 fn run(data: &mut JoinData) -> anyhow::Result<()> {
