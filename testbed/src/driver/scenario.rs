@@ -135,6 +135,48 @@ pub fn join_worker(
     Ok(())
 }
 
+/// The worker join command `kubestrap init` printed (its continuation lines joined), if any.
+pub fn printed_join_command(init_stdout: &str) -> Option<String> {
+    let mut commands = Vec::new();
+    let mut current: Option<String> = None;
+    for line in init_stdout.lines() {
+        let text = line.trim();
+        match current.as_mut() {
+            Some(command) => command.push_str(text.trim_end_matches('\\')),
+            None if text.starts_with("kubestrap join ") => {
+                current = Some(text.trim_end_matches('\\').to_string());
+            }
+            None => continue,
+        }
+        if !text.ends_with('\\') {
+            commands.extend(current.take());
+        } else if let Some(command) = current.as_mut() {
+            command.push(' ');
+        }
+    }
+    commands
+        .into_iter()
+        .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
+        .find(|c| !c.contains("--control-plane"))
+}
+
+/// A flag's value in a printed command (`--token` → the token).
+pub fn command_flag(command: &str, flag: &str) -> Option<String> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == flag)?;
+    words.get(at + 1).map(|w| w.to_string())
+}
+
+/// Runs a printed `kubestrap join …` command on `node` as it is (words split on whitespace).
+pub fn run_join_command(node: &Node, command: &str) -> Result<crate::driver::docker::Finished> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    anyhow::ensure!(
+        words.first() == Some(&"kubestrap") && words.get(1) == Some(&"join"),
+        "not a kubestrap join command: {command}"
+    );
+    node.kubestrap(&words[1..])
+}
+
 /// The Node names the API server lists.
 pub fn node_names(node: &Node, kubeconfig: &str) -> Result<Vec<String>> {
     let out = node

@@ -1,5 +1,6 @@
-//! Deleting this node's Node object through the cluster gateway with admin.conf's credentials, when
-//! admin.conf exists and its API server answers.
+//! Deleting this node's Node object through the cluster gateway with admin.conf's credentials (a
+//! control plane), else kubelet.conf's (a joined worker: the Node authorizer lets a node delete its
+//! own Node), when the file exists and its API server answers.
 
 use std::time::Duration;
 
@@ -51,20 +52,31 @@ fn kubelet_identity(data: &ResetData) -> Option<String> {
 /// restarting server answers within it, a dead or unroutable one does not hold reset up.
 const API_RETRY: Duration = Duration::from_secs(5);
 
-/// Deletes the Node object through the cluster gateway with admin.conf's credentials. A missing
-/// admin.conf is skipped; an API server that does not answer is only a warning, as with kubeadm.
+/// The kubeconfigs the Node is deleted with, in order: a control plane's admin.conf, a worker's
+/// kubelet.conf.
+const KUBECONFIGS: [&str; 2] = ["admin.conf", "kubelet.conf"];
+
+/// Deletes the Node object through the cluster gateway with admin.conf's credentials, else
+/// kubelet.conf's. Without either it is skipped; an API server that does not answer is only a
+/// warning, as with kubeadm.
 pub fn delete_node(data: &mut ResetData) {
-    let admin = NodePath::new(well_known::KUBERNETES_DIR).join("admin.conf");
-    let connection = match kubeconfig::connection::connection(&data.host, &admin) {
-        Ok(Some(c)) => c,
-        Ok(None) => return,
-        Err(e) => {
-            data.host.ui().warn(format!(
-                "[reset] Could not delete this node's Node object: {e:#}"
-            ));
-            return;
+    let mut found = None;
+    for name in KUBECONFIGS {
+        let path = NodePath::new(well_known::KUBERNETES_DIR).join(name);
+        match kubeconfig::connection::connection(&data.host, &path) {
+            Ok(Some(c)) => {
+                found = Some(c);
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                data.host.ui().warn(format!(
+                    "[reset] Could not use {path} to delete this node's Node object: {e:#}"
+                ));
+            }
         }
-    };
+    }
+    let Some(connection) = found else { return };
     let Some(name) = node_name(data) else { return };
     let outcome = if data.dry_run() {
         Gateway::planning(&data.host).and_then(|gateway| {

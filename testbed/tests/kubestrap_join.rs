@@ -1,0 +1,273 @@
+//! `kubestrap join` of worker nodes on one testbed cluster made by `kubestrap init` (every step shares
+//! it): node2 joins with the command init printed; on node3 the refusals — unknown token id, wrong
+//! secret, wrong CA pin, unreachable endpoint — each exit 1 naming the failed check and leave nothing
+//! on the node (`find` under its state directories, and its journal holds no effect); node3 then joins
+//! through kubestrap's discovery endpoint (`--discovery-url https://node1:9898`), its reset deletes its
+//! Node object through the API and cleans the host, and it joins again with a JoinConfiguration file.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use kubestrap_testbed::driver::fixture::ClusterSettings;
+use kubestrap_testbed::driver::scenario::{self, ADMIN};
+use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
+use serde_json::Value;
+
+/// The node's state directories a refused join must leave as they were.
+const STATE_DIRS: &str =
+    "/etc/kubernetes /var/lib/kubelet /var/lib/kubestrap /etc/systemd/system/kubelet.service.d";
+const JOURNAL: &str = "/var/lib/kubestrap/journal.jsonl";
+
+#[test]
+fn workers_join_with_the_printed_command_the_discovery_endpoint_and_a_config_file() -> Result<()> {
+    let cluster = Cluster::start(&kubestrap_testbed::binaries!(), &ClusterSpec::nodes(3))?;
+    let result = run(&cluster);
+    if result.is_err() {
+        eprintln!("{}", cluster.diagnostics());
+        if let Ok(cp) = cluster.node("node1")
+            && let Ok(text) = cp.read_string("/tmp/discovery.log")
+        {
+            eprintln!("--- discovery serve\n{text}");
+        }
+    }
+    cluster.teardown()?;
+    result
+}
+
+fn elapsed(since: Instant) -> String {
+    format!("{:.1}s", since.elapsed().as_secs_f64())
+}
+
+/// Files under the state directories (and the kubelet drop-in), sorted.
+fn state_files(node: &Node) -> Result<String> {
+    Ok(node
+        .sh(&format!(
+            "find {STATE_DIRS} -type f 2>/dev/null | grep -v '^{JOURNAL}$' | grep -v '/var/lib/kubestrap/lock' | sort"
+        ))?
+        .stdout)
+}
+
+/// The journal's ops of the last run.
+fn last_run_ops(node: &Node) -> Result<Vec<String>> {
+    let text = node.read_string(JOURNAL)?;
+    let records: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| r["op"] == "run-start")
+        .context("a run in the journal")?["run"]
+        .clone();
+    Ok(records
+        .iter()
+        .filter(|r| r["run"] == last)
+        .map(|r| r["op"].as_str().unwrap_or_default().to_string())
+        .collect())
+}
+
+fn join_configuration(endpoint: &str, token: &str, pin: &str, discovery: &str) -> String {
+    format!(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    \
+         apiServerEndpoint: {endpoint}\n    token: {token}\n    caCertHashes: [\"{pin}\"]\n\
+         nodeRegistration:\n  name: node3\ntimeouts:\n  discovery: {discovery}\n  tlsBootstrap: 90s\n"
+    )
+}
+
+/// Waits until node1's API server lists `name` (or no longer does).
+fn wait_listed(cp: &Node, name: &str, listed: bool) -> Result<()> {
+    wait_until(
+        &format!("node {name} listed: {listed}"),
+        Duration::from_secs(60),
+        || Ok(scenario::node_names(cp, ADMIN)?.contains(&name.to_string()) == listed),
+    )
+}
+
+fn run(cluster: &Cluster) -> Result<()> {
+    let cp = cluster.node("node1")?;
+    let node2 = cluster.node("node2")?;
+    let node3 = cluster.node("node3")?;
+    let settings = ClusterSettings::for_node(cp);
+    cp.write_file(
+        "/root/kubestrap.yaml",
+        scenario::kubestrap_config(&settings)?.as_bytes(),
+        0o600,
+    )?;
+    let started = Instant::now();
+    let init = cp
+        .kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
+        .check("kubestrap init on node1")?;
+    eprintln!("init: {}", elapsed(started));
+    let command = scenario::printed_join_command(&init.stdout)
+        .with_context(|| format!("the worker join command in init's output:\n{}", init.stdout))?;
+    let endpoint = command
+        .split_whitespace()
+        .nth(2)
+        .context("the endpoint")?
+        .to_string();
+    let token = scenario::command_flag(&command, "--token").context("--token")?;
+    let pin = scenario::command_flag(&command, "--discovery-token-ca-cert-hash")
+        .context("--discovery-token-ca-cert-hash")?;
+    let (token_id, _) = token.split_once('.').context("id.secret")?;
+
+    // ---- node2: the command init printed, as printed ----
+    let at = Instant::now();
+    let joined = scenario::run_join_command(node2, &command)?;
+    ensure!(joined.ok(), "join on node2: {joined:?}");
+    eprintln!("node2 join: {}", elapsed(at));
+    ensure!(
+        joined.stdout.contains("This node has joined the cluster"),
+        "{}",
+        joined.stdout
+    );
+    ensure!(scenario::node_names(cp, ADMIN)?.contains(&"node2".to_string()));
+    ensure!(!node2.exists("/etc/kubernetes/bootstrap-kubelet.conf")?);
+    ensure!(node2.exists("/etc/kubernetes/kubelet.conf")?);
+    ensure!(
+        node2.read_string("/etc/kubernetes/pki/ca.crt")?
+            == cp.read_string("/etc/kubernetes/pki/ca.crt")?
+    );
+    let record = node2.read_string("/var/lib/kubestrap/cluster.yaml")?;
+    ensure!(
+        record.contains("recordedBy: join") && record.contains("name: node2"),
+        "{record}"
+    );
+
+    // ---- node3: refusals, each naming its check, leaving nothing ----
+    let before = state_files(node3)?;
+    let wrong_secret = format!("{token_id}.0000000000000000");
+    let wrong_pin = format!("sha256:{}", "0".repeat(64));
+    let closed = format!("{}:6999", settings.advertise_address);
+    for (what, config, needles) in [
+        (
+            "unknown token id",
+            join_configuration(&endpoint, "zzzzzz.0123456789abcdef", &pin, "3s"),
+            vec![
+                "no signature",
+                "\"zzzzzz\"",
+                "kubestrap token create --print-join-command",
+            ],
+        ),
+        (
+            "wrong secret",
+            join_configuration(&endpoint, &wrong_secret, &pin, "3s"),
+            vec!["signature", "does not verify", "token secret is wrong"],
+        ),
+        (
+            "wrong CA pin",
+            join_configuration(&endpoint, &token, &wrong_pin, "3s"),
+            vec!["pin", &pin, &wrong_pin],
+        ),
+        (
+            "unreachable endpoint",
+            join_configuration(&closed, &token, &pin, "2s"),
+            vec!["could not reach", &closed],
+        ),
+    ] {
+        let at = Instant::now();
+        node3.write_file("/root/join.yaml", config.as_bytes(), 0o600)?;
+        let out = node3.kubestrap(&["join", "--config=/root/join.yaml"])?;
+        eprintln!("refusal ({what}): {}", elapsed(at));
+        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
+        for needle in needles {
+            ensure!(
+                out.stderr.contains(needle),
+                "{what}: {needle:?} not in:\n{}",
+                out.stderr
+            );
+        }
+        ensure!(
+            !out.stderr
+                .contains(token.split_once('.').map(|t| t.1).unwrap_or("-")),
+            "{what}: the secret is printed:\n{}",
+            out.stderr
+        );
+        let after = state_files(node3)?;
+        ensure!(
+            after == before,
+            "{what}: files left:\n{after}\nbefore:\n{before}"
+        );
+        let ops = last_run_ops(node3)?;
+        ensure!(
+            ops.iter().all(|op| op == "run-start" || op == "run-end"),
+            "{what}: the journal holds effects: {ops:?}"
+        );
+    }
+
+    // ---- node3: through kubestrap's discovery endpoint on node1 ----
+    let serve = cp
+        .sh("kubestrap discovery serve >/tmp/discovery.log 2>&1 </dev/null & echo $!")?
+        .check("starting discovery serve")?;
+    let pid = serve.stdout.trim().to_string();
+    wait_until("discovery serve to listen", Duration::from_secs(20), || {
+        Ok(cp
+            .read_string("/tmp/discovery.log")?
+            .contains("[discovery] Serving"))
+    })?;
+    let url = format!("https://{}:9898", settings.advertise_address);
+    let at = Instant::now();
+    let out = node3
+        .kubestrap(&[
+            "join",
+            "--discovery-url",
+            &url,
+            "--token",
+            &token,
+            "--discovery-token-ca-cert-hash",
+            &pin,
+        ])?
+        .check("join through the discovery endpoint")?;
+    eprintln!("node3 join via {url}: {}", elapsed(at));
+    ensure!(
+        out.stdout
+            .contains(&format!("cluster-info from {url} verified")),
+        "{}",
+        out.stdout
+    );
+    cp.sh(&format!("kill {pid}"))?
+        .check("stopping discovery serve")?;
+    ensure!(scenario::node_names(cp, ADMIN)?.contains(&"node3".to_string()));
+
+    // ---- node3: reset deletes its Node through the API and cleans the host ----
+    let at = Instant::now();
+    let reset = node3
+        .kubestrap(&["reset", "--force", "-o", "json"])?
+        .check("reset on node3")?;
+    eprintln!("node3 reset: {}", elapsed(at));
+    let report: Value = serde_json::from_str(&reset.stdout)
+        .with_context(|| format!("reset -o json: {}", reset.stdout))?;
+    ensure!(
+        report["removed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|i| i["kind"] == "api-object"
+                && i["target"].as_str().is_some_and(|t| t.contains("node3"))),
+        "the Node object is among what reset removed: {report}"
+    );
+    wait_listed(cp, "node3", false)?;
+    let left = node3.sh("find /etc/kubernetes /var/lib/kubelet -type f 2>/dev/null")?;
+    ensure!(
+        left.stdout.trim().is_empty(),
+        "left after reset: {}",
+        left.stdout
+    );
+
+    // ---- node3: again, with a JoinConfiguration file ----
+    node3.write_file(
+        "/root/join.yaml",
+        join_configuration(&endpoint, &token, &pin, "1m").as_bytes(),
+        0o600,
+    )?;
+    let at = Instant::now();
+    node3
+        .kubestrap(&["join", "--config=/root/join.yaml"])?
+        .check("join with a JoinConfiguration")?;
+    eprintln!("node3 join with --config: {}", elapsed(at));
+    wait_listed(cp, "node3", true)?;
+    ensure!(scenario::node_names(cp, ADMIN)?.len() == 3);
+    eprintln!("total: {}", elapsed(started));
+    Ok(())
+}
