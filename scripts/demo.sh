@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a machine without a cluster: install what is needed, build kubestrap and its testbed,
 # then on three testbed nodes (Docker containers on a private network) run `kubestrap init` on node1,
-# bring node2 and node3 in with a bootstrap token, list the nodes with the real kubectl, run
+# `kubestrap join` on node2 and node3 with the command init printed, list the nodes with the real kubectl, run
 # `kubestrap reset` on every node, and tear everything down. Needs the Docker engine (no registry).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -432,7 +432,10 @@ fn run(cluster: &Cluster) -> Result<()> {
         "the endpoint is cluster-info's: {}",
         join.stdout
     );
-    scenario::join_worker(worker, &settings, &ca_pem, &join_token)?;
+    let command =
+        scenario::printed_join_command(&join.stdout).context("the printed join command")?;
+    ensure!(command.contains(&join_token), "{command}");
+    scenario::run_join_command(worker, &command)?.check("the printed join command on node2")?;
     wait_until(
         "node2 to join with the printed command",
         Duration::from_secs(90),

@@ -4,8 +4,8 @@
 //! certificates and the CoreDNS and kube-proxy objects, visible with kubectl; the cluster-info
 //! signature verifies with an independent script (the controller manager runs without its
 //! bootstrapsigner, so the signature is kubestrap's own); the printed CA pin is openssl's; and a worker
-//! fetches cluster-info anonymously, checks signature and pin, and TLS-bootstraps with the printed
-//! token — the bootstrap RBAC proven by use.
+//! fetches cluster-info anonymously, checks signature and pin, and joins with the printed
+//! `kubestrap join` command — the bootstrap RBAC proven by use.
 //!
 //! The first run is kubestrap init up to a running control plane (kubelet-start, wait-control-plane
 //! included: the testbed writes no file on node1); the later runs are init's API phases.
@@ -462,7 +462,9 @@ fn run(cluster: &Cluster) -> Result<()> {
         pins == [printed.pin.clone()],
         "the CA in cluster-info has the printed pin"
     );
-    scenario::join_worker(worker, &settings, &String::from_utf8(ca)?, &printed.token)?;
+    let command =
+        scenario::printed_join_command(&run.stdout).context("the printed worker join command")?;
+    scenario::run_join_command(worker, &command)?.check("the printed join command on node2")?;
     wait_until(
         "node2 to register with the printed token",
         Duration::from_secs(90),

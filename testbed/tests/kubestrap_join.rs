@@ -1,5 +1,5 @@
 //! `kubestrap join` of worker nodes on one testbed cluster made by `kubestrap init` (every step shares
-//! it): node2 joins with the command init printed; on node3 the refusals — unknown token id, wrong
+//! it): node2 joins with the command init printed; on node3 a dry run changes nothing, the refusals — unknown token id, wrong
 //! secret, wrong CA pin, unreachable endpoint — each exit 1 naming the failed check and leave nothing
 //! on the node (`find` under its state directories, and its journal holds no effect); node3 then joins
 //! through kubestrap's discovery endpoint (`--discovery-url https://node1:9898`), its reset deletes its
@@ -135,8 +135,29 @@ fn run(cluster: &Cluster) -> Result<()> {
         "{record}"
     );
 
-    // ---- node3: refusals, each naming its check, leaving nothing ----
+    // ---- node3: a dry run prints the plan and changes nothing ----
     let before = state_files(node3)?;
+    let dry = scenario::run_join_command(node3, &format!("{command} --dry-run"))?
+        .check("join --dry-run on node3")?;
+    for needle in [
+        "/etc/kubernetes/bootstrap-kubelet.conf",
+        "/var/lib/kubelet/config.yaml",
+        "/var/lib/kubestrap/cluster.yaml",
+        "[dry-run] Would wait for the kubelet's TLS bootstrap",
+    ] {
+        ensure!(
+            dry.stdout.contains(needle) || dry.stderr.contains(needle),
+            "{needle:?} not in the dry run's plan:\n{}\n{}",
+            dry.stdout,
+            dry.stderr
+        );
+    }
+    ensure!(
+        state_files(node3)? == before,
+        "the dry run changed the node"
+    );
+
+    // ---- node3: refusals, each naming its check, leaving nothing ----
     let wrong_secret = format!("{token_id}.0000000000000000");
     let wrong_pin = format!("sha256:{}", "0".repeat(64));
     let closed = format!("{}:6999", settings.advertise_address);

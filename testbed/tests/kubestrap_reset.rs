@@ -34,15 +34,15 @@ fn reset_deletes_the_node_object_and_cleans_the_control_plane_node() -> Result<(
         scenario::kubestrap_config(&settings)?.as_bytes(),
         0o600,
     )?;
-    cp.kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
+    let init = cp
+        .kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
         .check("kubestrap init")?;
     scenario::start_kubelet(cp, &settings)?;
     scenario::wait_for_api(cp, SUPER_ADMIN, Duration::from_secs(90))?;
     scenario::bind_cluster_admins(cp)?;
-    let token = "abcdef.0123456789abcdef";
-    scenario::admit_token(cp, token)?;
-    let ca = cp.read_string("/etc/kubernetes/pki/ca.crt")?;
-    scenario::join_worker(worker, &settings, &ca, token)?;
+    let command =
+        scenario::printed_join_command(&init.stdout).context("the printed worker join command")?;
+    scenario::run_join_command(worker, &command)?.check("kubestrap join on node2")?;
     wait_until("two registered nodes", Duration::from_secs(90), || {
         Ok(scenario::node_names(cp, ADMIN)?.len() == 2)
     })

@@ -1,9 +1,8 @@
 //! The main job on a machine without a cluster: a three-node testbed cluster brought up from what
 //! kubestrap writes, listed with the real kubectl, then reset with `kubestrap reset` and torn down.
 //!
-//! node1 runs the real `kubestrap init`, every phase, with no preflight check ignored. Workers still
-//! join through files the testbed writes the way kubeadm's join would (kubestrap join comes later),
-//! with the token and CA pin init printed, and the output says so.
+//! node1 runs the real `kubestrap init`, every phase, with no preflight check ignored; node2 and node3
+//! run the real `kubestrap join` with the command init printed.
 
 use std::time::{Duration, Instant};
 
@@ -58,20 +57,15 @@ fn run(cluster: &Cluster) -> Result<()> {
     show(&init.stdout);
     show(&init.stderr);
     let init = init.check("kubestrap init on node1")?;
-    let token = init
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("kubestrap join "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .context("the join command init printed")?
-        .to_string();
+    let command =
+        scenario::printed_join_command(&init.stdout).context("the join command init printed")?;
 
-    step(
-        "node2, node3: kubelets TLS-bootstrap with the printed token (the testbed writes their files: kubestrap join comes later)",
-    );
-    let ca = cp.read_string("/etc/kubernetes/pki/ca.crt")?;
     for name in ["node2", "node3"] {
-        scenario::join_worker(cluster.node(name)?, &settings, &ca, &token)?;
+        step(&format!("{name}: {command}"));
+        let joined = scenario::run_join_command(cluster.node(name)?, &command)?;
+        show(&joined.stdout);
+        show(&joined.stderr);
+        joined.check(&format!("kubestrap join on {name}"))?;
     }
     wait_until("three registered nodes", Duration::from_secs(90), || {
         Ok(scenario::node_names(cp, ADMIN)?.len() == 3)
