@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
 use crate::config::flags::JoinFlags;
-use crate::model::resolve::join::resolve;
+use crate::model::resolve::join::{DiscoverySource, resolve};
 use crate::phases::join::{JoinData, JoinTree, control_plane, preflight, workflow};
 use crate::workflow::cluster_undo::ClusterUndo;
 use crate::workflow::selection::PhaseSelection;
@@ -51,6 +51,9 @@ pub fn run(global: &GlobalOpts, cmd: JoinCmd) -> anyhow::Result<()> {
     let resolved = resolve(endpoint, &cmd.flags, host.facts(), &known_phases)?;
     if resolved.node.is_control_plane() && target.top() != Some(preflight::NAME) {
         return Err(control_plane::not_built().into());
+    }
+    if let DiscoverySource::File { path } = &resolved.options.discovery {
+        crate::discovery::fetch::check_file(path)?;
     }
     for notice in &resolved.notices {
         ui.warn(notice);

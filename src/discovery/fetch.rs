@@ -222,6 +222,11 @@ fn get(url: &str, ca: Option<&[u8]>) -> Result<(u16, String), String> {
         ),
         None => builder.tls_danger_accept_invalid_certs(true),
     };
+    send(builder, url)
+}
+
+/// Builds the client and sends one `GET url`.
+fn send(builder: reqwest::ClientBuilder, url: &str) -> Result<(u16, String), String> {
     let client = builder
         .build()
         .map_err(|e| format!("building the HTTPS client: {e}"))?;
@@ -245,6 +250,15 @@ fn describe(e: &reqwest::Error) -> String {
         text = inner.to_string();
     }
     text
+}
+
+/// Input validation of a local discovery file, before a join changes anything: it must be a readable
+/// kubeconfig whose current cluster carries its CA (a URL is read by discovery itself).
+pub fn check_file(location: &str) -> anyhow::Result<()> {
+    if location.starts_with("https://") || location.starts_with("http://") {
+        return Ok(());
+    }
+    file_discovery(location).map(|_| ())
 }
 
 /// File discovery: the kubeconfig at a path or an `https://` (or `http://`) URL.
@@ -281,18 +295,12 @@ pub fn file_discovery(location: &str) -> anyhow::Result<KubeConfig> {
 }
 
 fn get_with_system_roots(url: &str) -> Result<(u16, String), String> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(REQUEST_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| format!("building the HTTPS client: {e}"))?;
-    crate::host::runtime::block_on(async {
-        let response = client.get(url).send().await.map_err(|e| describe(&e))?;
-        let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| describe(&e))?;
-        Ok((status, body))
-    })
-    .map_err(|e| format!("{e:#}"))?
+    send(
+        reqwest::Client::builder()
+            .connect_timeout(REQUEST_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT),
+        url,
+    )
 }
 
 /// The indicatif line while discovery retries (plain lines without a terminal).

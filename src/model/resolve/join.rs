@@ -188,34 +188,6 @@ fn check_discovery_url(endpoint: Option<&str>, flags: &JoinFlags, errors: &mut V
     }
 }
 
-/// A local discovery file must be a readable kubeconfig whose current context names a cluster with
-/// its CA (a URL is read by discovery).
-fn check_discovery_file(location: &str, errors: &mut Vec<FieldError>) {
-    const FIELD: &str = "discovery.file.kubeConfigPath";
-    if location.starts_with("https://") || location.starts_with("http://") {
-        return;
-    }
-    let problem = match std::fs::read_to_string(location) {
-        Err(e) => Some(format!("can not be read: {e}")),
-        Ok(text) => match crate::kubeconfig::KubeConfig::parse(&text) {
-            Err(e) => Some(format!("not a kubeconfig: {e}")),
-            Ok(config) => match config.current() {
-                Err(e) => Some(format!("the kubeconfig has no usable current context: {e}")),
-                Ok(current) if current.cluster.cluster.certificate_authority_data.is_none() => {
-                    Some(
-                        "the cluster of its current context has no certificate-authority-data"
-                            .to_string(),
-                    )
-                }
-                Ok(_) => None,
-            },
-        },
-    };
-    if let Some(reason) = problem {
-        errors.push(FieldError::new(FIELD, location, reason));
-    }
-}
-
 /// The host and port of an `https://HOST[:PORT][/…]` URL (port 9898 when not given).
 pub fn url_host_port(url: &str) -> Option<(String, u16)> {
     let rest = url.strip_prefix("https://")?;
@@ -227,7 +199,7 @@ pub fn url_host_port(url: &str) -> Option<(String, u16)> {
     let (host, port) = v::host_port("--discovery-url", authority, &mut errors)?;
     errors
         .is_empty()
-        .then(|| (host, port.unwrap_or(crate::discovery::DEFAULT_PORT)))
+        .then(|| (host, port.unwrap_or(defaults::DEFAULT_DISCOVERY_PORT)))
 }
 
 /// Like [`resolve`], with the file already decoded.
@@ -336,9 +308,6 @@ pub fn resolve_file(
             dir.display(),
             "not a readable directory",
         ));
-    }
-    if let Some(file) = &join.discovery.file {
-        check_discovery_file(&file.kube_config_path, &mut errors);
     }
     if flags.config.is_none() {
         in_flag_terms(&mut errors);
