@@ -1,7 +1,9 @@
 //! `kubestrap join` of worker nodes on one testbed cluster made by `kubestrap init` (every step shares
 //! it): node2 joins with the command init printed; on node3 a dry run changes nothing, the refusals — unknown token id, wrong
 //! secret, wrong CA pin, unreachable endpoint — each exit 1 naming the failed check and leave nothing
-//! on the node (`find` under its state directories, and its journal holds no effect); node3 then joins
+//! on the node (`find` under its state directories, and its journal holds no effect), as does a TLS
+//! bootstrap token the API server does not know; a join whose TLS bootstrap does not finish in time
+//! (`tlsBootstrap: 1ms`) is rolled back to the same files; node3 then joins
 //! through kubestrap's discovery endpoint (`--discovery-url https://node1:9898`), its reset deletes its
 //! Node object through the API and cleans the host, and it joins again with a JoinConfiguration file.
 
@@ -216,6 +218,53 @@ fn run(cluster: &Cluster) -> Result<()> {
             "{what}: the journal holds effects: {ops:?}"
         );
     }
+
+    // ---- node3: a TLS bootstrap token the API server does not know: refused before the kubelet ----
+    let at = Instant::now();
+    let config = join_configuration(&endpoint, &token, &pin, "3s").replace(
+        "discovery:\n",
+        "discovery:\n  tlsBootstrapToken: qqqqqq.0123456789abcdef\n",
+    );
+    node3.write_file("/root/join.yaml", config.as_bytes(), 0o600)?;
+    let out = node3.kubestrap(&["join", "--config=/root/join.yaml"])?;
+    eprintln!("refusal (unknown TLS bootstrap token): {}", elapsed(at));
+    ensure!(out.code == 1, "exit {}: {}", out.code, out.stderr);
+    ensure!(
+        out.stderr
+            .contains("does not accept the TLS bootstrap token"),
+        "{}",
+        out.stderr
+    );
+    ensure!(state_files(node3)? == before, "files left");
+
+    // ---- node3: a TLS bootstrap that does not finish in time is rolled back ----
+    let at = Instant::now();
+    let config = join_configuration(&endpoint, &token, &pin, "3s")
+        .replace("  tlsBootstrap: 90s\n", "  tlsBootstrap: 1ms\n");
+    node3.write_file("/root/join.yaml", config.as_bytes(), 0o600)?;
+    let out = node3.kubestrap(&["join", "--config=/root/join.yaml"])?;
+    eprintln!("TLS bootstrap timed out, rolled back: {}", elapsed(at));
+    ensure!(out.code == 1, "exit {}: {}", out.code, out.stderr);
+    ensure!(
+        out.stderr.contains("did not complete its TLS bootstrap"),
+        "{}",
+        out.stderr
+    );
+    let ops = last_run_ops(node3)?;
+    ensure!(
+        ops.iter().any(|op| op == "write-file"),
+        "the failed run wrote files: {ops:?}"
+    );
+    let ends = node3.sh(&format!("grep -c '\"outcome\":\"rolled-back\"' {JOURNAL}"))?;
+    ensure!(
+        ends.stdout.trim() != "0",
+        "no rolled-back run in the journal"
+    );
+    let after = state_files(node3)?;
+    ensure!(
+        after == before,
+        "files left after the rollback:\n{after}\nbefore:\n{before}"
+    );
 
     // ---- node3: through kubestrap's discovery endpoint on node1 ----
     let serve = cp

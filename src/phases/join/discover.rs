@@ -211,7 +211,19 @@ fn read_cluster(
     let read = |name: &str| -> anyhow::Result<Option<ConfigMap>> {
         gateway
             .get::<ConfigMap>(Some(configmap::NAMESPACE), name)
-            .with_context(|| format!("reading the ConfigMap {}/{name}", configmap::NAMESPACE))
+            .map_err(|e| {
+                let hint = if e.code() == Some(401) {
+                    ": the API server does not accept the TLS bootstrap token (--tls-bootstrap-token, or \
+                     --token): it is unknown or has expired; on a control-plane node run \
+                     'kubestrap token create --print-join-command'"
+                } else {
+                    ""
+                };
+                anyhow::Error::new(e).context(format!(
+                    "reading the ConfigMap {}/{name}{hint}",
+                    configmap::NAMESPACE
+                ))
+            })
     };
     let kubeadm_config = read(published::KUBEADM_CONFIG)?.with_context(|| {
         format!(

@@ -1,11 +1,13 @@
 //! `join phase kubelet-start`: discovery (once), then this node's files — the node record
 //! (`cluster.yaml`, as init records its model), the cluster CA, `bootstrap-kubelet.conf` — and the
 //! kubelet's files and start, with init's own code (`phases::init::kubelet_start::start`). Every file is
-//! journaled: a failed join removes them and puts the kubelet service back.
+//! journaled (also `kubelet.conf`, which the kubelet writes): a failed join removes them and puts the
+//! kubelet service back.
 
 use super::JoinData;
 use crate::host::NodePath;
-use crate::kubelet::files::BOOTSTRAP_KUBECONFIG;
+use crate::host::journal::{Entry, Prior};
+use crate::kubelet::files::{BOOTSTRAP_KUBECONFIG, KUBECONFIG};
 use crate::model::record;
 use crate::patches::PatchSet;
 use crate::phases::init::kubelet_start;
@@ -55,5 +57,20 @@ fn run(data: &mut JoinData) -> anyhow::Result<()> {
         joining.server
     ));
     host.write_file(&bootstrap, joining.bootstrap.to_yaml()?.as_bytes(), 0o600)?;
+    claim_kubelet_conf(host)?;
     kubelet_start::start(host, &joining.model, patches.as_deref())
+}
+
+/// The kubelet writes `kubelet.conf` at the end of its TLS bootstrap: journaled as this run's before
+/// the kubelet starts, so that a failed join removes it with the rest (and reset with the journal).
+fn claim_kubelet_conf(host: &crate::host::Host) -> anyhow::Result<()> {
+    let path = NodePath::new(KUBECONFIG);
+    if host.dry_run() || host.exists(&path) {
+        return Ok(());
+    }
+    host.journal(Entry::WriteFile {
+        path,
+        mode: 0o600,
+        prior: Prior::Absent,
+    })
 }
