@@ -497,6 +497,17 @@ fn join_refuses_bad_discovery_input_and_a_control_plane_join_with_nothing_writte
     let token = ["--token", "abcdef.0123456789abcdef"];
     let pin = format!("sha256:{}", "0".repeat(64));
     let pinned = [token[0], token[1], "--discovery-token-ca-cert-hash", &pin];
+    let files = tempfile::tempdir().unwrap();
+    let no_credentials = files.path().join("cluster-info.conf");
+    std::fs::write(
+        &no_credentials,
+        kubestrap::kubeconfig::cluster_info::kubeconfig(
+            "https://10.0.0.1:6443",
+            include_bytes!("golden/kubeadm-fixture-ca.crt"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     for (args, needles) in [
         (
             [&pinned[..], &["--discovery-url", "http://10.0.0.1:9898"]].concat(),
@@ -545,6 +556,10 @@ fn join_refuses_bad_discovery_input_and_a_control_plane_join_with_nothing_writte
             ]
             .concat(),
             vec!["not built yet"],
+        ),
+        (
+            ["--discovery-file", no_credentials.to_str().unwrap()].to_vec(),
+            vec!["--tls-bootstrap-token", "carries no credentials"],
         ),
         (
             [

@@ -53,7 +53,7 @@ pub fn run(global: &GlobalOpts, cmd: JoinCmd) -> anyhow::Result<()> {
         return Err(control_plane::not_built().into());
     }
     if let DiscoverySource::File { path } = &resolved.options.discovery {
-        crate::discovery::fetch::check_file(path)?;
+        crate::discovery::fetch::check_file(path, resolved.options.tls_bootstrap_token.is_some())?;
     }
     for notice in &resolved.notices {
         ui.warn(notice);

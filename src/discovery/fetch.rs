@@ -253,12 +253,33 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// Input validation of a local discovery file, before a join changes anything: it must be a readable
-/// kubeconfig whose current cluster carries its CA (a URL is read by discovery itself).
-pub fn check_file(location: &str) -> anyhow::Result<()> {
+/// kubeconfig whose current cluster carries its CA, and whose user has credentials unless a TLS
+/// bootstrap token is given (a URL is read by discovery itself).
+pub fn check_file(location: &str, tls_bootstrap_token: bool) -> anyhow::Result<()> {
     if location.starts_with("https://") || location.starts_with("http://") {
         return Ok(());
     }
-    file_discovery(location).map(|_| ())
+    let config = file_discovery(location)?;
+    if !tls_bootstrap_token && !has_credentials(&config) {
+        return Err(InvalidInput::one(
+            "--tls-bootstrap-token (discovery.tlsBootstrapToken)",
+            "",
+            format!(
+                "the discovery file {location} carries no credentials: give the token the kubelet bootstraps with"
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Whether the current user of a discovery kubeconfig has a token or a client certificate and key.
+pub fn has_credentials(config: &KubeConfig) -> bool {
+    config.current().is_ok_and(|current| {
+        let user = &current.user.user;
+        user.token.is_some()
+            || (user.client_certificate_data.is_some() && user.client_key_data.is_some())
+    })
 }
 
 /// File discovery: the kubeconfig at a path or an `https://` (or `http://`) URL.
@@ -282,16 +303,27 @@ pub fn file_discovery(location: &str) -> anyhow::Result<KubeConfig> {
         std::fs::read_to_string(location).map_err(|e| invalid(format!("can not be read: {e}")))?
     };
     let config = KubeConfig::parse(&text).map_err(|e| invalid(format!("not a kubeconfig: {e}")))?;
-    let current = config
-        .current()
-        .map_err(|e| invalid(format!("the kubeconfig has no usable current context: {e}")))?;
-    if current.cluster.cluster.certificate_authority_data.is_none() {
-        return Err(invalid(
-            "the cluster of its current context has no certificate-authority-data".into(),
+    let cluster = file_cluster(&config).ok_or_else(|| {
+        invalid(
+            "names no cluster to join: neither a cluster named \"\" (a cluster-info kubeconfig's) nor a current context's"
+                .into(),
         )
-        .into());
+    })?;
+    if cluster.certificate_authority_data.is_none() {
+        return Err(invalid("its cluster has no certificate-authority-data".into()).into());
     }
     Ok(config)
+}
+
+/// The cluster a discovery kubeconfig names, as kubeadm picks it: the unnamed cluster (a cluster-info
+/// kubeconfig's), else the current context's.
+pub fn file_cluster(config: &KubeConfig) -> Option<&crate::kubeconfig::Cluster> {
+    config
+        .clusters
+        .iter()
+        .find(|c| c.name.is_empty())
+        .map(|c| &c.cluster)
+        .or_else(|| config.current().ok().map(|c| &c.cluster.cluster))
 }
 
 fn get_with_system_roots(url: &str) -> Result<(u16, String), String> {

@@ -1,11 +1,11 @@
 //! `kubestrap join` of worker nodes on one testbed cluster made by `kubestrap init` (every step shares
-//! it): node2 joins with the command init printed; on node3 a dry run changes nothing, the refusals — unknown token id, wrong
-//! secret, wrong CA pin, unreachable endpoint — each exit 1 naming the failed check and leave nothing
-//! on the node (`find` under its state directories, and its journal holds no effect), as does a TLS
-//! bootstrap token the API server does not know; a join whose TLS bootstrap does not finish in time
-//! (`tlsBootstrap: 1ms`) is rolled back to the same files; node3 then joins
-//! through kubestrap's discovery endpoint (`--discovery-url https://node1:9898`), its reset deletes its
-//! Node object through the API and cleans the host, and it joins again with a JoinConfiguration file.
+//! it): node2 joins with the command init printed. On node3: a dry run changes nothing; the refusals —
+//! unknown token id, wrong secret, wrong CA pin, unreachable endpoint, a TLS bootstrap token the API
+//! server does not know — each exit 1 naming the failed check and leave nothing on the node (`find`
+//! under its state directories, no effect in its journal); a join whose TLS bootstrap does not finish
+//! in time (`tlsBootstrap: 1ms`) is rolled back to the same files; node3 then joins through kubestrap's
+//! discovery endpoint (`--discovery-url https://node1:9898`), its reset deletes its Node object through
+//! the API and cleans the host, and it joins again with a discovery file, then with a JoinConfiguration.
 
 use std::time::{Duration, Instant};
 
@@ -324,6 +324,29 @@ fn run(cluster: &Cluster) -> Result<()> {
         "left after reset: {}",
         left.stdout
     );
+
+    // ---- node3: with a discovery file (the cluster-info kubeconfig) and --tls-bootstrap-token ----
+    let info = kubestrap::kubeconfig::cluster_info::kubeconfig(
+        &settings.server(),
+        &cp.read_file("/etc/kubernetes/pki/ca.crt")?,
+    )?;
+    node3.write_file("/root/cluster-info.conf", info.as_bytes(), 0o600)?;
+    let at = Instant::now();
+    node3
+        .kubestrap(&[
+            "join",
+            "--discovery-file",
+            "/root/cluster-info.conf",
+            "--tls-bootstrap-token",
+            &token,
+        ])?
+        .check("join with --discovery-file")?;
+    eprintln!("node3 join with --discovery-file: {}", elapsed(at));
+    wait_listed(cp, "node3", true)?;
+    node3
+        .kubestrap(&["reset", "--force"])?
+        .check("reset on node3 after the file join")?;
+    wait_listed(cp, "node3", false)?;
 
     // ---- node3: again, with a JoinConfiguration file ----
     node3.write_file(

@@ -89,19 +89,15 @@ pub fn discover(host: &Host, node: &NodeSpec, options: &JoinOptions) -> anyhow::
         DiscoverySource::File { path } => {
             ui.line(format!("[discovery] Reading the discovery file {path}"));
             let file = fetch::file_discovery(path)?;
-            let current = file
-                .current()
-                .map_err(|e| InvalidInput::one("--discovery-file", path, e.to_string()))?;
-            let cluster = &current.cluster.cluster;
+            let cluster = fetch::file_cluster(&file).ok_or_else(|| {
+                InvalidInput::one("--discovery-file", path, "names no cluster to join")
+            })?;
             let ca = cluster
                 .certificate_authority_data
                 .as_ref()
                 .map(|d| d.0.clone())
                 .unwrap_or_default();
-            let user = &current.user.user;
-            let has_credentials = user.token.is_some()
-                || (user.client_certificate_data.is_some() && user.client_key_data.is_some());
-            let own = has_credentials.then(|| file.clone());
+            let own = fetch::has_credentials(&file).then(|| file.clone());
             (vec![cluster.server.clone()], ca, own)
         }
     };
@@ -341,4 +337,44 @@ fn refuse_ready_namesake(gateway: &Gateway, name: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_reachable_of_several_servers_is_taken_and_every_failure_is_named() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = format!("https://{}", listener.local_addr().unwrap());
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("https://{}", l.local_addr().unwrap())
+        };
+        assert_eq!(reachable(&[closed.clone(), open.clone()]).unwrap(), open);
+        let err = reachable(&[closed.clone(), "https://[::1]:1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&closed) && err.contains("https://[::1]:1") && err.contains("directly"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_generated_kubelet_config_is_the_models_and_an_edited_one_is_passed_through() {
+        let cluster = crate::model::testing::control_plane_model("").cluster;
+        let (text, hash) = published::kubelet_configuration_text(&cluster).unwrap();
+        let mut map = ConfigMap {
+            data: Some([(published::KUBELET_CONFIG_KEY.to_string(), text.clone())].into()),
+            ..Default::default()
+        };
+        map.metadata.annotations =
+            Some([(published::COMPONENT_CONFIG_HASH.to_string(), hash.unwrap())].into());
+        assert_eq!(kubelet_document(&map).unwrap(), None);
+        let edited = text.replace("clusterDomain: cluster.local", "clusterDomain: corp.local");
+        map.data = Some([(published::KUBELET_CONFIG_KEY.to_string(), edited)].into());
+        let doc = kubelet_document(&map).unwrap().unwrap();
+        assert_eq!(doc["clusterDomain"], "corp.local");
+    }
 }
