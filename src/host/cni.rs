@@ -252,12 +252,19 @@ pub fn remove_ipam_network(
         .collect()
 }
 
-/// The flannel plugin's own cache (`/var/lib/cni/flannel`).
-pub fn flannel_cache() -> (NodePath, Owner) {
-    (
-        NodePath::new(well_known::CNI_STATE_DIR).join("flannel"),
-        Owner::Addon(Addon::Flannel),
-    )
+/// The pod-network addons' own state directories (`state-dirs` in `addons/<name>/addon.yaml`:
+/// flannel's `/run/flannel` and its plugin's cache `/var/lib/cni/flannel`, calico's `/var/lib/calico`, …).
+pub fn addon_state_dirs() -> Vec<(NodePath, Owner)> {
+    crate::podnet::all()
+        .iter()
+        .flat_map(|a| {
+            a.data
+                .footprint
+                .state_dirs
+                .iter()
+                .map(|d| (NodePath::new(d), Owner::Addon(Addon(a.name))))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -52,6 +52,29 @@ pub struct NodeSpec {
     /// kubestrap's `--mount-host-localtime`: the static pods mount the host's /etc/localtime.
     #[serde(default)]
     pub mount_host_localtime: bool,
+    /// The interface that carries the advertise address, as init found it for the pod-network
+    /// addon (its MTU and a selection every node satisfies); None on other nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_interface: Option<PodInterface>,
+}
+
+/// What the pod-network renderer needs of the node's interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodInterface {
+    /// Its MTU (the pod MTU is this minus the addon's encapsulation); None when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    pub selection: InterfaceSelection,
+}
+
+/// An interface selection that holds on every node, not node 1's interface name: the interface whose
+/// address is in the node network's subnet, or the one that routes to an address every node reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum InterfaceSelection {
+    Cidr(ipnet::IpNet),
+    CanReach(std::net::IpAddr),
 }
 
 impl NodeSpec {

@@ -1,7 +1,6 @@
 //! Network checks of the node itself: its name, its resolver, its advertise address (present, and
 //! chosen knowingly among several), and the MTU of its interface.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
 
 use super::super::Outcome;
@@ -184,11 +183,7 @@ pub fn advertise_address_choice(probe: &Probe) -> anyhow::Result<Outcome> {
 }
 
 /// `InterfaceMTU`: the node's interface leaves pods at least `min_pod_mtu` after the pod network's encapsulation.
-pub fn interface_mtu(
-    probe: &Probe,
-    min_pod_mtu: u32,
-    overhead: &BTreeMap<String, u32>,
-) -> anyhow::Result<Outcome> {
+pub fn interface_mtu(probe: &Probe, min_pod_mtu: u32) -> anyhow::Result<Outcome> {
     let facts = probe.facts();
     let by_address = match probe.node.advertise_address() {
         Some(ip) => interface_addresses()?
@@ -213,15 +208,11 @@ pub fn interface_mtu(
         .trim()
         .parse()
         .map_err(|_| anyhow::anyhow!("cannot read the MTU of {interface}"))?;
-    let network = probe.node.pod_network().map(|p| {
-        serde_json::to_value(p)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    });
-    let (addon, cost) = match network
-        .as_deref()
-        .and_then(|n| overhead.get(n).map(|c| (n, *c)))
+    let (addon, cost) = match probe
+        .node
+        .pod_network()
+        .and_then(|p| p.addon())
+        .map(|a| (a.name, a.data.encapsulation.overhead))
     {
         Some(found) => found,
         None => {
