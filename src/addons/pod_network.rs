@@ -228,6 +228,321 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::flags::PodNetwork;
+    use crate::model::testing::control_plane_model;
+    use crate::model::{Model, PodInterface};
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar};
+    use serde_json::{Value, json};
+
+    /// A control-plane model of `config` (extra documents) with `addon`, and node 1's interface.
+    fn model(addon: &str, config: &str, mtu: Option<u32>, selection: Option<&str>) -> Model {
+        let mut model = control_plane_model(config);
+        model.cluster.pod_network.addon = PodNetwork::named(addon).unwrap();
+        model.node.pod_interface = selection.map(|s| PodInterface {
+            mtu,
+            selection: match s.parse::<IpNet>() {
+                Ok(net) => InterfaceSelection::Cidr(net),
+                Err(_) => InterfaceSelection::CanReach(s.parse().unwrap()),
+            },
+        });
+        model
+    }
+
+    fn rendered(model: &Model) -> Vec<AddonObject> {
+        let addon = model.cluster.pod_network.addon.addon().unwrap();
+        render(addon, &model.control_plane().unwrap()).unwrap().1
+    }
+
+    fn config_map<'a>(objects: &'a [AddonObject], name: &str) -> &'a ConfigMap {
+        objects
+            .iter()
+            .find_map(|o| match o {
+                AddonObject::ConfigMap(c) if c.metadata.name.as_deref() == Some(name) => Some(c),
+                _ => None,
+            })
+            .expect("the ConfigMap")
+    }
+
+    fn data(cm: &ConfigMap, key: &str) -> String {
+        cm.data.as_ref().unwrap()[key].clone()
+    }
+
+    fn daemonset(objects: &[AddonObject]) -> &DaemonSet {
+        objects
+            .iter()
+            .find_map(|o| match o {
+                AddonObject::DaemonSet(d) => Some(d),
+                _ => None,
+            })
+            .expect("the DaemonSet")
+    }
+
+    fn container<'a>(ds: &'a DaemonSet, name: &str) -> &'a Container {
+        let pod = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        pod.containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+            .find(|c| c.name == name)
+            .expect("the container")
+    }
+
+    /// The plain `value:` env vars of a container, by name.
+    fn env(c: &Container) -> BTreeMap<String, String> {
+        c.env
+            .iter()
+            .flatten()
+            .filter_map(|e: &EnvVar| e.value.clone().map(|v| (e.name.clone(), v)))
+            .collect()
+    }
+
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    const POD_V4: &str = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking: {podSubnet: 10.200.0.0/16}\n";
+    const DUAL: &str = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nimageRepository: mirror.example/k8s\nnetworking: {podSubnet: \"10.200.0.0/16,fd00:10:200::/56\", serviceSubnet: \"10.96.0.0/12,fd00:10:96::/112\"}\n";
+    const V6: &str = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking: {podSubnet: \"fd00:10:200::/56\", serviceSubnet: \"fd00:10:96::/112\"}\n";
+
+    // Goldens written by hand from flannel v0.27.4's kube-flannel.yml: net-conf.json's keys
+    // (Network, EnableIPv4, EnableIPv6, IPv6Network, EnableNFTables, Backend.Type), flanneld's
+    // arguments, and the CNI config the install-cni container copies.
+    #[test]
+    fn flannel_ipv4_by_subnet() {
+        let objects = rendered(&model("flannel", "", Some(1500), Some("192.168.8.0/24")));
+        let cm = config_map(&objects, "kube-flannel-cfg");
+        assert_eq!(
+            json(&data(cm, "net-conf.json")),
+            json!({"Network": "10.244.0.0/16", "EnableNFTables": false, "Backend": {"Type": "vxlan"}})
+        );
+        assert_eq!(
+            json(&data(cm, "cni-conf.json")),
+            json!({"name": "cbr0", "cniVersion": "0.3.1", "plugins": [
+                {"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true, "mtu": 1450}},
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]})
+        );
+        let ds = daemonset(&objects);
+        assert_eq!(ds.metadata.namespace.as_deref(), Some("kube-flannel"));
+        let flanneld = container(ds, "kube-flannel");
+        assert_eq!(
+            flanneld.args.as_deref().unwrap(),
+            [
+                "--ip-masq",
+                "--kube-subnet-mgr",
+                "--iface-regex=^192\\.168\\.8\\.[0-9]+$"
+            ]
+        );
+        assert_eq!(
+            flanneld.image.as_deref(),
+            Some("ghcr.io/flannel-io/flannel:v0.27.4")
+        );
+        assert_eq!(
+            container(ds, "install-cni-plugin").image.as_deref(),
+            Some("ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1")
+        );
+        assert_eq!(
+            container(ds, "install-cni").args.as_deref().unwrap(),
+            [
+                "-f",
+                "/etc/kube-flannel/cni-conf.json",
+                "/etc/cni/net.d/10-flannel.conflist"
+            ]
+        );
+    }
+
+    #[test]
+    fn flannel_dual_stack_jumbo_mirror_and_can_reach() {
+        // An IPv6 subnet selection cannot be a flannel regex: can-reach of the advertise address.
+        let objects = rendered(&model("flannel", DUAL, Some(9000), Some("fd00:1::/64")));
+        let cm = config_map(&objects, "kube-flannel-cfg");
+        assert_eq!(
+            json(&data(cm, "net-conf.json")),
+            json!({"Network": "10.200.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:200::/56",
+                   "EnableNFTables": false, "Backend": {"Type": "vxlan"}})
+        );
+        assert_eq!(
+            json(&data(cm, "cni-conf.json"))["plugins"][0]["delegate"]["mtu"],
+            8950
+        );
+        let ds = daemonset(&objects);
+        let flanneld = container(ds, "kube-flannel");
+        assert_eq!(
+            flanneld.args.as_deref().unwrap()[2],
+            "--iface-can-reach=192.168.8.201"
+        );
+        assert_eq!(
+            flanneld.image.as_deref(),
+            Some("mirror.example/k8s/flannel:v0.27.4")
+        );
+    }
+
+    #[test]
+    fn flannel_ipv6_only_and_unknown_mtu() {
+        let objects = rendered(&model("flannel", V6, None, None));
+        let cm = config_map(&objects, "kube-flannel-cfg");
+        assert_eq!(
+            json(&data(cm, "net-conf.json")),
+            json!({"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10:200::/56",
+                   "EnableNFTables": false, "Backend": {"Type": "vxlan"}})
+        );
+        // Without the interface's MTU flanneld derives it itself: no mtu in the delegate.
+        assert_eq!(
+            json(&data(cm, "cni-conf.json"))["plugins"][0]["delegate"],
+            json!({"hairpinMode": true, "isDefaultGateway": true})
+        );
+    }
+
+    // From calico v3.30.0's manifests/calico.yaml: calico-config's keys (typha_service_name,
+    // calico_backend, veth_mtu, cni_network_config), calico-node's env names.
+    #[test]
+    fn calico_ipv4_by_subnet() {
+        let objects = rendered(&model("calico", POD_V4, Some(1500), Some("192.168.8.0/24")));
+        let cm = config_map(&objects, "calico-config");
+        assert_eq!(data(cm, "veth_mtu"), "1480");
+        assert_eq!(data(cm, "calico_backend"), "bird");
+        assert_eq!(data(cm, "typha_service_name"), "none");
+        let cni = json(&data(cm, "cni_network_config").replace("__CNI_MTU__", "1480"));
+        assert_eq!(cni["name"], "k8s-pod-network");
+        assert_eq!(
+            cni["plugins"][0]["ipam"],
+            json!({"type": "calico-ipam", "assign_ipv4": "true", "assign_ipv6": "false"})
+        );
+        let node = container(daemonset(&objects), "calico-node");
+        let env = env(node);
+        for (name, value) in [
+            ("CALICO_IPV4POOL_CIDR", "10.200.0.0/16"),
+            ("CALICO_IPV4POOL_IPIP", "Always"),
+            ("CALICO_IPV4POOL_VXLAN", "Never"),
+            ("IP", "autodetect"),
+            ("IP_AUTODETECTION_METHOD", "cidr=192.168.8.0/24"),
+            ("FELIX_IPV6SUPPORT", "false"),
+            ("CLUSTER_TYPE", "k8s,bgp"),
+            ("DATASTORE_TYPE", "kubernetes"),
+        ] {
+            assert_eq!(env.get(name).map(String::as_str), Some(value), "{name}");
+        }
+        assert!(!env.contains_key("CALICO_IPV6POOL_CIDR"));
+        assert_eq!(node.image.as_deref(), Some("quay.io/calico/node:v3.30.0"));
+        let install = env_of(daemonset(&objects), "install-cni");
+        assert_eq!(install["CNI_CONF_NAME"], "10-calico.conflist");
+        let crds: Vec<String> = objects
+            .iter()
+            .filter_map(|o| match o {
+                AddonObject::CustomResourceDefinition(c) => c.metadata.name.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(crds.len(), 24);
+        assert!(crds.contains(&"ippools.crd.projectcalico.org".to_string()));
+        assert!(crds.contains(&"networkpolicies.crd.projectcalico.org".to_string()));
+    }
+
+    fn env_of(ds: &DaemonSet, name: &str) -> BTreeMap<String, String> {
+        env(container(ds, name))
+    }
+
+    #[test]
+    fn calico_dual_stack_can_reach_and_unknown_mtu() {
+        let mut m = model("calico", DUAL, None, Some("192.168.8.201"));
+        m.cluster.control_plane_endpoint = Some(crate::model::Endpoint::new("192.168.8.100", 6443));
+        let objects = rendered(&m);
+        assert_eq!(data(config_map(&objects, "calico-config"), "veth_mtu"), "0");
+        let env = env_of(daemonset(&objects), "calico-node");
+        assert_eq!(env["CALICO_IPV4POOL_CIDR"], "10.200.0.0/16");
+        assert_eq!(env["CALICO_IPV6POOL_CIDR"], "fd00:10:200::/56");
+        assert_eq!(env["IP6"], "autodetect");
+        assert_eq!(env["FELIX_IPV6SUPPORT"], "true");
+        assert_eq!(env["IP_AUTODETECTION_METHOD"], "can-reach=192.168.8.201");
+        assert_eq!(
+            container(daemonset(&objects), "calico-node")
+                .image
+                .as_deref(),
+            Some("mirror.example/k8s/node:v3.30.0")
+        );
+    }
+
+    #[test]
+    fn calico_ipv6_only_selects_by_ipv6_subnet() {
+        let objects = rendered(&model("calico", V6, Some(1400), Some("fd00:1::/64")));
+        assert_eq!(
+            data(config_map(&objects, "calico-config"), "veth_mtu"),
+            "1380"
+        );
+        let env = env_of(daemonset(&objects), "calico-node");
+        assert_eq!(env["IP"], "none");
+        assert_eq!(env["IP6_AUTODETECTION_METHOD"], "cidr=fd00:1::/64");
+        assert!(!env.contains_key("IP_AUTODETECTION_METHOD"));
+    }
+
+    // From weave 2.8.1's weave-daemonset-k8s.yaml: IPALLOC_RANGE, WEAVE_MTU, INIT_CONTAINER.
+    #[test]
+    fn weave_range_and_mtu() {
+        let objects = rendered(&model("weave", POD_V4, Some(1500), Some("192.168.8.0/24")));
+        let ds = daemonset(&objects);
+        assert_eq!(ds.metadata.name.as_deref(), Some("weave-net"));
+        let env = env_of(ds, "weave");
+        assert_eq!(env["IPALLOC_RANGE"], "10.200.0.0/16");
+        assert_eq!(env["WEAVE_MTU"], "1376");
+        assert_eq!(env["INIT_CONTAINER"], "true");
+        assert_eq!(
+            container(ds, "weave-npc").image.as_deref(),
+            Some("docker.io/weaveworks/weave-npc:2.8.1")
+        );
+        let unknown = rendered(&model("weave", "", None, None));
+        assert!(!env_of(daemonset(&unknown), "weave").contains_key("WEAVE_MTU"));
+    }
+
+    #[test]
+    fn what_an_addon_cannot_carry_is_refused() {
+        let m = model("weave", DUAL, Some(1500), None);
+        let weave = m.cluster.pod_network.addon.addon().unwrap();
+        let err = render(weave, &m.control_plane().unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("does not support the IPv6 pod subnet fd00:10:200::/56"),
+            "{err}"
+        );
+        let m = model("flannel", "", Some(40), Some("192.168.8.0/24"));
+        let flannel = m.cluster.pod_network.addon.addon().unwrap();
+        let err = render(flannel, &m.control_plane().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("MTU 40"), "{err}");
+    }
+
+    #[test]
+    fn every_addon_renders_what_its_data_names() {
+        for addon in crate::podnet::all() {
+            let objects = rendered(&model(addon.name, "", Some(1500), Some("10.0.0.0/8")));
+            let ds = daemonset(&objects);
+            assert_eq!(
+                ds.metadata.name.as_deref(),
+                Some(addon.data.daemonset.as_str())
+            );
+            assert_eq!(
+                ds.metadata.namespace.as_deref(),
+                Some(addon.data.namespace.as_str())
+            );
+            let pod = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let images: Vec<&str> = pod
+                .containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten())
+                .filter_map(|c| c.image.as_deref())
+                .collect();
+            for image in addon.data.images.values() {
+                let reference = image.reference(None);
+                assert!(
+                    images.contains(&reference.as_str())
+                        || objects
+                            .iter()
+                            .any(|o| matches!(o, AddonObject::Deployment(d)
+                            if format!("{d:?}").contains(&reference))),
+                    "{}: {reference} is not used",
+                    addon.name
+                );
+            }
+        }
+    }
 
     #[test]
     fn ipv4_regexes_match_exactly_the_subnet() {

@@ -565,6 +565,39 @@ mod tests {
     }
 
     #[test]
+    fn the_pod_network_must_carry_the_pod_subnets_and_weave_is_warned_about() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let mut f = flags();
+        f.pod_network = Some(PodNetwork::named("weave").unwrap());
+        let r = run(&f, &facts).unwrap();
+        assert!(
+            r.notices
+                .iter()
+                .any(|n| n.contains("weave") && n.contains("archived")),
+            "{:?}",
+            r.notices
+        );
+        // 192.0.2.10 is on no interface here: every node reaches it.
+        assert_eq!(
+            r.model.node.pod_interface,
+            Some(PodInterface {
+                mtu: None,
+                selection: InterfaceSelection::CanReach("192.0.2.10".parse().unwrap())
+            })
+        );
+        f.pod_network_cidr = Some("10.244.0.0/16,fd00:10:244::/56".into());
+        let err = run(&f, &facts).unwrap_err().to_string();
+        assert!(
+            err.contains("--pod-network") && err.contains("IPv6 pod subnet fd00:10:244::/56"),
+            "{err}"
+        );
+        f.pod_network = Some(PodNetwork::named("calico").unwrap());
+        assert!(run(&f, &facts).is_ok());
+        f.pod_network = Some(PodNetwork::NONE);
+        assert_eq!(run(&f, &facts).unwrap().model.node.pod_interface, None);
+    }
+
+    #[test]
     fn pod_network_none_leaves_the_pod_subnet_unset() {
         let (_d, facts) = facts_with_hostname("cp1");
         let mut f = flags();
