@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{AddonObject, render_with};
-use crate::model::{ControlPlane, InterfaceSelection};
+use crate::model::{ControlPlane, InterfaceSelection, PodInterface};
 use crate::podnet::{Addon, Crd, Family, Selection};
 use crate::render::{RenderError, Renderer, TEMPLATES};
 
@@ -140,7 +140,11 @@ fn interface_values(
 }
 
 /// The values the addon's templates get, from the model.
-pub fn values(addon: &'static Addon, cp: &ControlPlane) -> Result<Values, PodNetworkError> {
+pub fn values(
+    addon: &'static Addon,
+    cp: &ControlPlane,
+    node_interface: Option<PodInterface>,
+) -> Result<Values, PodNetworkError> {
     let cluster = cp.cluster;
     let data = &addon.data;
     let mut ipv4_cidr = None;
@@ -160,7 +164,6 @@ pub fn values(addon: &'static Addon, cp: &ControlPlane) -> Result<Values, PodNet
         slot.get_or_insert_with(|| net.to_string());
     }
     let overhead = data.encapsulation.overhead;
-    let node_interface = cp.node.pod_interface;
     let mtu = match node_interface.and_then(|i| i.mtu) {
         Some(interface) if interface <= overhead => {
             return Err(PodNetworkError::Mtu {
@@ -206,11 +209,13 @@ fn renderer(addon: &Addon) -> Result<Renderer, RenderError> {
 }
 
 /// The addon's manifest as text and as typed objects (every template of its folder, in name order).
+/// `node_interface`: the advertise address's interface as init found it (None: unknown).
 pub fn render(
     addon: &'static Addon,
     cp: &ControlPlane,
+    node_interface: Option<PodInterface>,
 ) -> Result<(String, Vec<AddonObject>), PodNetworkError> {
-    let values = values(addon, cp)?;
+    let values = values(addon, cp, node_interface)?;
     let renderer = renderer(addon)?;
     let mut text = String::new();
     let mut objects = Vec::new();
@@ -229,29 +234,40 @@ pub fn render(
 mod tests {
     use super::*;
     use crate::config::flags::PodNetwork;
+    use crate::model::Model;
     use crate::model::testing::control_plane_model;
-    use crate::model::{Model, PodInterface};
     use k8s_openapi::api::apps::v1::DaemonSet;
     use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar};
     use serde_json::{Value, json};
 
     /// A control-plane model of `config` (extra documents) with `addon`, and node 1's interface.
-    fn model(addon: &str, config: &str, mtu: Option<u32>, selection: Option<&str>) -> Model {
+    fn model(
+        addon: &str,
+        config: &str,
+        mtu: Option<u32>,
+        selection: Option<&str>,
+    ) -> (Model, Option<PodInterface>) {
         let mut model = control_plane_model(config);
         model.cluster.pod_network.addon = PodNetwork::named(addon).unwrap();
-        model.node.pod_interface = selection.map(|s| PodInterface {
+        let interface = selection.map(|s| PodInterface {
             mtu,
             selection: match s.parse::<IpNet>() {
                 Ok(net) => InterfaceSelection::Cidr(net),
                 Err(_) => InterfaceSelection::CanReach(s.parse().unwrap()),
             },
         });
-        model
+        (model, interface)
     }
 
-    fn rendered(model: &Model) -> Vec<AddonObject> {
+    fn try_render(
+        (model, interface): &(Model, Option<PodInterface>),
+    ) -> Result<Vec<AddonObject>, PodNetworkError> {
         let addon = model.cluster.pod_network.addon.addon().unwrap();
-        render(addon, &model.control_plane().unwrap()).unwrap().1
+        render(addon, &model.control_plane().unwrap(), *interface).map(|(_, o)| o)
+    }
+
+    fn rendered(m: &(Model, Option<PodInterface>)) -> Vec<AddonObject> {
+        try_render(m).unwrap()
     }
 
     fn config_map<'a>(objects: &'a [AddonObject], name: &str) -> &'a ConfigMap {
@@ -445,7 +461,8 @@ mod tests {
     #[test]
     fn calico_dual_stack_can_reach_and_unknown_mtu() {
         let mut m = model("calico", DUAL, None, Some("192.168.8.201"));
-        m.cluster.control_plane_endpoint = Some(crate::model::Endpoint::new("192.168.8.100", 6443));
+        m.0.cluster.control_plane_endpoint =
+            Some(crate::model::Endpoint::new("192.168.8.100", 6443));
         let objects = rendered(&m);
         assert_eq!(data(config_map(&objects, "calico-config"), "veth_mtu"), "0");
         let env = env_of(daemonset(&objects), "calico-node");
@@ -495,17 +512,13 @@ mod tests {
 
     #[test]
     fn what_an_addon_cannot_carry_is_refused() {
-        let m = model("weave", DUAL, Some(1500), None);
-        let weave = m.cluster.pod_network.addon.addon().unwrap();
-        let err = render(weave, &m.control_plane().unwrap()).unwrap_err();
+        let err = try_render(&model("weave", DUAL, Some(1500), None)).unwrap_err();
         assert!(
             err.to_string()
                 .contains("does not support the IPv6 pod subnet fd00:10:200::/56"),
             "{err}"
         );
-        let m = model("flannel", "", Some(40), Some("192.168.8.0/24"));
-        let flannel = m.cluster.pod_network.addon.addon().unwrap();
-        let err = render(flannel, &m.control_plane().unwrap()).unwrap_err();
+        let err = try_render(&model("flannel", "", Some(40), Some("192.168.8.0/24"))).unwrap_err();
         assert!(err.to_string().contains("MTU 40"), "{err}");
     }
 

@@ -52,13 +52,10 @@ pub struct NodeSpec {
     /// kubestrap's `--mount-host-localtime`: the static pods mount the host's /etc/localtime.
     #[serde(default)]
     pub mount_host_localtime: bool,
-    /// The interface that carries the advertise address, as init found it for the pod-network
-    /// addon (its MTU and a selection every node satisfies); None on other nodes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_interface: Option<PodInterface>,
 }
 
-/// What the pod-network renderer needs of the node's interface.
+/// What the pod-network renderer needs of the interface that carries the advertise address, found on
+/// the host by each init run ([`crate::model::resolve::init::pod_interface`]); never recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodInterface {

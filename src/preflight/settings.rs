@@ -56,7 +56,6 @@ impl PreflightInput {
                 kubelet_extra_args: Vec::new(),
                 timeouts: NodeTimeouts::default(),
                 mount_host_localtime: false,
-                pod_interface: None,
             },
             cluster: None,
             advertise_address_detected: false,

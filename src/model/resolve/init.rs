@@ -171,7 +171,6 @@ pub fn resolve_file(
             "incomplete configuration",
         ));
     };
-    let pod_interface = pod_interface(&cluster, advertise_address, facts);
     if let Some(addon) = cluster.pod_network.addon.addon()
         && let Some(why) = &addon.data.unmaintained
     {
@@ -202,7 +201,6 @@ pub fn resolve_file(
         kubelet_extra_args: registration.kubelet_extra_args.unwrap_or_default(),
         timeouts: NodeTimeouts::from_config(init.timeouts.as_ref()),
         mount_host_localtime: flags.mount_host_localtime,
-        pod_interface,
     };
     Ok(ResolvedInit {
         model: Model { cluster, node },
@@ -252,7 +250,11 @@ fn pod_network_families(cluster: &ClusterSpec, errors: &mut Vec<FieldError>) {
 /// address, and an interface selection every node satisfies — that interface's subnet when it is
 /// wider than one address, else the control-plane endpoint's address or the advertise address
 /// (`can-reach`: every node routes to it).
-fn pod_interface(cluster: &ClusterSpec, advertise: IpAddr, facts: &Facts) -> Option<PodInterface> {
+pub fn pod_interface(
+    cluster: &ClusterSpec,
+    advertise: IpAddr,
+    facts: &Facts,
+) -> Option<PodInterface> {
     if cluster.pod_network.addon.is_none() {
         return None;
     }
@@ -578,8 +580,9 @@ mod tests {
             r.notices
         );
         // 192.0.2.10 is on no interface here: every node reaches it.
+        let advertise = "192.0.2.10".parse().unwrap();
         assert_eq!(
-            r.model.node.pod_interface,
+            pod_interface(&r.model.cluster, advertise, &facts),
             Some(PodInterface {
                 mtu: None,
                 selection: InterfaceSelection::CanReach("192.0.2.10".parse().unwrap())
@@ -594,7 +597,8 @@ mod tests {
         f.pod_network = Some(PodNetwork::named("calico").unwrap());
         assert!(run(&f, &facts).is_ok());
         f.pod_network = Some(PodNetwork::NONE);
-        assert_eq!(run(&f, &facts).unwrap().model.node.pod_interface, None);
+        let cluster = run(&f, &facts).unwrap().model.cluster;
+        assert_eq!(pod_interface(&cluster, advertise, &facts), None);
     }
 
     #[test]

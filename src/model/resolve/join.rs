@@ -313,7 +313,6 @@ pub fn resolve_file(
         kubelet_extra_args: registration.kubelet_extra_args.unwrap_or_default(),
         timeouts: NodeTimeouts::from_config(join.timeouts.as_ref()),
         mount_host_localtime: false,
-        pod_interface: None,
     };
     Ok(ResolvedJoin {
         node,

@@ -47,7 +47,13 @@ fn pod_network(data: &mut InitData) -> anyhow::Result<()> {
     };
     // An unmaintained addon (weave) is warned about when init resolves its input.
     let ui = data.host.ui();
-    let (text, objects) = addons::pod_network::render(addon, &data.control_plane()?)?;
+    let cp = data.control_plane()?;
+    let interface = crate::model::resolve::init::pod_interface(
+        &data.model.cluster,
+        cp.advertise_address(),
+        data.host.facts(),
+    );
+    let (text, objects) = addons::pod_network::render(addon, &cp, interface)?;
     if data.host.dry_run() {
         ui.line(format!(
             "[dry-run] Content of the {} manifest ({} {}):",
