@@ -112,6 +112,9 @@ fn is_candidate(a: &InterfaceAddress) -> bool {
         && !CONTAINER_INTERFACE_PREFIXES
             .iter()
             .any(|p| a.interface.starts_with(p))
+        // and every device a pod-network addon's footprint names
+        && crate::host::attribution::match_name(crate::host::attribution::link_rules(), &a.interface)
+            .is_none_or(|owner| !owner.is_cluster())
 }
 
 /// `AdvertiseAddress`: the advertise address is assigned to an interface of this host.
@@ -260,6 +263,8 @@ mod tests {
         assert!(is_candidate(&a("eth1", "10.0.0.5")));
         assert!(!is_candidate(&a("docker0", "172.17.0.1")));
         assert!(!is_candidate(&a("cni0", "10.244.0.1")));
+        // weave's `datapath` device, known from its folder's footprint
+        assert!(!is_candidate(&a("datapath", "10.32.0.1")));
         assert!(!is_candidate(&a("eth0", "169.254.1.1")));
         assert!(!is_candidate(&a("lo", "127.0.0.1")));
     }
