@@ -106,6 +106,8 @@ fn the_pod_network_phase_renders_the_chosen_addon_and_none_installs_nothing() {
         flannel.contains("Would apply api-object apps/v1 DaemonSet kube-flannel/kube-flannel-ds (")
     );
     assert!(flannel.contains("[addons] Applied pod-network addon: flannel (v0.27.4)"));
+    assert!(flannel.contains("  kubectl -n kube-flannel rollout status daemonset/kube-flannel-ds\n"));
+    assert!(!flannel.contains("You should now deploy a pod network"));
 
     let calico = dry_run(&["--pod-network", "calico"]);
     assert!(calico.contains(
@@ -121,6 +123,10 @@ fn the_pod_network_phase_renders_the_chosen_addon_and_none_installs_nothing() {
     let none = dry_run(&["--pod-network", "none"]);
     assert!(!none.contains("pod-network addon"), "{none}");
     assert!(!none.contains("manifest ("), "{none}");
+    assert!(none.contains("You should now deploy a pod network to the cluster."));
+    let skipped = dry_run(&["--skip-phases", "addon/pod-network"]);
+    assert!(!skipped.contains("pod-network addon"), "{skipped}");
+    assert!(skipped.contains("You should now deploy a pod network to the cluster."));
 
     // The phase on its own renders with no cluster reachable.
     let root = tempfile::tempdir().unwrap();
