@@ -20,6 +20,7 @@ pub mod output;
 pub mod patches;
 pub mod phases;
 pub mod pki;
+pub mod podnet;
 pub mod preflight;
 pub mod render;
 pub mod staticpods;

@@ -42,11 +42,11 @@ fn scanners_attribute_a_seeded_node() {
             .find(|(l, _)| l.name == name)
             .map(|(_, f)| f.owner)
     };
-    assert_eq!(owner("cni0"), Some(Owner::Addon(Addon::Flannel)));
-    assert_eq!(owner("vethpod1"), Some(Owner::Addon(Addon::Flannel)));
-    assert_eq!(owner("flannel.1"), Some(Owner::Addon(Addon::Flannel)));
-    assert_eq!(owner("tunl0"), Some(Owner::Addon(Addon::Calico)));
-    assert_eq!(owner("kube-ipvs0"), Some(Owner::Addon(Addon::KubeProxy)));
+    assert_eq!(owner("cni0"), Some(Owner::Addon(Addon("flannel"))));
+    assert_eq!(owner("vethpod1"), Some(Owner::Addon(Addon("flannel"))));
+    assert_eq!(owner("flannel.1"), Some(Owner::Addon(Addon("flannel"))));
+    assert_eq!(owner("tunl0"), Some(Owner::Addon(Addon("calico"))));
+    assert_eq!(owner("kube-ipvs0"), Some(Owner::Addon(Addon::KUBE_PROXY)));
     assert!(!owner("docker0").unwrap().is_cluster());
     assert!(!owner("dummyuser").unwrap().is_cluster());
     let cni0 = all_links.iter().find(|l| l.name == "cni0").unwrap();

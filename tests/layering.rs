@@ -29,7 +29,7 @@ const LAYERS: &[&[&str]] = &[
         "discovery",
         "status",
     ],
-    &["host", "cluster", "etcd"],
+    &["host", "cluster", "etcd", "podnet"],
     &["net", "error", "output", "yaml"],
 ];
 

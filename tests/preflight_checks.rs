@@ -183,12 +183,12 @@ impl Fixture {
                     self.cluster().networking.service_subnets =
                         CidrList::parse("10.96.0.0/12,fd00:10:96::/112").unwrap()
                 }
-                Condition::PodNetwork(names) => {
-                    self.cluster().pod_network.addon = match names[0].as_str() {
-                        "flannel" => PodNetwork::Flannel,
-                        "calico" => PodNetwork::Calico,
-                        _ => PodNetwork::Weave,
-                    }
+                Condition::PodNetworkNeeds(option) => {
+                    let addon = kubestrap::podnet::all()
+                        .iter()
+                        .find(|a| a.data.kernel_config.contains(option))
+                        .unwrap();
+                    self.cluster().pod_network.addon = PodNetwork::named(addon.name).unwrap()
                 }
                 Condition::DockerEngine => {
                     let socket = self.path("docker.sock");
@@ -828,14 +828,18 @@ fn unmet_conditions_skip_the_check_and_say_why() {
     assert!(ipv4_only.message.contains("IPv6"), "{}", ipv4_only.message);
     let calico = result_for(
         Role::Init,
-        "KernelConfig-Flannel",
-        setup(|f| f.cluster().pod_network.addon = PodNetwork::Calico),
+        "KernelConfig-VXLAN",
+        setup(|f| f.cluster().pod_network.addon = PodNetwork::named("calico").unwrap()),
     );
     assert_eq!(calico.status, Status::Skip);
-    assert!(calico.message.contains("flannel"), "{}", calico.message);
+    assert!(
+        calico.message.contains("CONFIG_VXLAN"),
+        "{}",
+        calico.message
+    );
     let joining = result_for(
         Role::Init,
-        "KernelConfig-Flannel",
+        "KernelConfig-VXLAN",
         setup(|f| f.node.cluster = None),
     );
     assert!(
@@ -909,7 +913,7 @@ fn messages_name_what_was_found() {
 
     let kernel = result_for(
         Role::Init,
-        "KernelConfig-Flannel",
+        "KernelConfig-VXLAN",
         setup(|f| {
             f.kernel_options.remove("VXLAN");
         }),

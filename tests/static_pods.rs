@@ -438,7 +438,7 @@ fn no_pod_subnet_means_no_node_cidr_allocation() {
     let s = settings_with(
         "",
         InitFlags {
-            pod_network: Some(kubestrap::config::flags::PodNetwork::None),
+            pod_network: Some(kubestrap::config::flags::PodNetwork::NONE),
             ..Default::default()
         },
     );

@@ -4,8 +4,9 @@
 //! `clusterCIDR` from the pod subnets. Every rendered object is checked against its typed form.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -13,6 +14,8 @@ use crate::cluster::{ClusterError, Gateway};
 use crate::config::defaults::DEFAULT_TOKEN_GROUP;
 use crate::model::ControlPlane;
 use crate::render::{RenderError, Renderer, decode_checked};
+
+pub mod pod_network;
 
 pub const COREDNS_TEMPLATE: &str = "addons/coredns.yaml";
 pub const KUBE_PROXY_TEMPLATE: &str = "addons/kube-proxy.yaml";
@@ -22,6 +25,8 @@ pub const KUBE_PROXY_KUBECONFIG: &str = "/var/lib/kube-proxy/kubeconfig.conf";
 /// One rendered object, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AddonObject {
+    Namespace(Namespace),
+    CustomResourceDefinition(CustomResourceDefinition),
     ServiceAccount(ServiceAccount),
     ClusterRole(ClusterRole),
     ClusterRoleBinding(ClusterRoleBinding),
@@ -41,6 +46,10 @@ impl AddonObject {
             source: e,
         };
         Ok(match kind.as_str() {
+            "Namespace" => AddonObject::Namespace(decode_checked(value, &kind).map_err(typed)?),
+            "CustomResourceDefinition" => {
+                AddonObject::CustomResourceDefinition(decode_checked(value, &kind).map_err(typed)?)
+            }
             "ServiceAccount" => {
                 AddonObject::ServiceAccount(decode_checked(value, &kind).map_err(typed)?)
             }
@@ -66,6 +75,8 @@ impl AddonObject {
     /// Creates or updates the object (server-side apply).
     pub fn apply(&self, gateway: &Gateway) -> Result<(), ClusterError> {
         match self {
+            AddonObject::Namespace(o) => gateway.apply(o).map(drop),
+            AddonObject::CustomResourceDefinition(o) => gateway.apply(o).map(drop),
             AddonObject::ServiceAccount(o) => gateway.apply(o).map(drop),
             AddonObject::ClusterRole(o) => gateway.apply(o).map(drop),
             AddonObject::ClusterRoleBinding(o) => gateway.apply(o).map(drop),
@@ -80,14 +91,26 @@ impl AddonObject {
 }
 
 fn render<T: Serialize>(template: &str, values: &T) -> Result<Vec<AddonObject>, RenderError> {
-    let text = Renderer::new()?.render_text(template, values)?;
+    render_with(&Renderer::new()?, template, values).map(|(_, objects)| objects)
+}
+
+/// Renders one template with `renderer`: its text and its objects, each checked against its type.
+fn render_with<T: Serialize>(
+    renderer: &Renderer,
+    template: &str,
+    values: &T,
+) -> Result<(String, Vec<AddonObject>), RenderError> {
+    let text = renderer.render_text(template, values)?;
     let docs = crate::yaml::documents(&text).map_err(|e| RenderError::Yaml {
         template: template.to_string(),
         message: e.to_string(),
     })?;
-    docs.iter()
+    let objects = docs
+        .iter()
+        .filter(|d| !d.is_null())
         .map(|d| AddonObject::decode(template, d))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((text, objects))
 }
 
 #[derive(Debug, Serialize)]

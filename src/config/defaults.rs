@@ -92,7 +92,7 @@ pub fn cluster_configuration(c: &mut ClusterConfiguration, pod_network: PodNetwo
     c.networking
         .dns_domain
         .get_or_insert_with(|| DEFAULT_DNS_DOMAIN.to_string());
-    if c.networking.pod_subnet.is_none() && pod_network != PodNetwork::None {
+    if c.networking.pod_subnet.is_none() && !pod_network.is_none() {
         c.networking.pod_subnet = Some(DEFAULT_POD_SUBNET.to_string());
     }
     c.kubernetes_version

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::error::FieldError;
+use crate::podnet;
 
 /// Reports each error found in a field a flag set under both names, `--service-cidr
 /// (networking.serviceSubnet)`, so the message names what the user typed and where it went.
@@ -25,25 +26,74 @@ pub fn name_flags(errors: &mut [FieldError], sources: &[(&str, &str)]) {
     }
 }
 
-/// The pod-network addon installed by init (ours; `none` leaves it to the admin).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum PodNetwork {
-    #[default]
-    Flannel,
-    Calico,
-    Weave,
-    None,
+/// The pod-network addon installed by init (ours; `none` leaves it to the admin): the name of a folder
+/// under `addons/` (see [`crate::podnet`]), or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PodNetwork(&'static str);
+
+impl PodNetwork {
+    /// `--pod-network none`: init installs no pod network.
+    pub const NONE: PodNetwork = PodNetwork(podnet::NONE);
+
+    /// The choice named `name`: an addon of the catalogue or `none`.
+    pub fn named(name: &str) -> Result<PodNetwork, String> {
+        if name == podnet::NONE {
+            return Ok(PodNetwork::NONE);
+        }
+        podnet::get(name)
+            .map(|a| PodNetwork(a.name))
+            .ok_or_else(|| {
+                format!(
+                    "unknown pod-network addon {name:?} (one of: {})",
+                    podnet::choices().join(", ")
+                )
+            })
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0
+    }
+
+    /// The addon's folder data; None for `none`.
+    pub fn addon(self) -> Option<&'static podnet::Addon> {
+        podnet::get(self.0)
+    }
+
+    pub fn is_none(self) -> bool {
+        self == PodNetwork::NONE
+    }
+
+    /// clap's parser: the catalogue's names (listed in `--help` and docs/cli.md).
+    pub fn parser() -> impl clap::builder::TypedValueParser<Value = PodNetwork> {
+        use clap::builder::TypedValueParser as _;
+        clap::builder::PossibleValuesParser::new(podnet::choices())
+            .try_map(|name| PodNetwork::named(&name))
+    }
+}
+
+impl Default for PodNetwork {
+    fn default() -> Self {
+        PodNetwork(podnet::DEFAULT)
+    }
+}
+
+impl std::fmt::Display for PodNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl serde::Serialize for PodNetwork {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PodNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        PodNetwork::named(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Flags of `kubestrap init` (global within `init`, so `init phase X` accepts them too). A value that
@@ -147,13 +197,13 @@ pub struct InitFlags {
     /// Do not print the bootstrap token in the join commands at the end (`<value withheld>`)
     #[arg(long, global = true)]
     pub skip_token_print: bool,
-    /// Pod-network addon of the cluster: decides the default pod subnet and the preflight checks
-    /// (installing the addon comes with init's later phases)
+    /// Pod-network addon of the cluster (a folder under addons/): decides the default pod subnet,
+    /// the preflight checks and what `init phase addon pod-network` installs
     #[arg(
         long,
         global = true,
         allow_hyphen_values = true,
-        value_enum,
+        value_parser = PodNetwork::parser(),
         value_name = "ADDON"
     )]
     pub pod_network: Option<PodNetwork>,

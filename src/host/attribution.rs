@@ -1,11 +1,15 @@
 //! Attribution rules as data: which names (devices, chains, ipsets, nft tables, CNI networks) belong to
-//! Kubernetes or a supported addon, and the cluster's scope (pod/service CIDRs, CNI networks) on this node.
+//! Kubernetes or a supported addon — the pod-network addons' from their folders' footprints
+//! (`addons/<name>/addon.yaml`) — and the cluster's scope (pod/service CIDRs, CNI networks) on this node.
 
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;
 
+use std::sync::LazyLock;
+
 use super::inventory::{Addon, Owner};
+use crate::podnet::{self, Footprint, Names};
 
 /// How a rule matches a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,28 +56,14 @@ const fn prefix(p: &'static str, owner: Owner) -> NameRule {
 }
 
 const K8S: Owner = Owner::Kubernetes;
-const FLANNEL: Owner = Owner::Addon(Addon::Flannel);
-const CALICO: Owner = Owner::Addon(Addon::Calico);
-const WEAVE: Owner = Owner::Addon(Addon::Weave);
-const KUBE_PROXY: Owner = Owner::Addon(Addon::KubeProxy);
-const KUBE_ROUTER: Owner = Owner::Addon(Addon::KubeRouter);
+const KUBE_PROXY: Owner = Owner::Addon(Addon::KUBE_PROXY);
+const KUBE_ROUTER: Owner = Owner::Addon(Addon::KUBE_ROUTER);
 const DOCKER: Owner = Owner::Foreign("Docker");
 const PODMAN: Owner = Owner::Foreign("podman");
 
-/// Network devices. Pod veths are attributed through the bridge they are enslaved to.
-pub const LINK_RULES: &[NameRule] = &[
-    exact("cni0", FLANNEL),
-    prefix("flannel.", FLANNEL),
-    prefix("flannel-v6.", FLANNEL),
-    prefix("flannel-wg", FLANNEL),
-    exact("vxlan.calico", CALICO),
-    exact("vxlan-v6.calico", CALICO),
-    exact("tunl0", CALICO),
-    prefix("cali", CALICO),
-    exact("weave", WEAVE),
-    exact("datapath", WEAVE),
-    prefix("vethwe", WEAVE),
-    exact("vxlan-6784", WEAVE),
+/// Network devices of Kubernetes and the non-pod-network addons, and known foreign ones. Pod veths
+/// are attributed through the bridge they are enslaved to.
+const BASE_LINK_RULES: &[NameRule] = &[
     exact("kube-ipvs0", KUBE_PROXY),
     exact("kube-bridge", KUBE_ROUTER),
     exact("kube-dummy-if", KUBE_ROUTER),
@@ -86,50 +76,109 @@ pub const LINK_RULES: &[NameRule] = &[
 ];
 
 /// iptables chains (legacy and nft, v4 and v6). `CNI-` chains are attributed by their rules' comments instead.
-pub const CHAIN_RULES: &[NameRule] = &[
+const BASE_CHAIN_RULES: &[NameRule] = &[
     prefix("KUBE-ROUTER-", KUBE_ROUTER),
     prefix("KUBE-", K8S),
-    prefix("FLANNEL", FLANNEL),
-    prefix("cali-", CALICO),
-    prefix("WEAVE", WEAVE),
     prefix("DOCKER", DOCKER),
     prefix("NETAVARK", PODMAN),
 ];
 
 /// Rule comments that name their maker (for rules in built-in or foreign chains).
-pub const COMMENT_RULES: &[NameRule] = &[
-    prefix("cali:", CALICO),
-    prefix("flanneld masq", FLANNEL),
+const BASE_COMMENT_RULES: &[NameRule] = &[
     prefix("kubernetes ", K8S),
     prefix("kube-router ", KUBE_ROUTER),
 ];
 
-/// ipsets.
-pub const IPSET_RULES: &[NameRule] = &[
-    prefix("kube-router-", KUBE_ROUTER),
-    prefix("KUBE-", K8S),
-    prefix("felix-", CALICO),
-    prefix("cali40", CALICO),
-    prefix("cali60", CALICO),
-    prefix("weave-", WEAVE),
-];
+const BASE_IPSET_RULES: &[NameRule] = &[prefix("kube-router-", KUBE_ROUTER), prefix("KUBE-", K8S)];
 
 /// nft tables (by name, any family). iptables-nft's own tables (filter, nat, …) are never listed here.
-pub const NFT_TABLE_RULES: &[NameRule] = &[
+const BASE_NFT_TABLE_RULES: &[NameRule] = &[
     exact("kube-proxy", KUBE_PROXY),
     prefix("kube-router", KUBE_ROUTER),
-    prefix("calico", CALICO),
-    prefix("flannel", FLANNEL),
-    prefix("weave", WEAVE),
 ];
 
-/// CNI network names of the supported addons.
-pub const CNI_NETWORK_RULES: &[NameRule] = &[
-    exact("cbr0", FLANNEL),
-    exact("k8s-pod-network", CALICO),
-    exact("weave", WEAVE),
-    exact("podman", PODMAN),
-];
+const BASE_CNI_NETWORK_RULES: &[NameRule] = &[exact("podman", PODMAN)];
+
+/// The base rules plus, for each pod-network addon, the names its footprint lists.
+fn with_footprints(
+    base: &[NameRule],
+    names: impl Fn(&'static Footprint) -> Vec<(bool, &'static str)>,
+) -> Vec<NameRule> {
+    let mut rules = base.to_vec();
+    for addon in podnet::all() {
+        let owner = Owner::Addon(Addon(addon.name));
+        for (is_prefix, name) in names(&addon.data.footprint) {
+            rules.push(if is_prefix {
+                prefix(name, owner)
+            } else {
+                exact(name, owner)
+            });
+        }
+    }
+    rules
+}
+
+fn names(n: &'static Names) -> Vec<(bool, &'static str)> {
+    n.exact
+        .iter()
+        .map(|e| (false, e.as_str()))
+        .chain(n.prefix.iter().map(|p| (true, p.as_str())))
+        .collect()
+}
+
+static LINK_RULES: LazyLock<Vec<NameRule>> =
+    LazyLock::new(|| with_footprints(BASE_LINK_RULES, |f| names(&f.devices)));
+static CHAIN_RULES: LazyLock<Vec<NameRule>> =
+    LazyLock::new(|| with_footprints(BASE_CHAIN_RULES, |f| names(&f.chains)));
+static COMMENT_RULES: LazyLock<Vec<NameRule>> =
+    LazyLock::new(|| with_footprints(BASE_COMMENT_RULES, |f| names(&f.rule_comments)));
+static IPSET_RULES: LazyLock<Vec<NameRule>> =
+    LazyLock::new(|| with_footprints(BASE_IPSET_RULES, |f| names(&f.ipsets)));
+static NFT_TABLE_RULES: LazyLock<Vec<NameRule>> =
+    LazyLock::new(|| with_footprints(BASE_NFT_TABLE_RULES, |f| names(&f.nft_tables)));
+static CNI_NETWORK_RULES: LazyLock<Vec<NameRule>> = LazyLock::new(|| {
+    with_footprints(BASE_CNI_NETWORK_RULES, |f| {
+        vec![(false, f.cni_network.as_str())]
+    })
+});
+
+/// Network devices: Kubernetes', the addons' footprints (`devices`), known foreign ones.
+pub fn link_rules() -> &'static [NameRule] {
+    &LINK_RULES
+}
+
+/// iptables chains: `KUBE-`, the addons' footprints (`chains`), known foreign ones.
+pub fn chain_rules() -> &'static [NameRule] {
+    &CHAIN_RULES
+}
+
+/// Rule comments naming their maker (the addons' `rule-comments`).
+pub fn comment_rules() -> &'static [NameRule] {
+    &COMMENT_RULES
+}
+
+/// ipsets (the addons' `ipsets`).
+pub fn ipset_rules() -> &'static [NameRule] {
+    &IPSET_RULES
+}
+
+/// nft tables (the addons' `nft-tables`).
+pub fn nft_table_rules() -> &'static [NameRule] {
+    &NFT_TABLE_RULES
+}
+
+/// CNI network names (the addons' `cni-network`).
+pub fn cni_network_rules() -> &'static [NameRule] {
+    &CNI_NETWORK_RULES
+}
+
+/// The addon whose footprint lists the routing protocol (`route-protocols`, e.g. calico's `bird`).
+pub fn route_protocol_owner(proto: &str) -> Option<Owner> {
+    podnet::all()
+        .iter()
+        .find(|a| a.data.footprint.route_protocols.iter().any(|p| p == proto))
+        .map(|a| Owner::Addon(Addon(a.name)))
+}
 
 /// The most specific rule matching `name`.
 pub fn match_name(rules: &[NameRule], name: &str) -> Option<Owner> {
@@ -158,7 +207,7 @@ pub struct ClusterScope {
 impl ClusterScope {
     /// A scope with the supported addons' CNI networks.
     pub fn with_addon_networks() -> Self {
-        let cni_networks = CNI_NETWORK_RULES
+        let cni_networks = cni_network_rules()
             .iter()
             .filter(|r| r.owner.is_cluster())
             .filter_map(|r| match r.pattern {
@@ -174,7 +223,7 @@ impl ClusterScope {
 
     /// Owner of a CNI network by its name.
     pub fn cni_network_owner(&self, name: &str) -> Owner {
-        match match_name(CNI_NETWORK_RULES, name) {
+        match match_name(cni_network_rules(), name) {
             Some(owner) => owner,
             None if self.cni_networks.contains(name) => Owner::Kubestrap,
             None => Owner::Foreign("another CNI user"),
@@ -206,30 +255,34 @@ impl ClusterScope {
 mod tests {
     use super::*;
 
+    const FLANNEL: Owner = Owner::Addon(Addon("flannel"));
+    const CALICO: Owner = Owner::Addon(Addon("calico"));
+    const WEAVE: Owner = Owner::Addon(Addon("weave"));
+
     #[test]
     fn most_specific_rule_wins() {
-        assert_eq!(owner_of(CHAIN_RULES, "KUBE-ROUTER-INPUT"), KUBE_ROUTER);
-        assert_eq!(owner_of(CHAIN_RULES, "KUBE-SERVICES"), K8S);
+        assert_eq!(owner_of(chain_rules(), "KUBE-ROUTER-INPUT"), KUBE_ROUTER);
+        assert_eq!(owner_of(chain_rules(), "KUBE-SERVICES"), K8S);
         assert_eq!(
-            owner_of(CHAIN_RULES, "CNI-abc"),
+            owner_of(chain_rules(), "CNI-abc"),
             Owner::Foreign("the user or the OS")
         );
-        assert_eq!(owner_of(LINK_RULES, "flannel.1"), FLANNEL);
-        assert_eq!(owner_of(LINK_RULES, "cali12ab"), CALICO);
-        assert_eq!(owner_of(LINK_RULES, "vethwe-bridge"), WEAVE);
-        assert_eq!(owner_of(LINK_RULES, "docker0"), DOCKER);
+        assert_eq!(owner_of(link_rules(), "flannel.1"), FLANNEL);
+        assert_eq!(owner_of(link_rules(), "cali12ab"), CALICO);
+        assert_eq!(owner_of(link_rules(), "vethwe-bridge"), WEAVE);
+        assert_eq!(owner_of(link_rules(), "docker0"), DOCKER);
         assert_eq!(
-            owner_of(LINK_RULES, "eth0"),
+            owner_of(link_rules(), "eth0"),
             Owner::Foreign("the user or the OS")
         );
-        assert_eq!(owner_of(IPSET_RULES, "felix-calico-hosts-4"), CALICO);
+        assert_eq!(owner_of(ipset_rules(), "felix-calico-hosts-4"), CALICO);
         assert_eq!(
-            owner_of(IPSET_RULES, "kube-router-pod-subnets"),
+            owner_of(ipset_rules(), "kube-router-pod-subnets"),
             KUBE_ROUTER
         );
-        assert!(!owner_of(IPSET_RULES, "user-blocklist").is_cluster());
-        assert_eq!(owner_of(NFT_TABLE_RULES, "kube-proxy"), KUBE_PROXY);
-        assert!(!owner_of(NFT_TABLE_RULES, "kube-proxy-not").is_cluster());
+        assert!(!owner_of(ipset_rules(), "user-blocklist").is_cluster());
+        assert_eq!(owner_of(nft_table_rules(), "kube-proxy"), KUBE_PROXY);
+        assert!(!owner_of(nft_table_rules(), "kube-proxy-not").is_cluster());
     }
 
     #[test]

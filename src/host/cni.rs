@@ -1,6 +1,7 @@
 //! CNI state on disk: network config files in /etc/cni/net.d, IPAM reservations in
 //! /var/lib/cni/networks/<network>, and cached results in /var/lib/cni/{results,cache}. Config files
-//! are ours only when the journal says kubestrap wrote them; state is ours by CNI network name.
+//! are ours when the journal says kubestrap wrote them or a pod-network addon's footprint names them
+//! (with that addon's network); state is ours by CNI network name.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -115,6 +116,8 @@ fn collect_files(root: &Root, dir: &NodePath, out: &mut Vec<NodePath>) {
 pub fn attribute_conf(root: &Root, conf: &ConfFile, journal_files: &BTreeSet<NodePath>) -> Found {
     let owner = if journal_files.contains(&conf.path) {
         Owner::Kubestrap
+    } else if let Some(addon) = footprint_conf_owner(conf) {
+        addon
     } else {
         Owner::Foreign("not installed by kubestrap")
     };
@@ -123,6 +126,25 @@ pub fn attribute_conf(root: &Root, conf: &ConfFile, journal_files: &BTreeSet<Nod
         root.disk(&conf.path).display().to_string(),
         owner,
     )
+}
+
+/// The pod-network addon whose footprint lists the config file (`cni-configs`), when the file defines
+/// that addon's CNI network (or no network: calico's kubeconfig beside its conflist).
+fn footprint_conf_owner(conf: &ConfFile) -> Option<Owner> {
+    crate::podnet::all()
+        .iter()
+        .find(|a| {
+            let footprint = &a.data.footprint;
+            footprint
+                .cni_configs
+                .iter()
+                .any(|c| NodePath::new(c) == conf.path)
+                && conf
+                    .network
+                    .as_ref()
+                    .is_none_or(|n| *n == footprint.cni_network)
+        })
+        .map(|a| Owner::Addon(Addon(a.name)))
 }
 
 pub fn attribute_reservation(r: &Reservation, scope: &ClusterScope) -> Found {
@@ -252,12 +274,19 @@ pub fn remove_ipam_network(
         .collect()
 }
 
-/// The flannel plugin's own cache (`/var/lib/cni/flannel`).
-pub fn flannel_cache() -> (NodePath, Owner) {
-    (
-        NodePath::new(well_known::CNI_STATE_DIR).join("flannel"),
-        Owner::Addon(Addon::Flannel),
-    )
+/// The pod-network addons' own state directories (`state-dirs` in `addons/<name>/addon.yaml`:
+/// flannel's `/run/flannel` and its plugin's cache `/var/lib/cni/flannel`, calico's `/var/lib/calico`, …).
+pub fn addon_state_dirs() -> Vec<(NodePath, Owner)> {
+    crate::podnet::all()
+        .iter()
+        .flat_map(|a| {
+            a.data
+                .footprint
+                .state_dirs
+                .iter()
+                .map(|d| (NodePath::new(d), Owner::Addon(Addon(a.name))))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -320,6 +349,20 @@ mod tests {
         );
         assert!(
             !attribute_conf(&root, &state.conf_files[1], &journal)
+                .owner
+                .is_cluster()
+        );
+        // Not journaled: flannel's footprint names the file and it defines flannel's network.
+        assert_eq!(
+            attribute_conf(&root, &state.conf_files[0], &BTreeSet::new()).owner,
+            Owner::Addon(Addon("flannel"))
+        );
+        let renamed = ConfFile {
+            network: Some("mynet".into()),
+            ..state.conf_files[0].clone()
+        };
+        assert!(
+            !attribute_conf(&root, &renamed, &BTreeSet::new())
                 .owner
                 .is_cluster()
         );

@@ -6,26 +6,17 @@ use serde::Serialize;
 
 pub use super::plan::{Item, Kind};
 
-/// The pod-network and service-proxy addons whose host artefacts kubestrap knows.
+/// An addon whose host artefacts kubestrap knows: a pod-network addon of the catalogue (by its folder
+/// name, see [`crate::podnet`]) or one of the service-proxy addons below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Addon {
-    Flannel,
-    Calico,
-    Weave,
-    KubeProxy,
-    KubeRouter,
-}
+pub struct Addon(pub &'static str);
 
 impl Addon {
+    pub const KUBE_PROXY: Addon = Addon("kube-proxy");
+    pub const KUBE_ROUTER: Addon = Addon("kube-router");
+
     pub fn name(self) -> &'static str {
-        match self {
-            Addon::Flannel => "flannel",
-            Addon::Calico => "calico",
-            Addon::Weave => "weave",
-            Addon::KubeProxy => "kube-proxy",
-            Addon::KubeRouter => "kube-router",
-        }
+        self.0
     }
 }
 
@@ -160,7 +151,7 @@ mod tests {
     #[test]
     fn report_serialises_in_the_interface_shape() {
         let mut report = Report::default();
-        let tunl0 = Found::new(Kind::Link, "tunl0", Owner::Addon(Addon::Calico));
+        let tunl0 = Found::new(Kind::Link, "tunl0", Owner::Addon(Addon("calico")));
         report.push(tunl0.left("Operation not permitted", true));
         report.push(Found::new(Kind::Link, "docker0", Owner::Foreign("Docker")).kept_foreign());
         report.push(Found::new(Kind::Ipset, "KUBE-X", Owner::Kubernetes).removed());

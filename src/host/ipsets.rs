@@ -1,7 +1,7 @@
 //! ipsets: scan (`ipset list -t`, names and kernel references), attribute by prefix (KUBE-, felix-,
 //! cali40/cali60, weave-, kube-router-) and destroy — after the rules that reference them are gone.
 
-use super::attribution::{IPSET_RULES, owner_of};
+use super::attribution::{ipset_rules, owner_of};
 use super::command;
 use super::inventory::{Found, Kind, Outcome};
 
@@ -42,7 +42,7 @@ pub fn attribute(set: &IpSet) -> Found {
     Found::new(
         Kind::Ipset,
         set.name.clone(),
-        owner_of(IPSET_RULES, &set.name),
+        owner_of(ipset_rules(), &set.name),
     )
 }
 

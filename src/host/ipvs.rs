@@ -66,7 +66,7 @@ pub fn scan(facts: &Facts) -> Option<Vec<VirtualServer>> {
 
 pub fn attribute(vs: &VirtualServer, scope: &ClusterScope) -> Found {
     let owner = if scope.in_service_cidr(&vs.address) {
-        Owner::Addon(Addon::KubeProxy)
+        Owner::Addon(Addon::KUBE_PROXY)
     } else {
         Owner::Foreign("the user (IPVS outside the service CIDR)")
     };

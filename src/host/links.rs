@@ -10,7 +10,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::attribution::{LINK_RULES, owner_of};
+use super::attribution::{link_rules, owner_of};
 use super::command;
 use super::inventory::{Found, Kind, Outcome, Owner};
 
@@ -88,13 +88,13 @@ pub fn attribute(links: &[Link], default_route_dev: Option<&str>) -> Vec<(Link, 
     links
         .iter()
         .map(|link| {
-            let by_name = owner_of(LINK_RULES, &link.name);
+            let by_name = owner_of(link_rules(), &link.name);
             let owner = if link.name == "lo" || Some(link.name.as_str()) == default_route_dev {
                 Owner::Foreign("the host (default route)")
             } else if by_name.is_cluster() {
                 by_name
             } else if let Some(master) = &link.master {
-                let bridge = owner_of(LINK_RULES, master);
+                let bridge = owner_of(link_rules(), master);
                 if bridge.is_cluster() && link.kind == "veth" {
                     bridge
                 } else {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::attribution::{
-    CHAIN_RULES, COMMENT_RULES, ClusterScope, NFT_TABLE_RULES, match_name, owner_of,
+    ClusterScope, chain_rules, comment_rules, match_name, nft_table_rules, owner_of,
 };
 use super::command;
 use super::facts::Facts;
@@ -262,7 +262,7 @@ fn owner_by_comment(comment: &str, scope: &ClusterScope) -> Option<Owner> {
     if let Some(network) = cni_network_in_comment(comment) {
         return Some(scope.cni_network_owner(network));
     }
-    match_name(COMMENT_RULES, comment).filter(|o| o.is_cluster())
+    match_name(comment_rules(), comment).filter(|o| o.is_cluster())
 }
 
 /// What in one table is ours.
@@ -306,7 +306,7 @@ pub fn attribute(table: &Table, scope: &ClusterScope) -> TablePlan {
                 _ => None,
             }
         } else {
-            Some(owner_of(CHAIN_RULES, &chain.name)).filter(|o| o.is_cluster())
+            Some(owner_of(chain_rules(), &chain.name)).filter(|o| o.is_cluster())
         };
         match owner {
             Some(o) => {
@@ -460,7 +460,7 @@ pub fn attribute_nft(table: &NftTable) -> Found {
     Found::new(
         Kind::NftTable,
         format!("{} {}", table.family, table.name),
-        owner_of(NFT_TABLE_RULES, &table.name),
+        owner_of(nft_table_rules(), &table.name),
     )
 }
 

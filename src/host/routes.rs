@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::attribution::ClusterScope;
 use super::command;
-use super::inventory::{Addon, Found, Kind, Outcome, Owner};
+use super::inventory::{Found, Kind, Outcome, Owner};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Family {
@@ -123,8 +123,12 @@ pub fn attribute(
             .is_some_and(|d| default_route_devs.contains(d))
     {
         Owner::Foreign("the host (default route)")
-    } else if route.proto.as_deref() == Some("bird") {
-        Owner::Addon(Addon::Calico)
+    } else if let Some(owner) = route
+        .proto
+        .as_deref()
+        .and_then(super::attribution::route_protocol_owner)
+    {
+        owner
     } else if (route.route_type == "blackhole" && dst_net.is_some_and(|n| scope.in_pod_cidr(&n)))
         || route
             .dev

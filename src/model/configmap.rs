@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn the_config_map_round_trips_the_choices() {
         let mut cluster = crate::model::testing::control_plane_model("").cluster;
-        cluster.pod_network.addon = PodNetwork::Calico;
+        cluster.pod_network.addon = PodNetwork::named("calico").unwrap();
         cluster.discovery.port = 9999;
         let map = config_map(&cluster).unwrap();
         assert_eq!(map.metadata.name.as_deref(), Some("kubestrap-config"));
@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(
             settings.choices(),
             ClusterChoices {
-                pod_network: PodNetwork::Calico,
+                pod_network: PodNetwork::named("calico").unwrap(),
                 discovery_port: 9999
             }
         );

@@ -22,7 +22,9 @@ pub use cluster::{
     EtcdSpec, ExternalEtcdSpec, Image, KubeletSpec, LocalEtcdSpec, NetworkingSpec,
     NodeCidrMaskSizes, PodNetworkSpec, ProxySpec, join_host_port,
 };
-pub use node::{LocalApiEndpoint, NodeRole, NodeSpec, NodeTimeouts};
+pub use node::{
+    InterfaceSelection, LocalApiEndpoint, NodeRole, NodeSpec, NodeTimeouts, PodInterface,
+};
 
 use crate::config::types::last_value;
 use crate::host::NodePath;

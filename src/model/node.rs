@@ -54,6 +54,26 @@ pub struct NodeSpec {
     pub mount_host_localtime: bool,
 }
 
+/// What the pod-network renderer needs of the interface that carries the advertise address, found on
+/// the host by each init run ([`crate::model::resolve::init::pod_interface`]); never recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodInterface {
+    /// Its MTU (the pod MTU is this minus the addon's encapsulation); None when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    pub selection: InterfaceSelection,
+}
+
+/// An interface selection that holds on every node, not node 1's interface name: the interface whose
+/// address is in the node network's subnet, or the one that routes to an address every node reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum InterfaceSelection {
+    Cidr(ipnet::IpNet),
+    CanReach(std::net::IpAddr),
+}
+
 impl NodeSpec {
     pub fn is_control_plane(&self) -> bool {
         self.role == NodeRole::ControlPlane

@@ -90,8 +90,8 @@ pub enum Condition {
     Ipv4,
     /// The node has IPv6 addresses in play.
     Ipv6,
-    /// One of the named pod-network addons is installed.
-    PodNetwork(Vec<String>),
+    /// The chosen pod-network addon needs this kernel option (`kernel-config` in its `addon.yaml`).
+    PodNetworkNeeds(String),
     /// A Docker engine runs on the node (or is the Kubernetes runtime through cri-dockerd).
     DockerEngine,
     /// The discovery endpoint is enabled (`--discovery-port` is not 0).
@@ -106,7 +106,9 @@ impl Condition {
             Condition::ExternalEtcd => "the cluster uses an external etcd".to_string(),
             Condition::Ipv4 => "the node uses IPv4".to_string(),
             Condition::Ipv6 => "the node uses IPv6".to_string(),
-            Condition::PodNetwork(names) => format!("the pod network is {}", names.join(" or ")),
+            Condition::PodNetworkNeeds(option) => {
+                format!("the pod-network addon needs CONFIG_{option}")
+            }
             Condition::DockerEngine => "a Docker engine runs on the node".to_string(),
             Condition::DiscoveryEndpoint => {
                 "the discovery endpoint is enabled (--discovery-port is not 0)".to_string()

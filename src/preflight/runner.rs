@@ -74,14 +74,10 @@ fn unmet(condition: &Condition, probe: &Probe) -> Option<String> {
         Condition::ExternalEtcd => node.external_etcd(),
         Condition::Ipv4 => v4,
         Condition::Ipv6 => v6,
-        Condition::PodNetwork(names) => match node.pod_network() {
-            Some(network) => {
-                let name = serde_json::to_value(network)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                names.contains(&name)
-            }
+        Condition::PodNetworkNeeds(option) => match node.pod_network() {
+            Some(network) => network
+                .addon()
+                .is_some_and(|a| a.data.kernel_config.contains(option)),
             None => {
                 return Some(
                     "not applicable yet: the pod network is the cluster's, known after discovery"

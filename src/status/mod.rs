@@ -242,21 +242,29 @@ fn node_item(node: &Node) -> Item {
     }
 }
 
-/// The addons kubestrap installs, where they exist: (namespace, kind, name).
-pub const ADDONS: [(&str, &str, &str); 5] = [
-    ("kube-system", "Deployment", "coredns"),
-    ("kube-system", "DaemonSet", "kube-proxy"),
-    ("kube-flannel", "DaemonSet", "kube-flannel-ds"),
-    ("kube-system", "DaemonSet", "calico-node"),
-    ("kube-system", "DaemonSet", "weave-net"),
-];
+/// The addons kubestrap installs, where they exist: (namespace, kind, name) — CoreDNS, kube-proxy and
+/// each pod-network addon's DaemonSet (`namespace`, `daemonset` in `addons/<name>/addon.yaml`).
+pub fn addons() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out = vec![
+        ("kube-system", "Deployment", "coredns"),
+        ("kube-system", "DaemonSet", "kube-proxy"),
+    ];
+    out.extend(crate::podnet::all().iter().map(|a| {
+        (
+            a.data.namespace.as_str(),
+            "DaemonSet",
+            a.data.daemonset.as_str(),
+        )
+    }));
+    out
+}
 
 /// Each addon that exists, by its rollout: all ready OK, anything less WARN with the counts. Not FAIL:
 /// right after init CoreDNS stays pending until a pod network runs, and a rollout in progress is normal;
 /// the component and node checks are the ones that fail.
 pub fn addon_checks(gateway: &Gateway) -> anyhow::Result<Vec<Item>> {
     let mut out = Vec::new();
-    for (namespace, kind, name) in ADDONS {
+    for (namespace, kind, name) in addons() {
         let (desired, ready) = match kind {
             "Deployment" => match gateway.get::<Deployment>(Some(namespace), name)? {
                 None => continue,
@@ -360,6 +368,15 @@ pub fn now() -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pod_network_addons_come_from_their_folders() {
+        let all = addons();
+        assert!(all.contains(&("kube-flannel", "DaemonSet", "kube-flannel-ds")));
+        assert!(all.contains(&("kube-system", "DaemonSet", "calico-node")));
+        assert!(all.contains(&("kube-system", "DaemonSet", "weave-net")));
+        assert_eq!(all.len(), 2 + crate::podnet::all().len());
+    }
 
     #[test]
     fn the_report_takes_its_worst_check() {

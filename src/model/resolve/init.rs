@@ -12,8 +12,10 @@ use crate::config::types::*;
 use crate::config::validate as v;
 use crate::error::{FieldError, InvalidInput};
 use crate::host::facts::Facts;
-use crate::model::Model;
 use crate::model::node::{LocalApiEndpoint, NodeRole, NodeSpec, NodeTimeouts};
+use crate::model::{ClusterSpec, InterfaceSelection, Model, PodInterface};
+use crate::podnet::Family;
+use std::net::IpAddr;
 
 /// What an init run needs besides the model: inputs that are not part of the cluster's description
 /// (bootstrap tokens are secrets and are never recorded) and how the run itself behaves.
@@ -132,6 +134,9 @@ pub fn resolve_file(
     let cluster_spec =
         super::cluster_spec(documents, choices, bind_port, &mut notices, &mut errors);
 
+    if let Some(spec) = &cluster_spec {
+        pod_network_families(spec, &mut errors);
+    }
     super::validate_node_registration(&init.node_registration, &mut errors);
     validate_tokens(&init, &mut errors);
     if let Some(key) = &init.certificate_key {
@@ -166,6 +171,11 @@ pub fn resolve_file(
             "incomplete configuration",
         ));
     };
+    if let Some(addon) = cluster.pod_network.addon.addon()
+        && let Some(why) = &addon.data.unmaintained
+    {
+        notices.push(format!("--pod-network {}: {why}", addon.name));
+    }
     let registration = init.node_registration;
     let node = NodeSpec {
         name,
@@ -208,6 +218,70 @@ pub fn resolve_file(
         },
         notices,
     })
+}
+
+/// The pod subnets' families must be ones the chosen addon supports (`families` in its addon.yaml).
+fn pod_network_families(cluster: &ClusterSpec, errors: &mut Vec<FieldError>) {
+    let Some(addon) = cluster.pod_network.addon.addon() else {
+        return;
+    };
+    for net in &cluster.networking.pod_subnets {
+        let family = if crate::net::cidr::is_ipv4(net) {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        };
+        if !addon.supports(family) {
+            errors.push(FieldError::new(
+                "--pod-network",
+                addon.name,
+                format!(
+                    "{} does not support the {} pod subnet {net} (networking.podSubnet); choose another \
+                     --pod-network or a pod subnet of another family",
+                    addon.name,
+                    if family == Family::Ipv4 { "IPv4" } else { "IPv6" }
+                ),
+            ));
+        }
+    }
+}
+
+/// What the pod-network renderer needs from node 1: the MTU of the interface holding the advertise
+/// address, and an interface selection every node satisfies — that interface's subnet when it is
+/// wider than one address, else the control-plane endpoint's address or the advertise address
+/// (`can-reach`: every node routes to it).
+pub fn pod_interface(
+    cluster: &ClusterSpec,
+    advertise: IpAddr,
+    facts: &Facts,
+) -> Option<PodInterface> {
+    if cluster.pod_network.addon.is_none() {
+        return None;
+    }
+    let held = crate::host::facts::interface_addresses()
+        .ok()
+        .and_then(|all| all.into_iter().find(|a| a.address == advertise));
+    let host_bits = if advertise.is_ipv4() { 32 } else { 128 };
+    let reach = cluster
+        .control_plane_endpoint
+        .as_ref()
+        .and_then(|e| e.ip())
+        .unwrap_or(advertise);
+    let selection = match &held {
+        Some(a) if a.prefix_len > 0 && a.prefix_len < host_bits => {
+            ipnet::IpNet::new(a.address, a.prefix_len)
+                .map(|n| InterfaceSelection::Cidr(n.trunc()))
+                .unwrap_or(InterfaceSelection::CanReach(reach))
+        }
+        _ => InterfaceSelection::CanReach(reach),
+    };
+    let mtu = held.and_then(|a| {
+        facts
+            .read_sys(format!("class/net/{}/mtu", a.interface))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    });
+    Some(PodInterface { mtu, selection })
 }
 
 /// `--patches` / `patches.directory`: an existing directory of patch files with kubeadm's names.
@@ -493,10 +567,45 @@ mod tests {
     }
 
     #[test]
+    fn the_pod_network_must_carry_the_pod_subnets_and_weave_is_warned_about() {
+        let (_d, facts) = facts_with_hostname("cp1");
+        let mut f = flags();
+        f.pod_network = Some(PodNetwork::named("weave").unwrap());
+        let r = run(&f, &facts).unwrap();
+        assert!(
+            r.notices
+                .iter()
+                .any(|n| n.contains("weave") && n.contains("archived")),
+            "{:?}",
+            r.notices
+        );
+        // 192.0.2.10 is on no interface here: every node reaches it.
+        let advertise = "192.0.2.10".parse().unwrap();
+        assert_eq!(
+            pod_interface(&r.model.cluster, advertise, &facts),
+            Some(PodInterface {
+                mtu: None,
+                selection: InterfaceSelection::CanReach("192.0.2.10".parse().unwrap())
+            })
+        );
+        f.pod_network_cidr = Some("10.244.0.0/16,fd00:10:244::/56".into());
+        let err = run(&f, &facts).unwrap_err().to_string();
+        assert!(
+            err.contains("--pod-network") && err.contains("IPv6 pod subnet fd00:10:244::/56"),
+            "{err}"
+        );
+        f.pod_network = Some(PodNetwork::named("calico").unwrap());
+        assert!(run(&f, &facts).is_ok());
+        f.pod_network = Some(PodNetwork::NONE);
+        let cluster = run(&f, &facts).unwrap().model.cluster;
+        assert_eq!(pod_interface(&cluster, advertise, &facts), None);
+    }
+
+    #[test]
     fn pod_network_none_leaves_the_pod_subnet_unset() {
         let (_d, facts) = facts_with_hostname("cp1");
         let mut f = flags();
-        f.pod_network = Some(PodNetwork::None);
+        f.pod_network = Some(PodNetwork::NONE);
         let r = run(&f, &facts).unwrap();
         assert!(r.model.cluster.networking.pod_subnets.is_empty());
         let r = run(&flags(), &facts).unwrap();

@@ -79,11 +79,23 @@ fn show(data: &mut InitData) -> anyhow::Result<()> {
          \x20 sudo cp -i {admin} $HOME/.kube/config\n\
          \x20 sudo chown $(id -u):$(id -g) $HOME/.kube/config\n\n\
          Alternatively, if you are the root user, you can run:\n\n\
-         \x20 export KUBECONFIG={admin}\n\n\
-         You should now deploy a pod network to the cluster.\n\
-         Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:\n\
-         \x20 https://kubernetes.io/docs/concepts/cluster-administration/addons/\n\n"
+         \x20 export KUBECONFIG={admin}\n\n"
     );
+    let skipped = |phase: &str| data.options.skip_phases.iter().any(|p| p == phase);
+    match data.model.cluster.pod_network.addon.addon() {
+        Some(addon) if !skipped("addon") && !skipped("addon/pod-network") => {
+            text.push_str(&format!(
+                "The pod network {} ({}) was installed by the addon phase; watch it roll out with:\n\n\
+                 \x20 kubectl -n {} rollout status daemonset/{}\n\n",
+                addon.name, addon.data.upstream.release, addon.data.namespace, addon.data.daemonset
+            ));
+        }
+        _ => text.push_str(
+            "You should now deploy a pod network to the cluster.\n\
+             Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:\n\
+             \x20 https://kubernetes.io/docs/concepts/cluster-administration/addons/\n\n",
+        ),
+    }
     if cp.cluster.control_plane_endpoint.is_some() {
         let key = data
             .options

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::ResetData;
-use crate::host::inventory::{Addon, Found, Kind, Outcome, Owner};
+use crate::host::inventory::{Found, Kind, Outcome, Owner};
 use crate::host::journal::{self, Entry, Prior};
 use crate::host::tree::{self, Protection};
 use crate::host::{NodePath, Undone, cni, mounts, services, sysctl, well_known};
@@ -237,22 +237,10 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
         let found = cni::attribute_cached(&root, path, &data.scope, &known_networks, &sandboxes);
         data.apply(&found, cni::remove_file);
     }
-    let (flannel_cache, owner) = cni::flannel_cache();
-    clear(
-        data,
-        &data.host.disk(&flannel_cache),
-        false,
-        owner,
-        &protection,
-    );
-    let flannel_run = data.host.disk(&NodePath::new(well_known::FLANNEL_RUN_DIR));
-    clear(
-        data,
-        &flannel_run,
-        false,
-        Owner::Addon(Addon::Flannel),
-        &protection,
-    );
+    // The pod-network addons' own state directories (`state-dirs` of each folder's footprint).
+    for (dir, owner) in cni::addon_state_dirs() {
+        clear(data, &data.host.disk(&dir), false, owner, &protection);
+    }
 
     if systemd_changed && !data.dry_run() {
         services::daemon_reload(data.host.facts())?;

@@ -20,7 +20,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
         .partition(|(_, f)| f.owner.is_cluster());
     for (link, found) in foreign {
         // Name only the well-known foreign devices (docker0, podman's bridges), not every NIC.
-        if crate::host::attribution::match_name(crate::host::attribution::LINK_RULES, &link.name)
+        if crate::host::attribution::match_name(crate::host::attribution::link_rules(), &link.name)
             .is_some()
         {
             data.record([found.kept_foreign()]);

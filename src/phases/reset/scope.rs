@@ -111,9 +111,14 @@ pub fn discover(
             ScopeSource::Manifests
         }
     };
-    let flannel_env = read(&NodePath::new(well_known::FLANNEL_RUN_DIR).join("subnet.env"));
-    for net in nets(flag_values(&flannel_env, "FLANNEL_NETWORK")) {
-        scope.add_pod_cidr(net);
+    // The pod ranges the addons recorded (`cidr-files` of each folder's footprint).
+    for addon in crate::podnet::all() {
+        for file in &addon.data.footprint.cidr_files {
+            let text = read(&NodePath::new(&file.path));
+            for net in nets(flag_values(&text, &file.key)) {
+                scope.add_pod_cidr(net);
+            }
+        }
     }
     if scope.service_cidrs.is_empty()
         && let Ok(net) = DEFAULT_SERVICE_SUBNET.parse()

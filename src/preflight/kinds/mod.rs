@@ -14,8 +14,6 @@ mod runtime;
 mod sysctl;
 mod system;
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 use super::Outcome;
@@ -87,10 +85,8 @@ pub enum Kind {
     /// Which of several candidate addresses is advertised, and why.
     AdvertiseAddressChoice,
     /// The node interface's MTU leaves room for the pod network's encapsulation.
-    InterfaceMtu {
-        min_pod_mtu: u32,
-        overhead: BTreeMap<String, u32>,
-    },
+    /// The overhead is the chosen addon's (`encapsulation.overhead` in `addons/<name>/addon.yaml`).
+    InterfaceMtu { min_pod_mtu: u32 },
     /// Free space on the file system holding a directory.
     FreeDisk {
         path: String,
@@ -212,10 +208,7 @@ impl Kind {
             Kind::MachineId => files::machine_id(probe),
             Kind::AdvertiseAddress => network::advertise_address(probe),
             Kind::AdvertiseAddressChoice => network::advertise_address_choice(probe),
-            Kind::InterfaceMtu {
-                min_pod_mtu,
-                overhead,
-            } => network::interface_mtu(probe, *min_pod_mtu, overhead),
+            Kind::InterfaceMtu { min_pod_mtu } => network::interface_mtu(probe, *min_pod_mtu),
             Kind::FreeDisk {
                 path,
                 min_free_percent,

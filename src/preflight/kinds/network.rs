@@ -1,7 +1,6 @@
 //! Network checks of the node itself: its name, its resolver, its advertise address (present, and
 //! chosen knowingly among several), and the MTU of its interface.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
 
 use super::super::Outcome;
@@ -113,6 +112,9 @@ fn is_candidate(a: &InterfaceAddress) -> bool {
         && !CONTAINER_INTERFACE_PREFIXES
             .iter()
             .any(|p| a.interface.starts_with(p))
+        // and every device a pod-network addon's footprint names
+        && crate::host::attribution::match_name(crate::host::attribution::link_rules(), &a.interface)
+            .is_none_or(|owner| !owner.is_cluster())
 }
 
 /// `AdvertiseAddress`: the advertise address is assigned to an interface of this host.
@@ -184,11 +186,7 @@ pub fn advertise_address_choice(probe: &Probe) -> anyhow::Result<Outcome> {
 }
 
 /// `InterfaceMTU`: the node's interface leaves pods at least `min_pod_mtu` after the pod network's encapsulation.
-pub fn interface_mtu(
-    probe: &Probe,
-    min_pod_mtu: u32,
-    overhead: &BTreeMap<String, u32>,
-) -> anyhow::Result<Outcome> {
+pub fn interface_mtu(probe: &Probe, min_pod_mtu: u32) -> anyhow::Result<Outcome> {
     let facts = probe.facts();
     let by_address = match probe.node.advertise_address() {
         Some(ip) => interface_addresses()?
@@ -213,15 +211,11 @@ pub fn interface_mtu(
         .trim()
         .parse()
         .map_err(|_| anyhow::anyhow!("cannot read the MTU of {interface}"))?;
-    let network = probe.node.pod_network().map(|p| {
-        serde_json::to_value(p)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    });
-    let (addon, cost) = match network
-        .as_deref()
-        .and_then(|n| overhead.get(n).map(|c| (n, *c)))
+    let (addon, cost) = match probe
+        .node
+        .pod_network()
+        .and_then(|p| p.addon())
+        .map(|a| (a.name, a.data.encapsulation.overhead))
     {
         Some(found) => found,
         None => {
@@ -269,6 +263,8 @@ mod tests {
         assert!(is_candidate(&a("eth1", "10.0.0.5")));
         assert!(!is_candidate(&a("docker0", "172.17.0.1")));
         assert!(!is_candidate(&a("cni0", "10.244.0.1")));
+        // weave's `datapath` device, known from its folder's footprint
+        assert!(!is_candidate(&a("datapath", "10.32.0.1")));
         assert!(!is_candidate(&a("eth0", "169.254.1.1")));
         assert!(!is_candidate(&a("lo", "127.0.0.1")));
     }
