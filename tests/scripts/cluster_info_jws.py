@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An independent implementation of kubeadm's cluster-info signature (k8s.io/cluster-bootstrap
 token/jws, as kube-controller-manager's bootstrapsigner writes it and kubeadm's join checks it),
-written from kubeadm-behaviour.md §6.1 with the Python standard library only.
+written from kubeadm's documented format (header {"alg":"HS256","kid":<id>}, HMAC-SHA256 keyed
+with the token secret, payload left out) with the Python standard library only.
 
   cluster_info_jws.py sign   <token-id> <token-secret> <kubeconfig-file>        -> prints the JWS
   cluster_info_jws.py verify <token-id> <token-secret> <kubeconfig-file> <jws>  -> exit 0 or 1

@@ -231,8 +231,11 @@ pub struct Timings {
     pub all_nodes_registered: Duration,
 }
 
-/// Node 1's control plane from `source`, nodes 2 and 3 TLS-bootstrapped with a bootstrap token
-/// the test admits itself; returns when `kubectl get nodes` with admin.conf lists three nodes.
+/// Node 1's control plane from `source`; with [`Source::Kubestrap`] nodes 2 and 3 run the real
+/// `kubestrap join` (after `init phase upload-config` and `bootstrap-token` on node 1, with the
+/// command `kubestrap token create --print-join-command` prints), otherwise they are
+/// TLS-bootstrapped from the fixture's worker files with a token the test admits itself; returns when
+/// `kubectl get nodes` with admin.conf lists three nodes.
 pub fn three_node_cluster(
     cluster: &Cluster,
     source: Source,
@@ -257,11 +260,26 @@ pub fn three_node_cluster_with(
     wait_for_api(cp, SUPER_ADMIN, Duration::from_secs(90))?;
     timings.api_ready = started.elapsed();
     bind_cluster_admins(cp)?;
-    let token = "abcdef.0123456789abcdef";
-    admit_token(cp, token)?;
-    let ca = cp.read_string("/etc/kubernetes/pki/ca.crt")?;
-    for name in ["node2", "node3"] {
-        join_worker(cluster.node(name)?, settings, &ca, token)?;
+    if source == Source::Kubestrap {
+        // What a joining node reads (kubeadm-config, kubelet-config, cluster-info and its
+        // signature) from kubestrap's own phases; the workers run the real `kubestrap join`.
+        kubestrap_init_phases(cp, settings, &["upload-config all", "bootstrap-token"])?;
+        let printed = cp
+            .kubestrap(&["token", "create", "--print-join-command"])?
+            .check("kubestrap token create --print-join-command")?;
+        let command = printed_join_command(&printed.stdout)
+            .with_context(|| format!("a join command in: {}", printed.stdout))?;
+        for name in ["node2", "node3"] {
+            run_join_command(cluster.node(name)?, &command)?
+                .check(&format!("kubestrap join on {name}"))?;
+        }
+    } else {
+        let token = "abcdef.0123456789abcdef";
+        admit_token(cp, token)?;
+        let ca = cp.read_string("/etc/kubernetes/pki/ca.crt")?;
+        for name in ["node2", "node3"] {
+            join_worker(cluster.node(name)?, settings, &ca, token)?;
+        }
     }
     wait_until("three registered nodes", Duration::from_secs(90), || {
         Ok(node_names(cp, ADMIN)?.len() == 3)
