@@ -1,13 +1,14 @@
 //! The token-signed discovery endpoint (`kubestrap discovery serve`): what it serves (the cluster-info
 //! kubeconfig and one detached JWS per token), where that comes from (the cluster's
 //! `kube-public/cluster-info`, or the node's own PKI signed with given tokens), the per-client rate
-//! limit, and the HTTPS server.
+//! limit, the HTTPS server, and the systemd unit init installs for it.
 
 pub mod limit;
 pub mod published;
 pub mod server;
 pub mod source;
 pub mod tokens;
+pub mod unit;
 
 pub use published::{Lookup, Published};
 pub use server::{Server, ServerOptions};

@@ -87,6 +87,8 @@ pub enum Verb {
     Write,
     /// A live kernel value set.
     Set,
+    /// A service (re)started.
+    Start,
     /// A service stopped.
     Stop,
     /// Something of the cluster's removed (reset).
@@ -106,6 +108,7 @@ impl Verb {
             Verb::Delete => "delete",
             Verb::Write => "write",
             Verb::Set => "set",
+            Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Remove => "remove",
             Verb::Restore => "restore",
