@@ -93,6 +93,8 @@ pub enum Verb {
     Stop,
     /// Something of the cluster's removed (reset).
     Remove,
+    /// A copy saved before something is wiped (reset's etcd snapshot and PKI backup).
+    Save,
     /// A file put back to its version from before kubestrap (reset).
     Restore,
     /// Something found and left alone on purpose (reset: someone else's, or protected data).
@@ -111,6 +113,7 @@ impl Verb {
             Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Remove => "remove",
+            Verb::Save => "save",
             Verb::Restore => "restore",
             Verb::Keep => "keep",
         }
