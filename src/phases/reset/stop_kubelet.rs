@@ -27,6 +27,14 @@ fn stop_discovery(data: &mut ResetData) {
         return;
     }
     let found = Found::new(Kind::Service, unit::UNIT, Owner::Kubestrap);
+    if let InitSystem::Other(pid1) = services::init_system(&facts) {
+        // Kept, as a real run keeps it (in a dry run: a keep step of the plan).
+        data.record([found.kept(format!(
+            "PID 1 is {pid1}, not systemd: there is no {} service to stop",
+            unit::UNIT
+        ))]);
+        return;
+    }
     if data.dry_run() {
         let why = if active {
             "the running discovery endpoint: disable and stop it"
