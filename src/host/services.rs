@@ -1,7 +1,8 @@
-//! System services (the kubelet): which init system runs the node, whether a unit is active, and
-//! stopping and starting it through systemd (or the service manager that answers `systemctl` as
-//! PID 1) — otherwise saying that there is none. A command that stops or starts a unit journals it
-//! (`service` entries) so a rollback brings the unit back to how it was, and removes the pods a
+//! System services (the kubelet, and the discovery endpoint's `kubestrap-discovery.service`): which
+//! init system runs the node, whether a unit is active, and stopping and starting it through systemd
+//! (or the service manager that answers `systemctl` as PID 1) — otherwise saying that there is none. A
+//! command that stops or starts a unit journals it (`service` entries) so a rollback brings the unit
+//! back to how it was (a unit kubestrap launched is disabled and stopped), and removes the pods a
 //! kubelet it started had begun.
 
 use std::time::Duration;
