@@ -189,8 +189,10 @@ if [ "${BUSY:-0}" = 1 ]; then
   src=$(mktemp -d "$BENCH_DIR/bench-pki-busy.XXXXXX")
   echo "[bench] copying the project to $src for a clean cargo build --release in the background"
   git ls-files -z | xargs -0 cp --parents -t "$src"
-  (cd "$src" && setsid bash -c 'while [ -f Cargo.toml ]; do CARGO_TARGET_DIR="$PWD/target" cargo build --release --quiet >/dev/null 2>&1; rm -rf target; done' >/dev/null 2>&1 & echo $! >"$WORK/busy.pid")
-  sleep 1
+  # The session leader writes its own pid (= its process group), so cleanup stops the whole build;
+  # $! would name the subshell around setsid, whose group is the script's.
+  (cd "$src" && PIDFILE="$WORK/busy.pid" setsid bash -c 'echo $$ >"$PIDFILE"; while [ -f Cargo.toml ]; do CARGO_TARGET_DIR="$PWD/target" cargo build --release --quiet >/dev/null 2>&1; rm -rf target; done' >/dev/null 2>&1 &)
+  for _ in $(seq 50); do [ -s "$WORK/busy.pid" ] && break; sleep 0.1; done
   BUSY_PID=$(cat "$WORK/busy.pid")
   trap 'cleanup; rm -rf "$src"' EXIT
   sleep 20 # past the dependency download, into compiling

@@ -677,3 +677,84 @@ fn secrets_in_invalid_input_are_not_echoed() {
     assert!(!stderr.contains("supersecretvalue"), "{stderr}");
     assert!(!stderr.contains("notsecrethexbutsecret"), "{stderr}");
 }
+
+/// The discovery endpoint's unit runs the kubestrap binary, so init refuses one in a cargo target
+/// directory (this test's binary) before anything is written; `--discovery-port 0` or skipping the
+/// phase leaves the unit out, and a dry run plans it with a warning.
+#[test]
+fn init_refuses_to_install_the_discovery_unit_for_a_binary_in_a_temporary_location() {
+    let node = [
+        "--node-name",
+        "cp1",
+        "--apiserver-advertise-address",
+        "192.0.2.10",
+    ];
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::cargo_bin("kubestrap")
+        .unwrap()
+        .arg("--root")
+        .arg(root.path())
+        .args(["init", "--skip-phases", "preflight"])
+        .args(node)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "kubestrap-discovery.service",
+        "CACHEDIR.TAG",
+        "--discovery-port 0",
+        "/usr/local/bin/kubestrap",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert_empty_dir(root.path(), "a binary in a temporary location");
+    let phase = Command::cargo_bin("kubestrap")
+        .unwrap()
+        .arg("--root")
+        .arg(root.path())
+        .args(["init", "phase", "discovery"])
+        .args(node)
+        .output()
+        .unwrap();
+    assert_eq!(phase.status.code(), Some(2), "{phase:?}");
+    assert_empty_dir(root.path(), "init phase discovery");
+
+    // A dry run plans the unit and warns; with the endpoint disabled the phase says it is skipped.
+    let dry = Command::cargo_bin("kubestrap")
+        .unwrap()
+        .arg("--root")
+        .arg(root.path())
+        .args(["init", "--dry-run", "--skip-phases", "preflight"])
+        .args(node)
+        .output()
+        .unwrap();
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("A real run refuses"));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("kubestrap-discovery.service"));
+    let off = Command::cargo_bin("kubestrap")
+        .unwrap()
+        .arg("--root")
+        .arg(root.path())
+        .args([
+            "init",
+            "--dry-run",
+            "--skip-phases",
+            "preflight",
+            "--discovery-port",
+            "0",
+        ])
+        .args(node)
+        .output()
+        .unwrap();
+    assert!(off.status.success(), "{off:?}");
+    let out = String::from_utf8_lossy(&off.stdout);
+    assert!(
+        out.contains(
+            "[discovery] Skipping phase: the discovery endpoint is disabled (--discovery-port 0)"
+        ) && !out.contains("kubestrap-discovery.service")
+            && !out.contains("discovery-serving"),
+        "{out}"
+    );
+    assert_empty_dir(root.path(), "dry runs");
+}

@@ -36,7 +36,7 @@ fn init(root: &Path, config: &Path) {
         .args([
             "init",
             "--skip-phases",
-            "preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon",
+            "preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,discovery",
             "--config",
         ])
         .arg(config)

@@ -70,7 +70,7 @@ const BLOCKER: &str = "etc/kubernetes/manifests/kube-apiserver.yaml";
 const BLOCKER_CHECK: &str = "FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml";
 
 /// The phases that need a kubelet and a running control plane, which this test has none of.
-const API_PHASES: &str = "kubelet-start,wait-control-plane,kubelet-finalize,upload-config,upload-certs,mark-control-plane,bootstrap-token,addon";
+const API_PHASES: &str = "kubelet-start,wait-control-plane,kubelet-finalize,upload-config,upload-certs,mark-control-plane,bootstrap-token,addon,discovery";
 
 fn init_args(root: &Path, ignore: &str) -> std::process::Command {
     let mut cmd = kubestrap(root);

@@ -1,6 +1,6 @@
 //! The `--dry-run` plan of `init` and of `reset` on a seeded node, as the Host gateway prints it, against
 //! goldens written by hand (tests/golden/dry-run/). Random content is redacted: the `--root` prefix
-//! (`<root>`) and the sizes of keys, certificates, kubeconfigs and the node record (`<n> bytes`). The
+//! (`<root>`), the binary's path, the backup's timestamp and the sizes of keys, certificates, kubeconfigs and the node record (`<n> bytes`). The
 //! manifests' contents that a dry run prints after their plan step (tab-indented) are left out: the
 //! static-pod goldens (tests/golden/v1.34.3) pin them. A mismatch prints the
 //! difference and leaves the actual output beside the test's temporary root; nothing re-blesses a golden.
@@ -60,14 +60,29 @@ fn redact_token(line: &str) -> String {
     out
 }
 
-/// The root prefix, generated tokens and random sizes replaced by placeholders.
+/// `backup-<timestamp>` for reset's backup directory (`backup-20260102T030405Z`).
+fn redact_backup(line: &str) -> String {
+    match line.find("/backup-") {
+        Some(at) if line.len() >= at + 24 => {
+            format!("{}/backup-<timestamp>{}", &line[..at], &line[at + 24..])
+        }
+        _ => line.to_string(),
+    }
+}
+
+/// The root prefix, the binary's path (`<kubestrap>`, which the discovery unit runs), generated tokens
+/// and random sizes replaced by placeholders.
 fn redact(text: &str, root: &Path) -> String {
     let root = root.display().to_string();
     text.lines()
         .filter(|line| !line.starts_with('\t'))
         .map(|line| {
-            let line = redact_token(&line.replace(&root, "<root>"));
-            let random = ["/pki/", ".conf ", "/cluster.yaml "]
+            let line = redact_backup(&redact_token(
+                &line
+                    .replace(&root, "<root>")
+                    .replace(KUBESTRAP, "<kubestrap>"),
+            ));
+            let random = ["/pki/", ".conf ", "/cluster.yaml ", ".service "]
                 .iter()
                 .any(|m| line.contains(m));
             match (random, line.rfind(", "), line.rfind(" bytes)")) {
@@ -140,7 +155,7 @@ fn reset_dry_run_plan_of_a_seeded_node_matches_its_golden() {
         "init",
         "--skip-phases",
         "preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,\
-         bootstrap-token,kubelet-finalize,addon,show-join-command",
+         bootstrap-token,kubelet-finalize,addon,discovery,show-join-command",
     ];
     args.extend(NODE);
     let (ok, out, err) = kubestrap(root, &args);
@@ -151,7 +166,7 @@ fn reset_dry_run_plan_of_a_seeded_node_matches_its_golden() {
          mount -t tmpfs -o size=64k tmpfs $K/pods/p1/volumes/kubernetes.io~secret/token && \
          printf 'sandbox1\\r\\neth0' > {r}/var/lib/cni/networks/cbr0/10.244.0.2 && \
          echo '{{}}' > {r}/var/lib/cni/results/cbr0-sandbox1-eth0 && echo '{{}}' > {r}/var/lib/cni/results/cni-loopback-sandbox1-lo && \
-         echo '{{}}' > {r}/var/lib/cni/results/cni-loopback-other-lo && echo db > {r}/var/lib/etcd/member/db"
+         echo '{{}}' > {r}/var/lib/cni/results/cni-loopback-other-lo && mkdir -p {r}/var/lib/etcd/member/snap && echo db > {r}/var/lib/etcd/member/snap/db"
     ));
     let before = common::sh(&format!("find {r} | sort"));
     let (ok, out, err) = kubestrap(

@@ -129,11 +129,15 @@ fn node_root(dir: &Path, pki: &Path, name: &str, ip: &str) -> PathBuf {
 }
 
 fn reset(root: &Path) -> (i32, serde_json::Value, String, Duration) {
+    reset_with(root, &["--force"])
+}
+
+fn reset_with(root: &Path, extra: &[&str]) -> (i32, serde_json::Value, String, Duration) {
     let started = Instant::now();
     let out = Command::new(KUBESTRAP)
+        .arg("reset")
+        .args(extra)
         .args([
-            "reset",
-            "--force",
             "-o",
             "json",
             "--cri-socket",
@@ -203,6 +207,30 @@ fn removing_a_member_keeps_the_others_healthy_and_the_last_member_is_backed_up()
         &dir.path().join("solo.log"),
     )]);
     wait_healthy(&pki1, "https://127.0.0.4:2379");
+    // The dry run plans the backup through the Host gateway (the snapshot and the PKI copy) and
+    // writes nothing.
+    let (code, plan, output, _) = reset_with(&root1, &["--dry-run"]);
+    assert_eq!(code, 0, "{output}");
+    let planned = plan["planned"].as_array().unwrap();
+    for (file, reason) in [
+        ("etcd-snapshot.db", "an etcd snapshot of the last member"),
+        ("pki", "a copy of the PKI"),
+    ] {
+        assert!(
+            planned.iter().any(|i| i["kind"] == "path"
+                && i["target"]
+                    .as_str()
+                    .unwrap()
+                    .contains("/var/lib/kubestrap/backup-")
+                && i["target"].as_str().unwrap().ends_with(file)
+                && i["reason"].as_str().unwrap().starts_with(reason)),
+            "{file}: {output}"
+        );
+    }
+    assert!(
+        !root1.join("var/lib/kubestrap").exists(),
+        "the dry run wrote a backup"
+    );
     let (code, report, output, took) = reset(&root1);
     assert_eq!(code, 0, "{output}");
     assert!(
@@ -230,6 +258,25 @@ fn removing_a_member_keeps_the_others_healthy_and_the_last_member_is_backed_up()
             > 0
     );
     assert!(backup.join("pki/etcd/ca.crt").exists());
+    assert_eq!(
+        std::fs::read(backup.join("pki/etcd/ca.key")).unwrap(),
+        std::fs::read(pki1.join("etcd/ca.key")).unwrap(),
+        "the PKI copy holds the keys"
+    );
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&backup).unwrap().mode() & 0o777, 0o700);
+    }
+    assert!(
+        report["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "path"
+                && i["target"] == backup.display().to_string()
+                && i["reason"].as_str().unwrap().contains("snapshot")),
+        "the report lists the backup as kept: {output}"
+    );
     assert!(root1.join("var/lib/etcd").exists());
     assert_eq!(
         std::fs::read_dir(root1.join("var/lib/etcd"))

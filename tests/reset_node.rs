@@ -507,7 +507,7 @@ fn the_node_name_comes_from_the_kubelets_credentials() {
         ])
         .args([
             "--skip-phases",
-            "preflight,etcd,control-plane,kubelet-start,wait-control-plane,kubelet-finalize,upload-config,upload-certs,mark-control-plane,bootstrap-token,addon",
+            "preflight,etcd,control-plane,kubelet-start,wait-control-plane,kubelet-finalize,upload-config,upload-certs,mark-control-plane,bootstrap-token,addon,discovery",
         ])
         .output()
         .unwrap();

@@ -169,7 +169,9 @@ fn a_failure_at_each_init_phase_rolls_back_to_a_byte_identical_root_and_the_live
         let ignore = ignored_errors(root, case.keep);
         let before = snapshot(root);
 
-        let mut args = vec!["init", "--fix"];
+        // The discovery phase comes after every injected failure (and its unit would run this test's
+        // binary, which init refuses).
+        let mut args = vec!["init", "--fix", "--skip-phases", "discovery"];
         args.extend(NODE);
         let ignore_flag = format!("--ignore-preflight-errors={ignore}");
         if !ignore.is_empty() {
@@ -214,4 +216,86 @@ fn a_failure_at_each_init_phase_rolls_back_to_a_byte_identical_root_and_the_live
             case.phase
         );
     }
+}
+
+/// The discovery phase run by an installed binary (a copy under a tmpfs on /mnt, in the sandbox's own
+/// mount namespace) on a node whose PID 1 is systemd (a fixture /proc) with a `systemctl` that records
+/// its calls and fails to start the unit: the unit was enabled and journaled before the failure, so the
+/// rollback disables and stops it (`systemctl disable --now`) and removes the unit file, the serving
+/// certificate and everything earlier phases wrote.
+#[test]
+fn a_failure_starting_the_discovery_unit_disables_it_and_removes_its_files() {
+    if !common::enter_sandbox(
+        "a_failure_starting_the_discovery_unit_disables_it_and_removes_its_files",
+    ) {
+        return;
+    }
+    sh(&format!(
+        "mount -t tmpfs tmpfs /mnt && mkdir -p /mnt/bin /mnt/fake /mnt/proc/1 && cp {KUBESTRAP} /mnt/bin/kubestrap && \
+         echo systemd > /mnt/proc/1/comm && \
+         printf '#!/bin/sh\\necho \"$*\" >> /mnt/systemctl.log\\n\
+         [ \"$1\" = enable ] && grep ^ExecStart= \"$FAKE_UNIT\" >> /mnt/systemctl.log\\n\
+         [ \"$1\" = restart ] && {{ echo \"Job for $2 failed.\" >&2; exit 1; }}\\nexit 0\\n' > /mnt/fake/systemctl && \
+         chmod +x /mnt/fake/systemctl"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let unit = root.join("etc/systemd/system/kubestrap-discovery.service");
+    let mut cmd = Command::new("/mnt/bin/kubestrap");
+    for (name, _) in std::env::vars() {
+        if name.to_ascii_lowercase().ends_with("_proxy") || name.starts_with("KUBESTRAP_") {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd
+        .arg("--root")
+        .arg(root)
+        .args([
+            "init",
+            "--skip-phases",
+            "preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,\
+             bootstrap-token,kubelet-finalize,addon,show-join-command",
+        ])
+        .args(NODE)
+        .env("KUBESTRAP_PROC_ROOT", "/mnt/proc")
+        .env("FAKE_UNIT", &unit)
+        .env(
+            "PATH",
+            format!("/mnt/fake:{}", std::env::var("PATH").unwrap_or_default()),
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error execution phase discovery") && text.contains("Job for"),
+        "{text}"
+    );
+    let calls = std::fs::read_to_string("/mnt/systemctl.log").unwrap();
+    assert_eq!(
+        calls,
+        format!(
+            "daemon-reload\nenable kubestrap-discovery.service\n\
+             ExecStart=/mnt/bin/kubestrap --root {} discovery serve --port 9898\n\
+             restart kubestrap-discovery.service\ndisable --now kubestrap-discovery.service\n",
+            root.display()
+        ),
+        "{text}"
+    );
+    assert!(!unit.exists(), "the unit file is removed\n{text}");
+    let left: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["var"], "only kubestrap's own state is left\n{text}");
+    assert!(
+        sh(&format!("find {}/var -type f", root.display()))
+            .lines()
+            .all(|l| l.contains("/var/lib/kubestrap/")),
+        "{text}"
+    );
 }

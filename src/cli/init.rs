@@ -49,6 +49,14 @@ pub fn run(global: &GlobalOpts, cmd: InitCmd) -> anyhow::Result<()> {
             resolved.model.cluster.kubernetes_version
         ));
     }
+    // The discovery endpoint's unit runs this binary: refused before anything is written when it
+    // lies in a temporary location.
+    let discovery_binary = crate::phases::init::discovery::check_binary(
+        &host,
+        &resolved.model,
+        &target,
+        &resolved.options.skip_phases,
+    )?;
     let spec = RunSpec {
         target,
         skip: resolved.options.skip_phases.clone(),
@@ -59,6 +67,7 @@ pub fn run(global: &GlobalOpts, cmd: InitCmd) -> anyhow::Result<()> {
         options: resolved.options,
         host,
         cluster_undo: ClusterUndo::default(),
+        discovery_binary,
     };
     workflow::execute(&init, &mut data, &spec)
 }

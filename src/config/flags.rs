@@ -210,8 +210,8 @@ pub struct InitFlags {
     /// Leave the control-plane node schedulable: mark-control-plane adds no NoSchedule taint
     #[arg(long, global = true)]
     pub schedule_on_control_plane: bool,
-    /// Port of the token-signed discovery endpoint: checked free by preflight (serving the endpoint
-    /// comes with init's later phases)
+    /// Port of the token-signed discovery endpoint (the kubestrap-discovery.service unit init installs;
+    /// default 9898, 0 leaves the endpoint out): checked free by preflight
     #[arg(long, global = true, allow_hyphen_values = true, value_name = "PORT")]
     pub discovery_port: Option<String>,
     /// Apply safe preflight fixes (sysctls through an /etc/sysctl.d drop-in)

@@ -1,8 +1,8 @@
 //! The token-signed discovery endpoint (`kubestrap discovery serve`): what it serves (the cluster-info
 //! kubeconfig and one detached JWS per token), where that comes from (the cluster's
 //! `kube-public/cluster-info`, or the node's own PKI signed with given tokens), the per-client rate
-//! limit, and the HTTPS server; and the joining node's side: fetching cluster-info ([`fetch`]) and
-//! verifying its signature and CA ([`verify`]).
+//! limit, the HTTPS server, and the systemd unit init installs for it; and the joining node's side: fetching
+//! cluster-info ([`fetch`]) and verifying its signature and CA ([`verify`]).
 
 pub mod fetch;
 pub mod limit;
@@ -10,6 +10,7 @@ pub mod published;
 pub mod server;
 pub mod source;
 pub mod tokens;
+pub mod unit;
 pub mod verify;
 
 pub use published::{Lookup, Published};

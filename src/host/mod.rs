@@ -6,7 +6,7 @@
 //! so a phase's files become durable together ([`durable`]). In dry-run mode it only records and
 //! prints the plan (paths as they are on disk, `--root` included) while keeping an in-memory view so
 //! later phases read what earlier ones "wrote". Reset's removals are planned and reported through
-//! [`Host::plan_step`] too; they are not undoable.
+//! [`Host::plan_step`] too; they are not undoable, and so are the copies reset keeps ([`keep`]).
 
 pub mod attribution;
 pub mod cni;
@@ -17,6 +17,7 @@ pub mod inventory;
 pub mod ipsets;
 pub mod ipvs;
 pub mod journal;
+pub mod keep;
 pub mod links;
 pub mod listeners;
 pub mod lock;

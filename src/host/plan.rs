@@ -87,10 +87,14 @@ pub enum Verb {
     Write,
     /// A live kernel value set.
     Set,
+    /// A service (re)started.
+    Start,
     /// A service stopped.
     Stop,
     /// Something of the cluster's removed (reset).
     Remove,
+    /// A copy saved before something is wiped (reset's etcd snapshot and PKI backup).
+    Save,
     /// A file put back to its version from before kubestrap (reset).
     Restore,
     /// Something found and left alone on purpose (reset: someone else's, or protected data).
@@ -106,8 +110,10 @@ impl Verb {
             Verb::Delete => "delete",
             Verb::Write => "write",
             Verb::Set => "set",
+            Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Remove => "remove",
+            Verb::Save => "save",
             Verb::Restore => "restore",
             Verb::Keep => "keep",
         }

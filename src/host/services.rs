@@ -1,7 +1,8 @@
-//! System services (the kubelet): which init system runs the node, whether a unit is active, and
-//! stopping and starting it through systemd (or the service manager that answers `systemctl` as
-//! PID 1) — otherwise saying that there is none. A command that stops or starts a unit journals it
-//! (`service` entries) so a rollback brings the unit back to how it was, and removes the pods a
+//! System services (the kubelet, and the discovery endpoint's `kubestrap-discovery.service`): which
+//! init system runs the node, whether a unit is active, and stopping and starting it through systemd
+//! (or the service manager that answers `systemctl` as PID 1) — otherwise saying that there is none. A
+//! command that stops or starts a unit journals it (`service` entries) so a rollback brings the unit
+//! back to how it was (a unit kubestrap launched is disabled and stopped), and removes the pods a
 //! kubelet it started had begun.
 
 use std::time::Duration;
@@ -80,6 +81,9 @@ pub enum ServiceChange {
     /// The unit (a kubelet) was started; the pod sandboxes the runtime at `cri_socket` had before
     /// are kept by the undo, the others are the started kubelet's and are removed, and so are the
     /// files it and its pods made in the state directories (what is not in their snapshots).
+    /// A unit kubestrap installed (the discovery endpoint's) was enabled and (re)started: the undo
+    /// disables and stops it.
+    Launched,
     Started {
         cri_socket: String,
         sandboxes_before: Vec<String>,
@@ -217,6 +221,48 @@ pub fn start_kubelet_journaled(
     systemctl("restart", unit)
 }
 
+/// Enables and (re)starts a unit kubestrap installed, journaled so a rollback disables and stops it.
+/// A dry run plans it (`reason` says what the unit is).
+pub fn launch_journaled(host: &Host, unit: &str, reason: &str) -> anyhow::Result<()> {
+    require_systemd(host.facts())?;
+    if host.dry_run() {
+        host.plan_step(
+            super::plan::Verb::Start,
+            super::plan::Item::new(super::plan::Kind::Service, unit, reason),
+        );
+        return Ok(());
+    }
+    journal_change(host, unit, &ServiceChange::Launched)?;
+    systemctl("daemon-reload", "")?;
+    systemctl("enable", unit)?;
+    systemctl("restart", unit)
+}
+
+/// Disables and stops a unit kubestrap installed (reset). Without systemd the item is kept with that
+/// reason; a unit systemd does not know is already gone.
+pub fn disable_now(facts: &Facts, unit: &str) -> Outcome {
+    let found = Found::new(Kind::Service, unit, Owner::Kubestrap);
+    match init_system(facts) {
+        InitSystem::Other(pid1) => found.kept(format!(
+            "PID 1 is {pid1}, not systemd: there is no {unit} service to stop"
+        )),
+        InitSystem::Systemd => match command::run("systemctl", &["disable", "--now", unit], None) {
+            Ok(out) if out.success => Outcome::Removed(found.item("stopped and disabled")),
+            Ok(out)
+                if out.complaint().contains("not loaded")
+                    || out.complaint().contains("does not exist") =>
+            {
+                Outcome::Removed(found.item("not loaded"))
+            }
+            Ok(out) => found.left(
+                format!("systemctl disable --now failed: {}", out.complaint()),
+                false,
+            ),
+            Err(e) => found.left(e.to_string(), false),
+        },
+    }
+}
+
 /// Restarts a running unit (a no-op for a unit that is not active, or without systemd).
 pub fn try_restart(facts: &Facts, unit: &str) -> anyhow::Result<()> {
     if init_system(facts) != InitSystem::Systemd {
@@ -332,6 +378,21 @@ fn undo_change(host: &Host, unit: &str, detail: &serde_json::Value) -> anyhow::R
                 1,
                 format!("[rollback] started {unit} again, as it ran before"),
             );
+            Ok(Undone::Reverted(what))
+        }
+        ServiceChange::Launched => {
+            let out = command::run("systemctl", &["disable", "--now", unit], None)?;
+            if !out.success
+                && !out.complaint().contains("not loaded")
+                && !out.complaint().contains("does not exist")
+            {
+                return Err(ServiceError::Failed {
+                    verb: "disable --now".to_string(),
+                    unit: unit.to_string(),
+                    complaint: out.complaint(),
+                }
+                .into());
+            }
             Ok(Undone::Reverted(what))
         }
         ServiceChange::Started {

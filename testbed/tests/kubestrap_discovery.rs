@@ -1,6 +1,8 @@
 //! `kubestrap discovery serve` and `kubestrap token create|list|delete` on a testbed control plane made
 //! by `kubestrap init` (one cluster for every step; the controller manager runs without its
-//! bootstrapsigner and tokencleaner, so every signature seen is kubestrap's own): the endpoint answers
+//! bootstrapsigner and tokencleaner, so every signature seen is kubestrap's own): init installs the
+//! endpoint as the active unit `kubestrap-discovery.service` (cluster mode on 9898, the installed
+//! binary), which `kubestrap reset` plans, stops and removes at the end; the endpoint answers
 //! the ConfigMap's exact bytes with a signature that verifies independently, 4xx without a signature
 //! for unknown, malformed and missing ids, a certificate chaining to the cluster CA; a flood of 10,000
 //! bad requests from several clients leaves it alive, its RSS growth under 10 MiB, the rate limit seen
@@ -22,6 +24,10 @@ use scenario::{INIT_API_PHASES as API_PHASES, INIT_FILE_PHASES as FILE_PHASES};
 
 const CONFIG: &str = "/root/kubestrap.yaml";
 const CA: &str = "/etc/kubernetes/pki/ca.crt";
+const UNIT: &str = "kubestrap-discovery.service";
+const UNIT_FILE: &str = "/etc/systemd/system/kubestrap-discovery.service";
+/// Where the node's service manager logs the unit's output.
+const UNIT_LOG: &str = "/var/log/testbed/kubestrap-discovery.log";
 const VERIFY_JWS: &str = include_str!("../../tests/scripts/verify-jws.sh");
 /// Flood size and clients (each from its own loopback address, so each has its own bucket).
 const FLOOD: usize = 10_000;
@@ -44,7 +50,7 @@ fn discovery_endpoint_and_tokens_on_a_testbed_control_plane() -> Result<()> {
     if result.is_err() {
         eprintln!("{}", cluster.diagnostics());
         if let Ok(cp) = cluster.node("node1") {
-            for log in ["/tmp/discovery.log", "/tmp/standalone.log"] {
+            for log in [UNIT_LOG, "/tmp/standalone.log"] {
                 if let Ok(text) = cp.read_string(log) {
                     eprintln!("--- {log}\n{text}");
                 }
@@ -159,9 +165,41 @@ fn run(cluster: &Cluster) -> Result<()> {
         .to_string();
     let (init_id, init_secret) = init_token.split_once('.').context("id.secret")?;
 
-    // ---- cluster mode: the ConfigMap's bytes, verified independently; 4xx without a signature ----
+    // ---- init installed the endpoint: the unit runs the installed binary in cluster mode ----
     let port = 9898;
-    let pid = start_serving(cp, &format!("--port {port} -v 2"), "/tmp/discovery.log")?;
+    let unit = cp.read_string(UNIT_FILE)?;
+    ensure!(
+        unit.contains(&format!(
+            "\nExecStart=/opt/testbed/bin/kubestrap discovery serve --port {port}\n"
+        )),
+        "{unit}"
+    );
+    ensure!(
+        init.stdout
+            .contains("[discovery] Starting kubestrap-discovery.service"),
+        "{}",
+        init.stdout
+    );
+    ensure!(
+        cp.systemctl(&["is-active", UNIT])?.ok(),
+        "the unit is active after init"
+    );
+    wait_until("the unit to serve", Duration::from_secs(20), || {
+        Ok(cp
+            .read_string(UNIT_LOG)
+            .unwrap_or_default()
+            .contains("[discovery] Serving"))
+    })?;
+    let pid: u32 = cp
+        .systemctl(&["show", "-p", "MainPID", "--value", UNIT])?
+        .check("the unit's MainPID")?
+        .stdout
+        .trim()
+        .parse()
+        .context("MainPID")?;
+    ensure!(pid != 0, "the unit has a main process");
+
+    // ---- cluster mode: the ConfigMap's bytes, verified independently; 4xx without a signature ----
     let data = cluster_info(cp)?;
     let key = format!("jws-kubeconfig-{init_id}");
     wait_until(
@@ -441,8 +479,6 @@ fn run(cluster: &Cluster) -> Result<()> {
         Duration::from_secs(90),
         || Ok(scenario::node_names(cp, ADMIN)?.contains(&"node2".to_string())),
     )?;
-    cp.sh(&format!("kill {pid}"))?
-        .check("stopping discovery serve")?;
 
     // ---- standalone mode: signs with its own tokens, refuses others ----
     let own = "qwerty.0123456789qwerty";
@@ -484,5 +520,46 @@ fn run(cluster: &Cluster) -> Result<()> {
     );
     cp.sh(&format!("kill {spid}"))?
         .check("stopping standalone")?;
+
+    // ---- reset stops the unit and removes it: its plan lists both, and afterwards nothing listens ----
+    let plan = cp
+        .kubestrap(&["reset", "--dry-run", "-o", "json"])?
+        .check("reset --dry-run")?;
+    let plan: Value = serde_json::from_str(&plan.stdout)?;
+    let planned = plan["planned"].as_array().context("planned")?;
+    ensure!(
+        planned
+            .iter()
+            .any(|i| i["kind"] == "service" && i["target"] == UNIT),
+        "the plan stops the unit: {plan}"
+    );
+    ensure!(
+        planned
+            .iter()
+            .any(|i| i["kind"] == "path" && i["target"] == UNIT_FILE),
+        "the plan removes the unit file: {plan}"
+    );
+    let reset = cp
+        .kubestrap(&["reset", "--force", "-o", "json"])?
+        .check("kubestrap reset")?;
+    let report: Value = serde_json::from_str(&reset.stdout)?;
+    ensure!(
+        report["removed"]
+            .as_array()
+            .context("removed")?
+            .iter()
+            .any(|i| i["kind"] == "service" && i["target"] == UNIT),
+        "the report names the unit: {report}"
+    );
+    ensure!(!cp.exists(UNIT_FILE)?, "the unit file is gone");
+    ensure!(
+        !cp.systemctl(&["is-active", UNIT])?.ok(),
+        "the unit is not active after reset"
+    );
+    ensure!(!cp.exists(&format!("/proc/{pid}"))?, "the server is gone");
+    let listening = cp.sh(&format!(
+        "curl -sk -o /dev/null --max-time 3 https://127.0.0.1:{port}/cluster-info/v1/"
+    ))?;
+    ensure!(!listening.ok(), "nothing answers on {port} after reset");
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod api;
 pub mod bootstrap_token;
 pub mod certs;
 pub mod control_plane;
+pub mod discovery;
 pub mod etcd;
 pub mod kubeconfig;
 pub mod kubelet_finalize;
@@ -34,6 +35,9 @@ pub struct InitData {
     /// Undoes the API objects a failed run (or an unfinished earlier one) changed; phases that talk to
     /// the API server make their gateway through it ([`ClusterUndo::gateway`]).
     pub cluster_undo: ClusterUndo,
+    /// The kubestrap binary the discovery endpoint's unit runs; `None` when the discovery phase does
+    /// not run or the endpoint is disabled (`--discovery-port 0`).
+    pub discovery_binary: Option<std::path::PathBuf>,
 }
 
 impl InitData {
@@ -69,6 +73,7 @@ pub fn phases() -> Vec<Phase<InitData>> {
         bootstrap_token::phase(),
         kubelet_finalize::phase(),
         addon::phase(),
+        discovery::phase(),
         show_join_command::phase(),
     ]
 }

@@ -192,6 +192,14 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
     for (dir, owner) in dirs {
         clear(data, &dir, true, owner, &protection);
     }
+    // The discovery endpoint's unit, when the journal that wrote it is gone (its undo removed it).
+    let discovery_unit = data
+        .host
+        .disk(&NodePath::new(crate::discovery::unit::UNIT_PATH));
+    if std::fs::symlink_metadata(&discovery_unit).is_ok() {
+        systemd_changed = true;
+    }
+    clear(data, &discovery_unit, false, Owner::Kubestrap, &protection);
     for name in KUBECONFIG_FILES {
         let path = data
             .host

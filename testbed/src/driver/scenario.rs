@@ -13,8 +13,9 @@ use super::fixture::{self, ClusterSettings};
 pub const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 pub const SUPER_ADMIN: &str = "/etc/kubernetes/super-admin.conf";
 pub const ADMIN: &str = "/etc/kubernetes/admin.conf";
-/// kubestrap init's phases that use the API server (after wait-control-plane).
-pub const INIT_API_PHASES: &str = "upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command";
+/// kubestrap init's phases that use the API server (after wait-control-plane), and the discovery
+/// endpoint that serves what they publish.
+pub const INIT_API_PHASES: &str = "upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,discovery,show-join-command";
 /// kubestrap init's phases up to a running control plane.
 pub const INIT_FILE_PHASES: &str =
     "preflight,certs,kubeconfig,etcd,control-plane,kubelet-start,wait-control-plane";

@@ -4,10 +4,7 @@
 //! and deletes the data dir's contents. When admin.conf reaches an API server, this node's Node object is
 //! deleted too.
 
-use std::path::Path;
 use std::time::Duration;
-
-use anyhow::Context;
 
 use super::ResetData;
 use super::scope::flag_values;
@@ -166,7 +163,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
                 data.host
                     .ui()
                     .warn("[reset] This is the last member of the etcd cluster: it is not removed");
-                if !data.settings.no_backup && !data.dry_run() {
+                if !data.settings.no_backup {
                     back_up(data, Some(&client), &local)?;
                 }
             }
@@ -181,7 +178,7 @@ fn run(data: &mut ResetData) -> anyhow::Result<()> {
             ));
             data.record([Found::new(Kind::EtcdMember, target, Owner::Kubernetes)
                 .kept("etcd did not answer: membership unchanged; if other members exist, remove this one with etcdctl member remove")]);
-            if !data.settings.no_backup && !data.dry_run() {
+            if !data.settings.no_backup {
                 back_up(data, None, &local)?;
             }
         }
@@ -225,59 +222,72 @@ fn remove_with_retry(client: &EtcdClient, id: &str) -> anyhow::Result<()> {
 }
 
 /// Saves an etcd snapshot (or, when etcd is down, a copy of its db file) and the PKI under
-/// `<root>/var/lib/kubestrap/backup-<timestamp>/`.
+/// `<root>/var/lib/kubestrap/backup-<timestamp>/`, through the Host gateway: a dry run plans both, a
+/// real run writes them durably and reports the backup as kept.
 fn back_up(data: &ResetData, client: Option<&EtcdClient>, local: &LocalEtcd) -> anyhow::Result<()> {
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
         ))
         .unwrap_or_else(|_| "now".to_string());
-    let backup = data
-        .host
-        .disk(&NodePath::new(well_known::STATE_DIR).join(format!("backup-{stamp}")));
-    std::fs::create_dir_all(&backup).with_context(|| format!("creating {}", backup.display()))?;
+    let host = &data.host;
+    let backup = NodePath::new(well_known::STATE_DIR).join(format!("backup-{stamp}"));
     let snapshot = backup.join("etcd-snapshot.db");
-    let saved = match client.map(|c| c.snapshot(&snapshot)) {
-        Some(Ok(_)) => true,
-        other => {
-            if let Some(Err(e)) = other {
-                data.host.ui().warn(format!(
-                    "[reset] etcd snapshot failed: {e:#}; copying the db file instead"
-                ));
+    let db = local.data_dir.join("member/snap/db");
+    let saved = match client {
+        Some(client) => {
+            match host.save_made(&snapshot, "an etcd snapshot of the last member", |to| {
+                client.snapshot(to).map(|_| ())
+            }) {
+                Ok(()) => true,
+                Err(e) => {
+                    host.ui().warn(format!(
+                        "[reset] etcd snapshot failed: {e:#}; copying the db file instead"
+                    ));
+                    copy_db(data, &db, &snapshot)
+                }
             }
-            let db = data.host.disk(&local.data_dir.join("member/snap/db"));
-            db.exists() && std::fs::copy(&db, &snapshot).is_ok()
         }
+        None => copy_db(data, &db, &snapshot),
     };
-    copy_tree(
-        &data.host.disk(&data.settings.cert_dir),
+    let cert_dir = &data.settings.cert_dir;
+    host.save_tree_copy(
+        cert_dir,
         &backup.join("pki"),
+        &format!("a copy of the PKI {}", host.shown(cert_dir)),
     )?;
-    data.host.ui().line(format!(
-        "[reset] Backed up {}the PKI to {}",
+    if host.dry_run() {
+        return Ok(());
+    }
+    let shown = host.shown(&backup);
+    host.ui().line(format!(
+        "[reset] Backed up {}the PKI to {shown}",
         if saved { "an etcd snapshot and " } else { "" },
-        backup.display()
     ));
+    host.record(
+        Found::new(Kind::Path, shown, Owner::Kubestrap).kept(format!(
+            "a backup of the last etcd member: {}the PKI (--no-backup skips it)",
+            if saved { "its snapshot and " } else { "" }
+        )),
+    );
     Ok(())
 }
 
-/// Copies a directory of regular files (symlinks are not followed) keeping modes.
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    if !from.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)?.filter_map(Result::ok) {
-        let meta = std::fs::symlink_metadata(entry.path())?;
-        let dest = to.join(entry.file_name());
-        if meta.is_dir() {
-            copy_tree(&entry.path(), &dest)?;
-        } else if meta.is_file() {
-            std::fs::copy(entry.path(), &dest)
-                .with_context(|| format!("copying {}", entry.path().display()))?;
+/// The db file of a member that does not answer, copied as its snapshot; whether it was.
+fn copy_db(data: &ResetData, db: &NodePath, snapshot: &NodePath) -> bool {
+    match data.host.save_file_copy(
+        db,
+        snapshot,
+        "a copy of the etcd db file, as etcd did not answer",
+    ) {
+        Ok(copied) => copied,
+        Err(e) => {
+            data.host
+                .ui()
+                .warn(format!("[reset] copying the etcd db file failed: {e:#}"));
+            false
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
