@@ -106,7 +106,9 @@ fn the_pod_network_phase_renders_the_chosen_addon_and_none_installs_nothing() {
         flannel.contains("Would apply api-object apps/v1 DaemonSet kube-flannel/kube-flannel-ds (")
     );
     assert!(flannel.contains("[addons] Applied pod-network addon: flannel (v0.27.4)"));
-    assert!(flannel.contains("  kubectl -n kube-flannel rollout status daemonset/kube-flannel-ds\n"));
+    assert!(
+        flannel.contains("  kubectl -n kube-flannel rollout status daemonset/kube-flannel-ds\n")
+    );
     assert!(!flannel.contains("You should now deploy a pod network"));
 
     let calico = dry_run(&["--pod-network", "calico"]);
