@@ -27,9 +27,9 @@ fn workers_join_with_the_printed_command_the_discovery_endpoint_and_a_config_fil
     if result.is_err() {
         eprintln!("{}", cluster.diagnostics());
         if let Ok(cp) = cluster.node("node1")
-            && let Ok(text) = cp.read_string("/tmp/discovery.log")
+            && let Ok(text) = cp.read_string("/var/log/testbed/kubestrap-discovery.log")
         {
-            eprintln!("--- discovery serve\n{text}");
+            eprintln!("--- kubestrap-discovery.service\n{text}");
         }
     }
     cluster.teardown()?;
@@ -266,16 +266,17 @@ fn run(cluster: &Cluster) -> Result<()> {
         "files left after the rollback:\n{after}\nbefore:\n{before}"
     );
 
-    // ---- node3: through kubestrap's discovery endpoint on node1 ----
-    let serve = cp
-        .sh("kubestrap discovery serve >/tmp/discovery.log 2>&1 </dev/null & echo $!")?
-        .check("starting discovery serve")?;
-    let pid = serve.stdout.trim().to_string();
-    wait_until("discovery serve to listen", Duration::from_secs(20), || {
-        Ok(cp
-            .read_string("/tmp/discovery.log")?
-            .contains("[discovery] Serving"))
-    })?;
+    // ---- node3: through kubestrap's discovery endpoint on node1 (the unit init installed) ----
+    wait_until(
+        "kubestrap-discovery.service to listen",
+        Duration::from_secs(20),
+        || {
+            Ok(cp
+                .read_string("/var/log/testbed/kubestrap-discovery.log")
+                .unwrap_or_default()
+                .contains("[discovery] Serving"))
+        },
+    )?;
     let url = format!("https://{}:9898", settings.advertise_address);
     let at = Instant::now();
     let out = node3
@@ -296,8 +297,6 @@ fn run(cluster: &Cluster) -> Result<()> {
         "{}",
         out.stdout
     );
-    cp.sh(&format!("kill {pid}"))?
-        .check("stopping discovery serve")?;
     ensure!(scenario::node_names(cp, ADMIN)?.contains(&"node3".to_string()));
 
     // ---- node3: reset deletes its Node through the API and cleans the host ----
