@@ -25,5 +25,6 @@ pub mod render;
 pub mod staticpods;
 pub mod status;
 pub mod token;
+pub mod verify;
 pub mod workflow;
 pub mod yaml;

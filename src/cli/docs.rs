@@ -143,7 +143,6 @@ pub const CONTRACT: &[ContractCommand] = contract! {
     "config view" &[], "Print the resolved cluster model this node recorded";
     "discovery serve" &["--port", "--address", "--token", "--token-file"], "Serve the token-signed discovery endpoint (GET /cluster-info/v1/?token-id=<id>)";
     "status" &[], "Every control-plane component, addon, node and certificate with OK/WARN/FAIL";
-    "verify network" &[], "The post-install smoke test: pod-to-pod, DNS, ClusterIP and NodePort from every node";
     "version" &[], "Print the version";
     "completion" &[], "Print a shell completion script (bash, zsh, fish)";
 };
@@ -545,20 +544,28 @@ mod tests {
         let rows = planned(&root);
         let commands: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
         assert!(
-            commands.contains(&"`kubestrap verify network`"),
+            commands.contains(&"`kubestrap init phase addon pod-network`"),
             "{commands:?}"
         );
         assert!(
             !commands.contains(&"`kubestrap token generate`"),
             "{commands:?}"
         );
-        // A command that is added drops out: a tree with `verify network` no longer plans it.
-        let grown =
-            Cli::command().subcommand(Command::new("verify").subcommand(Command::new("network")));
+        assert!(
+            !commands.contains(&"`kubestrap verify network`"),
+            "{commands:?}"
+        );
+        // A command that is added drops out: a tree with `init phase addon pod-network` no longer
+        // plans it.
+        let grown = Cli::command().mut_subcommand("init", |i| {
+            i.mut_subcommand("phase", |p| {
+                p.mut_subcommand("addon", |a| a.subcommand(Command::new("pod-network")))
+            })
+        });
         assert!(
             !planned(&grown)
                 .iter()
-                .any(|r| r.0 == "`kubestrap verify network`")
+                .any(|r| r.0 == "`kubestrap init phase addon pod-network`")
         );
         // A flag of a built command the binary lacks is planned under that command.
         assert!(
