@@ -120,6 +120,7 @@ pub fn run(
     );
 
     let (checkers, api_pods) = wait_for_checkers(gateway, namespace, &nodes, deadline, progress)?;
+    let ready = started.elapsed().as_secs_f64();
     let service = gateway
         .get::<Service>(Some(namespace), SERVICE)?
         .and_then(|s| s.spec)
@@ -239,6 +240,7 @@ pub fn run(
         namespace,
         nodes.into_iter().map(|n| n.name).collect(),
         checks,
+        ready,
         started.elapsed().as_secs_f64(),
     )))
 }
@@ -446,6 +448,9 @@ struct Job {
     seen: BTreeSet<String>,
     rounds: u32,
     done: bool,
+    /// Errors seen so far, and rounds in a row that brought errors and no new endpoint.
+    errors: u32,
+    stalled: u32,
 }
 
 impl Job {
@@ -486,6 +491,8 @@ impl Job {
             seen: BTreeSet::new(),
             rounds,
             done: false,
+            errors: 0,
+            stalled: 0,
         }
     }
 
@@ -518,9 +525,15 @@ impl Job {
     fn take(&mut self, answer: Result<String, String>) {
         self.check.probes += 1;
         match answer {
-            Err(e) => self.check.error = Some(e),
+            Err(e) => {
+                self.errors += 1;
+                self.check.error = Some(e);
+            }
             Ok(body) => match serde_json::from_str::<Value>(&body) {
-                Err(_) => self.check.error = Some(format!("unexpected answer {:?}", body.trim())),
+                Err(_) => {
+                    self.errors += 1;
+                    self.check.error = Some(format!("unexpected answer {:?}", body.trim()));
+                }
                 Ok(v) => {
                     for r in v["responses"].as_array().into_iter().flatten() {
                         if let Some(name) = r.as_str() {
@@ -528,12 +541,28 @@ impl Job {
                         }
                     }
                     if let Some(e) = v["errors"].as_array().and_then(|e| e.last()) {
+                        self.errors += 1;
                         self.check.error = e.as_str().map(str::to_string);
                     }
                 }
             },
         }
         self.done = self.satisfied();
+    }
+
+    /// Ends a round: a check whose last two rounds failed somewhere and brought no new endpoint
+    /// stops early (a Service with an unreachable endpoint would otherwise use every round, each
+    /// costing a dial timeout); rounds without errors never count, so a healthy Service is heard
+    /// out.
+    fn end_round(&mut self, seen_before: usize, errors_before: u32) {
+        if self.seen.len() == seen_before && self.errors > errors_before {
+            self.stalled += 1;
+        } else {
+            self.stalled = 0;
+        }
+        if self.stalled >= 2 {
+            self.rounds = 0;
+        }
     }
 
     fn satisfied(&self) -> bool {
@@ -583,6 +612,10 @@ fn probe(
         ));
         let mut owners = Vec::new();
         let mut requests = Vec::new();
+        let before: Vec<(usize, u32)> = pending
+            .iter()
+            .map(|&i| (jobs[i].seen.len(), jobs[i].errors))
+            .collect();
         for &i in &pending {
             for _ in 0..jobs[i].fanout() {
                 owners.push(i);
@@ -593,6 +626,9 @@ fn probe(
         let answers = gateway.pod_proxy_get_all(&requests, REQUEST_TIMEOUT)?;
         for (&i, answer) in owners.iter().zip(answers) {
             jobs[i].take(answer.map_err(|e| e.to_string()));
+        }
+        for (&i, (seen, errors)) in pending.iter().zip(before) {
+            jobs[i].end_round(seen, errors);
         }
         if Instant::now() >= deadline {
             for job in jobs.iter_mut().filter(|j| !j.done) {
@@ -652,10 +688,16 @@ mod tests {
         ));
         assert!(!job.done);
         assert_eq!(job.fanout(), 6);
+        job.end_round(0, 0);
         job.take(Err("HTTP 503".into()));
+        job.end_round(1, 1);
+        assert_eq!(job.rounds, 3, "one stalled round is not enough to stop");
+        job.take(Err("HTTP 503".into()));
+        job.end_round(1, 2);
+        assert_eq!(job.rounds, 0, "two stalled rounds in a row stop the check");
         let check = job.finish();
         assert!(!check.ok);
-        assert_eq!(check.probes, 2);
+        assert_eq!(check.probes, 3);
         assert_eq!(check.missing[0].node, "n2");
         assert_eq!(check.answered, ["pod-a-1"]);
         assert_eq!(check.error.as_deref(), Some("HTTP 503"));

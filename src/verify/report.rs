@@ -86,12 +86,20 @@ pub struct Report {
     pub failures: Vec<String>,
     /// Requests sent to checkers (through pods/proxy) plus connect pods run.
     pub probes: u32,
+    /// From the start to every checker Ready, and to the end of the probes.
+    pub ready_seconds: f64,
     pub elapsed_seconds: f64,
     pub checks: Vec<Check>,
 }
 
 impl Report {
-    pub fn new(namespace: &str, nodes: Vec<String>, checks: Vec<Check>, elapsed: f64) -> Report {
+    pub fn new(
+        namespace: &str,
+        nodes: Vec<String>,
+        checks: Vec<Check>,
+        ready: f64,
+        elapsed: f64,
+    ) -> Report {
         let mut pairs = BTreeSet::new();
         for c in checks.iter().filter(|c| !c.ok) {
             if let Some(to) = &c.to {
@@ -110,6 +118,7 @@ impl Report {
             failing_pairs: pairs.into_iter().collect(),
             failures,
             probes: checks.iter().map(|c| c.probes).sum(),
+            ready_seconds: (ready * 10.0).round() / 10.0,
             elapsed_seconds: (elapsed * 10.0).round() / 10.0,
             checks,
         }
@@ -177,10 +186,11 @@ impl Report {
         if self.passed() {
             let _ = writeln!(
                 out,
-                "PASS: {} checks, {} probes, {:.1}s",
+                "PASS: {} checks, {} probes, {:.1}s ({:.1}s until the checkers were ready)",
                 self.checks.len(),
                 self.probes,
-                self.elapsed_seconds
+                self.elapsed_seconds,
+                self.ready_seconds
             );
         } else {
             for f in &self.failures {
@@ -287,7 +297,7 @@ mod tests {
         service.probes = 12;
         checks.push(service);
         checks.push(check(Kind::ApiService, "node3", None, true));
-        let report = Report::new("ns", nodes, checks, 3.06);
+        let report = Report::new("ns", nodes, checks, 2.0, 3.06);
         assert_eq!(report.status, "fail");
         assert_eq!(
             report.failing_pairs,
@@ -328,6 +338,7 @@ mod tests {
             "ns",
             nodes,
             vec![check(Kind::PodToPod, "a", Some("a"), true)],
+            0.5,
             1.0,
         );
         assert!(report.passed());

@@ -60,8 +60,8 @@ fn verify_network_passes_then_names_the_broken_node_pair() -> Result<()> {
 
     let (code, report, stderr, took) = verify(cp)?;
     eprintln!(
-        "healthy: verify took {took:?} (report: {}s), {} probes",
-        report["elapsed_seconds"], report["probes"]
+        "healthy: verify took {took:?} (report: {}s, checkers ready after {}s), {} probes",
+        report["elapsed_seconds"], report["ready_seconds"], report["probes"]
     );
     ensure!(
         code == 0 && report["status"] == "pass",
@@ -93,7 +93,16 @@ fn verify_network_passes_then_names_the_broken_node_pair() -> Result<()> {
         .exec(&["ip", "route", "del", node1_cidr])?
         .check("deleting node2's route to node1's pods")?;
     let (code, report, stderr, took) = verify(cp)?;
-    eprintln!("broken: verify took {took:?}; {stderr}");
+    eprintln!(
+        "broken: verify took {took:?} (checkers ready after {}s); {stderr}",
+        report["ready_seconds"]
+    );
+    for c in checks_of(&report).iter().filter(|c| c["ok"] == false) {
+        eprintln!(
+            "  {} {} → {}: {} probes, {}",
+            c["kind"], c["from"], c["to"], c["probes"], c["error"]
+        );
+    }
     ensure!(code == 1 && report["status"] == "fail", "{code} {report:#}");
     ensure!(
         report["failing_pairs"] == serde_json::json!([["node1", "node2"]]),
