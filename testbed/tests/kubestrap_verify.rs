@@ -1,6 +1,6 @@
 //! `kubestrap verify network` run on node1 of a three-node testbed cluster with the test pod
 //! network, kube-proxy and CoreDNS: it passes (exit 0, its JSON report parsed) and leaves no
-//! workload behind; with node2's route to node1's pods deleted it exits 1 naming exactly the pair
+//! workload behind; interrupted by SIGINT it cleans up and exits 130; with node2's route to node1's pods deleted it exits 1 naming exactly the pair
 //! node1↔node2.
 
 mod support;
@@ -81,6 +81,7 @@ fn verify_network_passes_then_names_the_broken_node_pair() -> Result<()> {
         "every endpoint answers by name: {service}"
     );
     cleaned_up(cp, &report)?;
+    interrupted(cp)?;
 
     // node2 loses its route to node1's pods: node1 ↔ node2 pod traffic fails both ways.
     let cidrs = podnet::pod_cidrs(&cluster)?;
@@ -122,6 +123,52 @@ fn verify_network_passes_then_names_the_broken_node_pair() -> Result<()> {
     cluster.teardown()?;
     eprintln!("total {:?}", started.elapsed());
     Ok(())
+}
+
+/// Ctrl-C while verify waits for its checkers: it deletes its namespace and objects and exits 130.
+fn interrupted(cp: &Node) -> Result<()> {
+    let before: Vec<String> = namespaces(cp)?;
+    cp.sh(
+        "(kubestrap verify network --timeout 60s >/tmp/verify.out 2>&1 & echo $! >/tmp/verify.pid; \
+         wait $!; echo $? >/tmp/verify.code) >/dev/null 2>&1 &",
+    )?
+    .check("starting verify in the background")?;
+    let mut created = String::new();
+    wait_until("verify's namespace", WAIT, || {
+        created = namespaces(cp)?
+            .into_iter()
+            .find(|n| !before.contains(n))
+            .unwrap_or_default();
+        Ok(!created.is_empty())
+    })?;
+    cp.sh("kill -INT $(cat /tmp/verify.pid)")?
+        .check("SIGINT to verify")?;
+    wait_until("verify to exit", WAIT, || {
+        Ok(cp.sh("test -s /tmp/verify.code")?.code == 0)
+    })?;
+    let code = cp.read_string("/tmp/verify.code")?;
+    let out = cp.read_string("/tmp/verify.out")?;
+    ensure!(code.trim() == "130", "exit {code}: {out}");
+    ensure!(
+        out.contains(&format!("interrupted: deleting namespace {created}")),
+        "{out}"
+    );
+    cleaned_up(cp, &serde_json::json!({ "namespace": created }))
+}
+
+/// The names of verify's namespaces.
+fn namespaces(cp: &Node) -> Result<Vec<String>> {
+    Ok(support::items(
+        cp,
+        &[
+            "namespaces",
+            "-l",
+            "app.kubernetes.io/managed-by=kubestrap-verify",
+        ],
+    )?
+    .iter()
+    .map(|n| support::text(n, "/metadata/name").to_string())
+    .collect())
 }
 
 fn checks_of(report: &Value) -> Vec<Value> {
