@@ -34,6 +34,13 @@ pub struct NetworkArgs {
     /// How long the whole check may take (checker pods becoming ready, then the probes), e.g. 90s, 3m
     #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = duration)]
     pub timeout: Duration,
+    /// The agnhost image the checkers run (a mirror of the default where registry.k8s.io is not reachable)
+    #[arg(long, value_name = "IMAGE", default_value = verify::objects::AGNHOST)]
+    pub image: String,
+    /// The port the host-network checkers listen on, HTTP (and PORT+1, UDP); both must be free on every node
+    #[arg(long, value_name = "PORT", default_value_t = verify::objects::HOST_PORT,
+          value_parser = clap::value_parser!(u16).range(1..65535))]
+    pub host_port: u16,
 }
 
 /// `90s`, `3m`, `1m30s` or plain seconds.
@@ -69,6 +76,13 @@ pub fn run(global: &GlobalOpts, cmd: VerifyCmd) -> anyhow::Result<()> {
     let VerifyCmd::Network(args) = cmd;
     let mut errors = Vec::new();
     crate::config::validate::absolute_path("--kubeconfig", &args.kubeconfig, &mut errors);
+    if args.image.trim().is_empty() || args.image.chars().any(char::is_whitespace) {
+        errors.push(crate::error::FieldError::new(
+            "--image",
+            &args.image,
+            "not an image reference",
+        ));
+    }
     InvalidInput::check(errors)?;
     let host = global.host();
     let path = NodePath::new(&args.kubeconfig);
@@ -83,7 +97,12 @@ pub fn run(global: &GlobalOpts, cmd: VerifyCmd) -> anyhow::Result<()> {
         watch_interrupts(global.clone(), connection.clone(), namespace.clone());
     }
     let progress = Line::new(&global.ui());
-    let outcome = verify::run(&gateway, &namespace, args.timeout, &progress);
+    let options = verify::Options {
+        timeout: args.timeout,
+        image: args.image.clone(),
+        host_port: args.host_port,
+    };
+    let outcome = verify::run(&gateway, &namespace, &options, &progress);
     progress.finish();
     let cleaned = if global.dry_run {
         Ok(())

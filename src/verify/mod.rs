@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use serde_json::Value;
 
 use crate::cluster::{Deletion, Gateway, PodProxyGet};
-use objects::{HOST_PORT, HOST_SET, POD_PORT, POD_SETS, SERVICE, SERVICE_PORT};
+use objects::{HOST_SET, POD_PORT, POD_SETS, SERVICE, SERVICE_PORT};
 pub use report::{Check, Endpoint, Kind, Report};
 
 /// Rounds of requests a pairwise check gets before it counts as failed.
@@ -37,6 +37,17 @@ pub fn namespace_name() -> String {
         bytes = [(nanos >> 16) as u8, (nanos >> 8) as u8, nanos as u8];
     }
     format!("kubestrap-verify-{}", hex::encode(bytes))
+}
+
+/// What the command line chooses.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The bound on the whole run (checkers ready, then probes).
+    pub timeout: Duration,
+    /// The agnhost image (a mirror of [`objects::AGNHOST`] on a cluster without registry.k8s.io).
+    pub image: String,
+    /// The host-network checkers' HTTP port (the next one is their UDP port).
+    pub host_port: u16,
 }
 
 /// Shows what the run is waiting for: an indicatif spinner on a terminal, plain lines elsewhere.
@@ -64,11 +75,12 @@ struct Checkers {
 pub fn run(
     gateway: &Gateway,
     namespace: &str,
-    timeout: Duration,
+    options: &Options,
     progress: &dyn Progress,
 ) -> anyhow::Result<Option<Report>> {
     let started = Instant::now();
-    let deadline = started + timeout;
+    let deadline = started + options.timeout;
+    let (image, host_port) = (options.image.as_str(), options.host_port);
     let mut nodes: Vec<NodeInfo> = gateway
         .list::<Node>(None, None)?
         .into_iter()
@@ -100,15 +112,21 @@ pub fn run(
     progress.update(&format!("creating namespace {namespace}"));
     gateway.create(&objects::namespace(namespace)?)?;
     for set in POD_SETS {
-        gateway.create(&objects::checker_set(namespace, set, false)?)?;
+        gateway.create(&objects::checker_set(namespace, set, image, None)?)?;
     }
-    gateway.create(&objects::checker_set(namespace, HOST_SET, true)?)?;
+    gateway.create(&objects::checker_set(
+        namespace,
+        HOST_SET,
+        image,
+        Some(host_port),
+    )?)?;
     gateway.create(&objects::service(namespace)?)?;
     for node in &nodes {
         gateway.create(&objects::api_connect_pod(
             namespace,
             &node.name,
             &api_target,
+            image,
         )?)?;
     }
     if gateway.dry_run() {
@@ -168,7 +186,7 @@ pub fn run(
                 Kind::NodeToPod,
                 from,
                 Some(to),
-                (&host, HOST_PORT),
+                (&host, host_port),
                 peer_ip,
                 POD_PORT,
                 1,
@@ -182,7 +200,7 @@ pub fn run(
                 Kind::NodePort,
                 from,
                 Some(to),
-                (&host, HOST_PORT),
+                (&host, host_port),
                 &to.ip,
                 node_port as u16,
                 2,

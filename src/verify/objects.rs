@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 pub const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 /// The checker pods' HTTP port.
 pub const POD_PORT: u16 = 8080;
-/// The host-network checkers' HTTP port (and the next one for netexec's UDP server).
+/// The host-network checkers' default HTTP port (and the next one for netexec's UDP server).
 pub const HOST_PORT: u16 = 8090;
 /// The test Service's port.
 pub const SERVICE_PORT: u16 = 80;
@@ -41,16 +41,18 @@ pub fn namespace(name: &str) -> Result<Namespace, serde_json::Error> {
         "metadata": {"name": name, "labels": labels(&[])}}))
 }
 
-/// A netexec DaemonSet on every node (every taint tolerated); `host` on the node's network.
+/// A netexec DaemonSet of `image` on every node (every taint tolerated); with `host_port`, on the
+/// node's network on that port.
 pub fn checker_set(
     namespace: &str,
     name: &str,
-    host: bool,
+    image: &str,
+    host_port: Option<u16>,
 ) -> Result<DaemonSet, serde_json::Error> {
-    let (port, role) = if host {
-        (HOST_PORT, "host")
-    } else {
-        (POD_PORT, "pod")
+    let host = host_port.is_some();
+    let (port, role) = match host_port {
+        Some(port) => (port, "host"),
+        None => (POD_PORT, "pod"),
     };
     let pod_labels = labels(&[("kubestrap.io/verify", role), ("kubestrap.io/set", name)]);
     typed(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
@@ -63,7 +65,7 @@ pub fn checker_set(
                 "terminationGracePeriodSeconds": 1,
                 "tolerations": [{"operator": "Exists"}],
                 "automountServiceAccountToken": false,
-                "containers": [{"name": "netexec", "image": AGNHOST,
+                "containers": [{"name": "netexec", "image": image,
                     "args": ["netexec", format!("--http-port={port}"), format!("--udp-port={}", port + 1)],
                     "ports": [{"name": "http", "containerPort": port}],
                     "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 1}}]}}}}))
@@ -90,6 +92,7 @@ pub fn api_connect_pod(
     namespace: &str,
     node: &str,
     target: &str,
+    image: &str,
 ) -> Result<Pod, serde_json::Error> {
     typed(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": api_pod_name(node), "namespace": namespace,
@@ -97,7 +100,7 @@ pub fn api_connect_pod(
         "spec": {"nodeName": node, "hostNetwork": true, "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1, "automountServiceAccountToken": false,
             "tolerations": [{"operator": "Exists"}],
-            "containers": [{"name": "connect", "image": AGNHOST,
+            "containers": [{"name": "connect", "image": image,
                 "args": ["connect", target, "--timeout=5s"]}]}}))
 }
 
@@ -107,8 +110,14 @@ mod tests {
 
     #[test]
     fn checkers_tolerate_every_taint_and_the_host_set_uses_the_node_network() {
-        let pods = checker_set("ns", "pod-a", false).unwrap();
-        let host = checker_set("ns", HOST_SET, true).unwrap();
+        let pods = checker_set("ns", "pod-a", AGNHOST, None).unwrap();
+        let host = checker_set(
+            "ns",
+            HOST_SET,
+            "mirror.example/agnhost:2.53",
+            Some(HOST_PORT),
+        )
+        .unwrap();
         let spec = |d: &DaemonSet| d.spec.clone().unwrap().template.spec.unwrap();
         assert_eq!(
             spec(&pods).tolerations.unwrap()[0].operator.as_deref(),
@@ -122,7 +131,11 @@ mod tests {
         );
         let svc = service("ns").unwrap().spec.unwrap();
         assert_eq!(svc.type_.as_deref(), Some("NodePort"));
-        let pod = api_connect_pod("ns", "node1", "10.96.0.1:443").unwrap();
+        assert_eq!(
+            spec(&host).containers[0].image.as_deref(),
+            Some("mirror.example/agnhost:2.53")
+        );
+        let pod = api_connect_pod("ns", "node1", "10.96.0.1:443", AGNHOST).unwrap();
         assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("node1"));
     }
 }
