@@ -1,6 +1,7 @@
 //! `kubestrap verify network` run on node1 of a three-node testbed cluster with the test pod
 //! network, kube-proxy and CoreDNS: it passes (exit 0, its JSON report parsed) and leaves no
-//! workload behind; interrupted by SIGINT it cleans up and exits 130; with node2's route to node1's pods deleted it exits 1 naming exactly the pair
+//! workload behind; interrupted by SIGINT it cleans up and exits 130; with an image that cannot be
+//! pulled it names each node's waiting checker at `--timeout` and exits 1; with node2's route to node1's pods deleted it exits 1 naming exactly the pair
 //! node1↔node2.
 
 mod support;
@@ -85,6 +86,7 @@ fn verify_network_passes_then_names_the_broken_node_pair() -> Result<()> {
     );
     cleaned_up(cp, &report)?;
     interrupted(cp)?;
+    unpullable(cp)?;
 
     // node2 loses its route to node1's pods: node1 ↔ node2 pod traffic fails both ways.
     let cidrs = podnet::pod_cidrs(&cluster)?;
@@ -157,6 +159,37 @@ fn interrupted(cp: &Node) -> Result<()> {
         out.contains(&format!("interrupted: deleting namespace {created}")),
         "{out}"
     );
+    cleaned_up(cp, &serde_json::json!({ "namespace": created }))
+}
+
+/// Checkers whose image cannot be pulled: at `--timeout` verify names each node's waiting pod and
+/// why, cleans up and exits 1.
+fn unpullable(cp: &Node) -> Result<()> {
+    let before = namespaces(cp)?;
+    let out = cp.kubestrap(&[
+        "verify",
+        "network",
+        "--image",
+        "registry.example/agnhost-missing:1",
+        "--timeout",
+        "6s",
+    ])?;
+    ensure!(out.code == 1, "{out:?}");
+    ensure!(
+        out.stderr
+            .contains("timed out waiting for the checker pods")
+            && out.stderr.contains("pod-a on node3 (Pending, ErrImagePull")
+            && out.stderr.contains("host on node1"),
+        "{}",
+        out.stderr
+    );
+    let created = namespaces(cp)?
+        .into_iter()
+        .find(|n| !before.contains(n))
+        .unwrap_or_default();
+    if created.is_empty() {
+        return Ok(()); // already gone
+    }
     cleaned_up(cp, &serde_json::json!({ "namespace": created }))
 }
 
