@@ -36,9 +36,11 @@ fn typed<K: serde::de::DeserializeOwned>(v: Value) -> Result<K, serde_json::Erro
     serde_json::from_value(v)
 }
 
+/// The run's namespace; labelled for Pod Security admission's `privileged` level, since the host
+/// checkers use the node's network (a cluster enforcing `baseline` by default would refuse them).
 pub fn namespace(name: &str) -> Result<Namespace, serde_json::Error> {
     typed(json!({"apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": labels(&[])}}))
+        "metadata": {"name": name, "labels": labels(&[("pod-security.kubernetes.io/enforce", "privileged")])}}))
 }
 
 /// A netexec DaemonSet of `image` on every node (every taint tolerated); with `host_port`, on the
@@ -134,6 +136,11 @@ mod tests {
         assert_eq!(
             spec(&host).containers[0].image.as_deref(),
             Some("mirror.example/agnhost:2.53")
+        );
+        let ns = namespace("kubestrap-verify-abc123").unwrap();
+        assert_eq!(
+            ns.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
+            "privileged"
         );
         let pod = api_connect_pod("ns", "node1", "10.96.0.1:443", AGNHOST).unwrap();
         assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("node1"));
