@@ -20,6 +20,8 @@ pub use report::{Check, Endpoint, Kind, Report};
 const PAIR_ROUNDS: u32 = 3;
 /// Rounds a Service check gets to hear from every endpoint.
 const SERVICE_ROUNDS: u32 = 6;
+/// Parallel one-try dials per NodePort check and round.
+const NODE_PORT_FANOUT: u32 = 4;
 /// At most this many parallel one-try dials per Service check and round.
 const SERVICE_FANOUT: u32 = 16;
 /// Bound on one pods/proxy request (agnhost's own dial timeout is a few seconds per try).
@@ -203,7 +205,7 @@ pub fn run(
                 (&host, host_port),
                 &to.ip,
                 node_port as u16,
-                2,
+                1,
                 Expect::Any,
                 PAIR_ROUNDS,
             ));
@@ -526,7 +528,8 @@ impl Job {
         }
     }
 
-    /// How many requests the next round sends: one for a pairwise check; for a Service check three
+    /// How many requests the next round sends: one for a pod or node → pod check, four for a
+    /// NodePort; for a Service check three
     /// times the endpoints not heard yet, plus three (each a single try through kube-proxy's random choice,
     /// sent in parallel so that a round costs one dial timeout, not one per try).
     fn fanout(&self) -> u32 {
@@ -535,6 +538,10 @@ impl Job {
                 let missing = eps.iter().filter(|e| !self.seen.contains(&e.pod)).count() as u32;
                 (3 * missing + 3).min(SERVICE_FANOUT)
             }
+            // The node forwards each connection to a random endpoint, possibly on another node:
+            // several at once, so that one broken path behind the NodePort (a pair named by the
+            // pod → pod checks) does not fail the NodePort itself.
+            (Expect::Any, Kind::NodePort) => NODE_PORT_FANOUT,
             _ => 1,
         }
     }
