@@ -26,5 +26,6 @@ pub mod render;
 pub mod staticpods;
 pub mod status;
 pub mod token;
+pub mod verify;
 pub mod workflow;
 pub mod yaml;

@@ -587,7 +587,10 @@ fn has_keys(doc: &Value, keys: &[&str], what: &str) {
 /// Commands whose result comes from an API server: their `-o json|yaml` is checked on the testbed
 /// (testbed/tests/kubestrap_discovery.rs).
 fn needs_a_cluster(path: &[&str]) -> bool {
-    matches!(path, ["token", "list" | "create"] | ["status"])
+    matches!(
+        path,
+        ["token", "list" | "create"] | ["status"] | ["verify", "network"]
+    )
 }
 
 /// The documented shape of each result (docs/cli.md, "Output").
@@ -697,6 +700,21 @@ fn check_shape(shape: ResultShape, documents: &[Value], what: &str) {
         }
         ResultShape::Status => {
             has_keys(doc, &["status", "checks"], what);
+        }
+        ResultShape::VerifyNetwork => {
+            has_keys(
+                doc,
+                &[
+                    "status",
+                    "namespace",
+                    "nodes",
+                    "failing_pairs",
+                    "failures",
+                    "probes",
+                    "checks",
+                ],
+                what,
+            );
         }
         ResultShape::BootstrapToken => {
             assert_eq!(doc["kind"], "BootstrapToken", "{what}");

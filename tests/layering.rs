@@ -1,4 +1,4 @@
-//! The import layering of the library: cli → phases → workflow → the model and its renderers (model,
+//! The import layering of the library: cli → phases (and verify) → workflow → the model and its renderers (model,
 //! config, pki, kubeconfig, certs, staticpods, render, preflight, …) → the host and cluster gateways →
 //! the base (net, error, output, yaml). A source scan of every `crate::…` path fails on an import from a
 //! lower layer into a higher one and on any cycle between top-level modules (so `config` cannot import
@@ -11,7 +11,7 @@ use std::path::Path;
 /// own layer as long as no cycle forms. A new module must be placed here.
 const LAYERS: &[&[&str]] = &[
     &["cli"],
-    &["phases"],
+    &["phases", "verify"],
     &["workflow"],
     &[
         "certs",

@@ -10,6 +10,7 @@ pub mod reset;
 pub mod results;
 pub mod status;
 pub mod token;
+pub mod verify;
 pub mod version;
 
 use std::ffi::OsString;
@@ -121,6 +122,9 @@ pub enum Command {
     Discovery(discovery::DiscoveryCmd),
     /// The cluster's health: components, nodes, addons, discovery endpoint, certificates (OK/WARN/FAIL)
     Status(status::StatusCmd),
+    /// Post-install smoke tests of the cluster
+    #[command(subcommand)]
+    Verify(verify::VerifyCmd),
     /// Print the version (-o json|yaml in kubeadm's shape, -o short for the version alone)
     Version,
     /// Print a shell completion script
@@ -187,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Certs(cmd) => certs::run(&global, cmd),
         Command::Discovery(cmd) => discovery::run(&global, cmd),
         Command::Status(cmd) => status::run(&global, &cmd),
+        Command::Verify(cmd) => verify::run(&global, cmd),
         Command::Version => version::run(&global),
         Command::Completion { shell } => {
             let mut script = Vec::new();

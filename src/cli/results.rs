@@ -29,10 +29,12 @@ pub enum ResultShape {
     BootstrapToken,
     /// `{"status", "checks": [{"kind", "name", "node", "status", "reason"}]}`.
     Status,
+    /// `verify network`'s report (docs/verify.md).
+    VerifyNetwork,
 }
 
 impl ResultShape {
-    pub const ALL: [ResultShape; 10] = [
+    pub const ALL: [ResultShape; 11] = [
         ResultShape::Version,
         ResultShape::Preflight,
         ResultShape::Reset,
@@ -43,6 +45,7 @@ impl ResultShape {
         ResultShape::ConfigValidation,
         ResultShape::BootstrapToken,
         ResultShape::Status,
+        ResultShape::VerifyNetwork,
     ];
 
     /// The heading of the shape's section in docs/cli.md.
@@ -58,6 +61,7 @@ impl ResultShape {
             ResultShape::ConfigValidation => "Validation result",
             ResultShape::BootstrapToken => "Bootstrap tokens",
             ResultShape::Status => "Cluster status",
+            ResultShape::VerifyNetwork => "Network verification",
         }
     }
 
@@ -80,6 +84,7 @@ pub fn result_shape(path: &[&str]) -> Option<ResultShape> {
         ["config", "validate"] => ResultShape::ConfigValidation,
         ["token", "list" | "create"] => ResultShape::BootstrapToken,
         ["status"] => ResultShape::Status,
+        ["verify", "network"] => ResultShape::VerifyNetwork,
         _ => return None,
     })
 }

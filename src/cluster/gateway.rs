@@ -18,6 +18,18 @@ use crate::host::Host;
 use crate::host::journal::{ApiChange, Entry};
 use crate::host::plan::{Item, Kind, Verb as PlanVerb};
 
+/// How many `pods/proxy` requests [`Gateway::pod_proxy_get_all`] has in flight at once.
+pub const PROXY_CONCURRENCY: usize = 128;
+
+/// One GET through `pods/proxy`: `path` (with its query) on `pod`'s `port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodProxyGet {
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+    pub path: String,
+}
+
 /// What a delete did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deletion {
@@ -364,6 +376,52 @@ impl<'h> Gateway<'h> {
         self.host
             .save_backup(&relative, &bytes)
             .map_err(|e| ClusterError::Journal(format!("backing up {}: {e:#}", at.describe())))
+    }
+
+    // ---- pods/proxy ----
+
+    /// GETs every request's path from its pod through the API server's `pods/proxy` subresource,
+    /// [`PROXY_CONCURRENCY`] at a time, each bounded by `timeout`: each answer's body, or why there was none. Nothing is
+    /// retried (the caller decides). Empty in a dry run without a server.
+    pub fn pod_proxy_get_all(
+        &self,
+        requests: &[PodProxyGet],
+        timeout: Duration,
+    ) -> Result<Vec<Result<String, ClusterError>>, ClusterError> {
+        let client = self.connected()?;
+        let kube = client.kube();
+        let calls = requests.iter().map(|r| {
+            let kube = kube.clone();
+            async move {
+                let what = format!(
+                    "GET {} through pods/proxy of {}/{}:{}",
+                    r.path, r.namespace, r.pod, r.port
+                );
+                let uri = format!(
+                    "/api/v1/namespaces/{}/pods/{}:{}/proxy{}",
+                    r.namespace, r.pod, r.port, r.path
+                );
+                let request = http::Request::get(uri)
+                    .body(Vec::new())
+                    .map_err(|e| ClusterError::Invalid(format!("{what}: {e}")))?;
+                match tokio::time::timeout(timeout, kube.request_text(request)).await {
+                    Err(_) => Err(ClusterError::Transport {
+                        what,
+                        detail: format!("no answer within {}s", timeout.as_secs()),
+                        attempts: 1,
+                        elapsed: timeout,
+                    }),
+                    Ok(Err(e)) => Err(super::retry::describe(&what, e, 1, Duration::ZERO)),
+                    Ok(Ok(body)) => Ok(body),
+                }
+            }
+        });
+        use futures_util::StreamExt as _;
+        client.block_on(
+            futures_util::stream::iter(calls)
+                .buffered(PROXY_CONCURRENCY)
+                .collect::<Vec<_>>(),
+        )
     }
 
     // ---- waiting ----

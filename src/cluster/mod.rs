@@ -21,7 +21,7 @@ pub use client::Client;
 pub use conditions::Check;
 pub use connection::{Connection, Credentials};
 pub use error::ClusterError;
-pub use gateway::{Deletion, Gateway};
+pub use gateway::{Deletion, Gateway, PodProxyGet};
 pub use object::{Identity, ObjectRef, Typed};
 pub use retry::Retry;
 pub use undo::undo_entry;

@@ -23,12 +23,7 @@ use kubestrap_testbed::driver::scenario::{self, ADMIN};
 use kubestrap_testbed::driver::{Node, wait_until};
 use serde_json::Value;
 use serde_json::json;
-use support::{WAIT, kubectl, text};
-
-/// kubeadm's Corefile.
-const COREFILE: &str = ".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    ready\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n       pods insecure\n       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n    }\n    prometheus :9153\n    forward . /etc/resolv.conf {\n       max_concurrent 1000\n    }\n    cache 30 {\n       disable success cluster.local\n       disable denial cluster.local\n    }\n    loop\n    reload\n    loadbalance\n}\n";
-
-const DNS_IP: &str = "10.96.0.10";
+use support::{COREFILE, DNS_IP, WAIT, coredns_addon, kubectl, text};
 
 /// One query to `server` from the test process; the answer message.
 fn query(server: &str, name: &str, rtype: RecordType) -> Result<Message> {
@@ -72,32 +67,6 @@ fn resolve_on(node: &Node, name: &str) -> Result<Option<String>> {
     }
 }
 
-/// kubeadm's DNS add-on with `corefile`, under `name` (`coredns` is kubeadm's).
-fn coredns_addon(name: &str, corefile: &str, replicas: u32) -> Vec<Value> {
-    let app = if name == "coredns" {
-        "kube-dns".to_string()
-    } else {
-        name.to_string()
-    };
-    vec![
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "kube-system"}, "data": {"Corefile": corefile}}),
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "kube-system", "labels": {"k8s-app": app}},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"k8s-app": app}},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-                "template": {"metadata": {"labels": {"k8s-app": app}}, "spec": {
-                    "priorityClassName": "system-cluster-critical", "serviceAccountName": "coredns",
-                    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}, {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
-                    "containers": [{"name": "coredns", "image": "registry.k8s.io/coredns/coredns:v1.12.1",
-                        "args": ["-conf", "/etc/coredns/Corefile"],
-                        "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns", "readOnly": true}],
-                        "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"}, {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"}, {"containerPort": 9153, "name": "metrics", "protocol": "TCP"}],
-                        "livenessProbe": {"httpGet": {"path": "/health", "port": 8080, "scheme": "HTTP"}, "initialDelaySeconds": 60, "timeoutSeconds": 5, "failureThreshold": 5},
-                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"}, "periodSeconds": 1}}],
-                    "dnsPolicy": "Default",
-                    "volumes": [{"name": "config-volume", "configMap": {"name": name, "items": [{"key": "Corefile", "path": "Corefile"}]}}]}}}}),
-    ]
-}
-
 #[test]
 fn coredns_serves_the_cluster_domain_forwards_and_pods_proxy() -> Result<()> {
     let started = Instant::now();
@@ -105,32 +74,11 @@ fn coredns_serves_the_cluster_domain_forwards_and_pods_proxy() -> Result<()> {
     let cp = cluster.node("node1")?;
     let nodes: Vec<&Node> = cluster.nodes.iter().collect();
     support::start_kube_proxy(&cluster, &support::proxy_config(""))?;
-    // The pod network's outgoing masquerade, as flannel's ipMasq or calico's natOutgoing add it:
-    // pods reach addresses outside the cluster (CoreDNS its upstream) from their node's address.
-    for node in &nodes {
-        node.sh(&format!(
-            "iptables -t nat -A POSTROUTING -s {cidr} ! -d {cidr} -m comment --comment 'test pod network masquerade' -j MASQUERADE",
-            cidr = support::CLUSTER_CIDR
-        ))?
-        .check("pod network masquerade")?;
-    }
+    support::pod_network_masquerade(&cluster)?;
 
     // kubeadm's DNS add-on: RBAC, service account, ConfigMap, Deployment and the kube-dns Service.
-    let mut objects = vec![
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:coredns"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
-                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "system:coredns"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
-            "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}]}),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns", "namespace": "kube-system"}}),
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
-            "spec": {"clusterIP": DNS_IP, "selector": {"k8s-app": "kube-dns"}, "ports": [
-                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
-                {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}}),
+    let mut objects = support::kube_dns_objects();
+    objects.extend([
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns-test", "namespace": "kube-system"},
             "spec": {"type": "NodePort", "selector": {"k8s-app": "kube-dns"}, "ports": [
                 {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53, "nodePort": 30053},
@@ -139,7 +87,7 @@ fn coredns_serves_the_cluster_domain_forwards_and_pods_proxy() -> Result<()> {
         support::netexec_daemonset("client"),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
             "spec": {"selector": {"app": "client"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
-    ];
+    ]);
     objects.extend(coredns_addon("coredns", COREFILE, 2));
     let dns_started = Instant::now();
     scenario::apply(cp, ADMIN, &objects)?;

@@ -2,14 +2,16 @@
 //! kubestrap writes, listed with the real kubectl, then reset with `kubestrap reset` and torn down.
 //!
 //! node1 runs the real `kubestrap init`, every phase, with no preflight check ignored; node2 and node3
-//! run the real `kubestrap join` with the command init printed.
+//! run the real `kubestrap join` with the command init printed. After the joins the testbed's pod
+//! network (a bridge per node and host-gw routes, as a simple addon would) is installed, init's
+//! CoreDNS and kube-proxy come up on it, and `kubestrap verify network` checks it from every node.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
 use kubestrap_testbed::driver::scenario::{self, ADMIN};
-use kubestrap_testbed::driver::{Binaries, Cluster, ClusterSpec, wait_until};
+use kubestrap_testbed::driver::{Binaries, Cluster, ClusterSpec, podnet, wait_until};
 
 fn step(text: &str) {
     println!("\n== {text}");
@@ -45,7 +47,9 @@ fn run(cluster: &Cluster) -> Result<()> {
         println!("   {} at {}", node.name, node.ip);
     }
     let cp = cluster.node("node1")?;
-    let settings = ClusterSettings::for_node(cp);
+    let mut settings = ClusterSettings::for_node(cp);
+    // Node IPAM hands each node a podCIDR from it (the testbed's pod network and kube-proxy use it).
+    settings.pod_subnet = Some("10.244.0.0/16".into());
 
     step("node1: kubestrap init");
     cp.write_file(
@@ -77,6 +81,29 @@ fn run(cluster: &Cluster) -> Result<()> {
         .kubectl(&["get", "nodes", "-o", "wide"])?
         .check("kubectl get nodes")?;
     show(&nodes.stdout);
+
+    step(
+        "the testbed's pod network on every node (bridge + host-local from each node's podCIDR, host-gw routes), then CoreDNS",
+    );
+    podnet::install(cluster)?;
+    let rollout = cp.kubectl(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "status",
+        "deployment/coredns",
+        "--timeout=90s",
+    ])?;
+    show(&rollout.stdout);
+    rollout
+        .check("CoreDNS rollout")
+        .with_context(|| cluster.diagnostics())?;
+
+    step("node1: kubestrap verify network");
+    let verify = cp.kubestrap(&["verify", "network", "--timeout=90s"])?;
+    show(&verify.stdout);
+    show(&verify.stderr);
+    verify.check("kubestrap verify network on node1")?;
 
     for node in cluster.nodes.iter().rev() {
         step(&format!("{}: kubestrap reset --force", node.name));

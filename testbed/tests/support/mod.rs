@@ -238,3 +238,69 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
         .context("malformed status line")?;
     Ok((code, body.to_string()))
 }
+
+/// kubeadm's Corefile.
+pub const COREFILE: &str = ".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    ready\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n       pods insecure\n       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n    }\n    prometheus :9153\n    forward . /etc/resolv.conf {\n       max_concurrent 1000\n    }\n    cache 30 {\n       disable success cluster.local\n       disable denial cluster.local\n    }\n    loop\n    reload\n    loadbalance\n}\n";
+
+/// The kube-dns Service's ClusterIP (kubeadm's: the tenth address of 10.96.0.0/12).
+pub const DNS_IP: &str = "10.96.0.10";
+
+/// The pod network's outgoing masquerade, as flannel's ipMasq or calico's natOutgoing add it:
+/// pods reach addresses outside the cluster (CoreDNS its upstream) from their node's address.
+pub fn pod_network_masquerade(cluster: &Cluster) -> Result<()> {
+    for node in &cluster.nodes {
+        node.sh(&format!(
+            "iptables -t nat -A POSTROUTING -s {cidr} ! -d {cidr} -m comment --comment 'test pod network masquerade' -j MASQUERADE",
+            cidr = CLUSTER_CIDR
+        ))?
+        .check("pod network masquerade")?;
+    }
+    Ok(())
+}
+
+/// kubeadm's DNS add-on's RBAC, service account and the `kube-dns` Service at [`DNS_IP`] (the
+/// ConfigMap and Deployment: [`coredns_addon`]).
+pub fn kube_dns_objects() -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:coredns"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "system:coredns"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+            "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}]}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns", "namespace": "kube-system"}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+            "spec": {"clusterIP": DNS_IP, "selector": {"k8s-app": "kube-dns"}, "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}}),
+    ]
+}
+
+/// kubeadm's DNS add-on with `corefile`, under `name` (`coredns` is kubeadm's).
+pub fn coredns_addon(name: &str, corefile: &str, replicas: u32) -> Vec<Value> {
+    let app = if name == "coredns" {
+        "kube-dns".to_string()
+    } else {
+        name.to_string()
+    };
+    vec![
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "kube-system"}, "data": {"Corefile": corefile}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "kube-system", "labels": {"k8s-app": app}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"k8s-app": app}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                "template": {"metadata": {"labels": {"k8s-app": app}}, "spec": {
+                    "priorityClassName": "system-cluster-critical", "serviceAccountName": "coredns",
+                    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}, {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+                    "containers": [{"name": "coredns", "image": "registry.k8s.io/coredns/coredns:v1.12.1",
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                        "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns", "readOnly": true}],
+                        "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"}, {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"}, {"containerPort": 9153, "name": "metrics", "protocol": "TCP"}],
+                        "livenessProbe": {"httpGet": {"path": "/health", "port": 8080, "scheme": "HTTP"}, "initialDelaySeconds": 60, "timeoutSeconds": 5, "failureThreshold": 5},
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"}, "periodSeconds": 1}}],
+                    "dnsPolicy": "Default",
+                    "volumes": [{"name": "config-volume", "configMap": {"name": name, "items": [{"key": "Corefile", "path": "Corefile"}]}}]}}}}),
+    ]
+}
