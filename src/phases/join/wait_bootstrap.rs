@@ -14,7 +14,7 @@ use crate::phases::init::wait_control_plane::wait_kubelet;
 use crate::workflow::Phase;
 
 pub const NAME: &str = "kubelet-wait-bootstrap";
-const POLL: Duration = Duration::from_millis(500);
+const POLL: Duration = Duration::from_millis(200);
 
 pub fn phase() -> Phase<JoinData> {
     Phase::leaf(NAME, "Wait for the kubelet to bootstrap itself", run)
