@@ -3,7 +3,8 @@
 #  (a) one worker's join (discovery, files, TLS bootstrap) from the start of the command to "This node has
 #      joined", minus the kubelet double's work (from the kubelet's start until it wrote kubelet.conf) and
 #      minus `docker exec`'s own cost: kubestrap's own time (target <= 300 ms). Each run uses a new
-#      two-node cluster; one line per run and the median. BENCH_VERBOSE=1 prints every line with its time.
+#      two-node cluster, the join starting SETTLE (default 5) seconds after init; one line per run and the
+#      median. BENCH_VERBOSE=1 prints every line with its time.
 #  (b) WORKERS (default 10) workers run the printed join command at once on one cluster of WORKERS+1
 #      nodes: wall time until the last has joined, and the failures (none expected).
 # Usage: scripts/bench-join.sh   (RUNS, default 3; WORKERS, default 10; a release build of kubestrap is

@@ -489,6 +489,13 @@ fn bench_join_own_time() -> Result<()> {
     for run in 0..runs {
         let (cluster, command) = initialised(2)?;
         let node = cluster.node("node2")?;
+        // The control plane's start-up (controllers, CoreDNS) settles first: on a 2-core machine it
+        // would otherwise take the CPU from the join being measured. SETTLE seconds, default 5.
+        let settle = std::env::var("SETTLE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5);
+        std::thread::sleep(Duration::from_secs(settle));
         let exec_started = Instant::now();
         node.exec(&["true"])?;
         let exec_cost = exec_started.elapsed();
