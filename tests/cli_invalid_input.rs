@@ -603,6 +603,24 @@ fn join_refuses_bad_discovery_input_and_a_control_plane_join_with_nothing_writte
         .concat(),
     );
     assert!(!stderr.contains("not built yet"), "{code:?}: {stderr}");
+    assert!(matches!(code, Some(0 | 1)), "{code:?}: {stderr}");
+    // The endpoint before `phase` is the phase's too.
+    let (code, stderr) = join(
+        preflight_root.path(),
+        &[
+            "10.0.0.1:6443",
+            "--token",
+            "abcdef.0123456789abcdef",
+            "--discovery-token-unsafe-skip-ca-verification",
+            "--ignore-preflight-errors",
+            "all",
+            "--node-name",
+            "w1",
+            "phase",
+            "preflight",
+        ],
+    );
+    assert!(matches!(code, Some(0 | 1)), "{code:?}: {stderr}");
 }
 
 #[test]

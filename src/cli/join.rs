@@ -13,7 +13,6 @@ use crate::workflow::selection::PhaseSelection;
 use crate::workflow::{self, RunSpec, Target};
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct JoinCmd {
     /// The API server endpoint (host:port) to discover the cluster through
     #[arg(value_name = "API_SERVER_ENDPOINT")]
@@ -42,9 +41,13 @@ pub fn run(global: &GlobalOpts, cmd: JoinCmd) -> anyhow::Result<()> {
     let join = workflow();
     let known_phases = workflow::phase_paths(&join.tree());
     let (target, endpoint) = match &cmd.sub {
+        // The endpoint may come before `phase` or after the phase's name.
         Some(JoinSub::Phase(args)) => (
             args.selection.target.clone(),
-            args.selection.positional.as_deref(),
+            args.selection
+                .positional
+                .as_deref()
+                .or(cmd.endpoint.as_deref()),
         ),
         None => (Target::whole(), cmd.endpoint.as_deref()),
     };

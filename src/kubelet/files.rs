@@ -144,9 +144,41 @@ fn instance_configuration(model: &Model) -> Option<Value> {
     })
 }
 
-/// The kubelet flags kubeadm passes through kubeadm-flags.env, then `kubeletExtraArgs` (which win).
-pub fn kubelet_flags(model: &Model, host: &HostSettings) -> BTreeMap<String, String> {
+/// How the Node gets its `nodeRegistration.taints` (kubeadm's `registerTaintsUsingFlags`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taints {
+    /// init: the mark-control-plane phase sets them through the API.
+    ByApi,
+    /// join: the kubelet registers the Node with them (`--register-with-taints`).
+    ByKubelet,
+}
+
+/// kubelet's `--register-with-taints` value: `key=value:Effect` or `key:Effect`, comma-separated.
+pub fn register_with_taints(taints: &[crate::config::types::Taint]) -> String {
+    taints
+        .iter()
+        .map(|t| match t.value.as_deref() {
+            Some(value) if !value.is_empty() => format!("{}={value}:{}", t.key, t.effect),
+            _ => format!("{}:{}", t.key, t.effect),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The kubelet flags kubeadm passes through kubeadm-flags.env (with join's `--register-with-taints`),
+/// then `kubeletExtraArgs` (which win).
+pub fn kubelet_flags(
+    model: &Model,
+    host: &HostSettings,
+    taints: Taints,
+) -> BTreeMap<String, String> {
     let mut flags = BTreeMap::new();
+    if taints == Taints::ByKubelet && !model.node.taints.is_empty() {
+        flags.insert(
+            "register-with-taints".to_string(),
+            register_with_taints(&model.node.taints),
+        );
+    }
     if !node_local_cri_socket(model) {
         flags.insert(
             "container-runtime-endpoint".to_string(),
@@ -199,6 +231,7 @@ pub fn render(
     model: &Model,
     host: &HostSettings,
     patches: Option<&PatchSet>,
+    taints: Taints,
     ui: &Ui,
 ) -> anyhow::Result<KubeletFiles> {
     let config = kubelet_configuration(model, host, patches, ui)?;
@@ -207,7 +240,7 @@ pub fn render(
         instance_config: instance_configuration(model)
             .map(|doc| crate::yaml::to_string(&doc))
             .transpose()?,
-        flags_env: flags_env(&kubelet_flags(model, host)),
+        flags_env: flags_env(&kubelet_flags(model, host, taints)),
         drop_in: drop_in(&host.kubelet_path),
     })
 }
@@ -280,7 +313,7 @@ mod tests {
         );
         let mut host = settings();
         host.hostname = Some("other".into());
-        let env = flags_env(&kubelet_flags(&model, &host));
+        let env = flags_env(&kubelet_flags(&model, &host, Taints::ByApi));
         assert_eq!(
             env,
             "KUBELET_KUBEADM_ARGS=\"--hostname-override=cp1 --node-ip=192.168.8.201 --pod-infra-container-image=registry.k8s.io/pause:3.10.1 --v=4\"\n"
@@ -288,13 +321,13 @@ mod tests {
         let old = control_plane_model(
             "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.7\n",
         );
-        let flags = kubelet_flags(&old, &settings());
+        let flags = kubelet_flags(&old, &settings(), Taints::ByApi);
         assert_eq!(
             flags.get("container-runtime-endpoint").map(String::as_str),
             Some("unix:///var/run/containerd/containerd.sock")
         );
         assert!(
-            render(&old, &settings(), None, &Ui::default())
+            render(&old, &settings(), None, Taints::ByApi, &Ui::default())
                 .unwrap()
                 .instance_config
                 .is_none()
@@ -303,7 +336,50 @@ mod tests {
             "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.0\n",
         );
         assert_eq!(
-            flags_env(&kubelet_flags(&new, &settings())),
+            flags_env(&kubelet_flags(&new, &settings(), Taints::ByApi)),
+            "KUBELET_KUBEADM_ARGS=\"\"\n"
+        );
+    }
+
+    #[test]
+    fn join_registers_its_taints_through_the_kubelet_and_init_does_not() {
+        let mut model = control_plane_model(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.0\n",
+        );
+        model.node.taints = vec![
+            crate::config::types::Taint {
+                key: "dedicated".into(),
+                value: Some("edge".into()),
+                effect: "NoSchedule".into(),
+                time_added: None,
+            },
+            crate::config::types::Taint {
+                key: "example.com/gpu".into(),
+                value: None,
+                effect: "NoExecute".into(),
+                time_added: None,
+            },
+        ];
+        let join = render(&model, &settings(), None, Taints::ByKubelet, &Ui::default()).unwrap();
+        assert_eq!(
+            join.flags_env,
+            "KUBELET_KUBEADM_ARGS=\"--register-with-taints=dedicated=edge:NoSchedule,example.com/gpu:NoExecute\"\n"
+        );
+        let init = render(&model, &settings(), None, Taints::ByApi, &Ui::default()).unwrap();
+        assert_eq!(init.flags_env, "KUBELET_KUBEADM_ARGS=\"\"\n");
+        // kubeletExtraArgs win, as in kubeadm.
+        model.node.kubelet_extra_args = vec![Arg {
+            name: "register-with-taints".into(),
+            value: "mine:NoSchedule".into(),
+        }];
+        assert_eq!(
+            flags_env(&kubelet_flags(&model, &settings(), Taints::ByKubelet)),
+            "KUBELET_KUBEADM_ARGS=\"--register-with-taints=mine:NoSchedule\"\n"
+        );
+        model.node.taints.clear();
+        model.node.kubelet_extra_args.clear();
+        assert_eq!(
+            flags_env(&kubelet_flags(&model, &settings(), Taints::ByKubelet)),
             "KUBELET_KUBEADM_ARGS=\"\"\n"
         );
     }

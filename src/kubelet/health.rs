@@ -15,6 +15,9 @@ use crate::staticpods::probes;
 /// The kubelet's healthz endpoint (kubeadm's `healthzBindAddress:healthzPort`).
 pub const KUBELET_HEALTHZ: &str = "http://127.0.0.1:10248/healthz";
 const POLL_EVERY: Duration = Duration::from_millis(100);
+/// The kubelet's healthz is a plain HTTP request on loopback: polled often, so that a join or init does
+/// not sit out most of a 100 ms interval after a kubelet that is up in tens of milliseconds.
+const KUBELET_POLL_EVERY: Duration = Duration::from_millis(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One component to wait for.
@@ -153,7 +156,12 @@ pub fn wait(
                         }
                     }
                     let left = deadline.saturating_sub(started.elapsed());
-                    tokio::time::sleep(POLL_EVERY.min(left.max(Duration::from_millis(1)))).await;
+                    let every = if check.component.is_none() {
+                        KUBELET_POLL_EVERY
+                    } else {
+                        POLL_EVERY
+                    };
+                    tokio::time::sleep(every.min(left.max(Duration::from_millis(1)))).await;
                 }
             }
         });

@@ -2,12 +2,16 @@
 //! it): node2 joins with the command init printed. On node3: a dry run changes nothing; the refusals —
 //! unknown token id, wrong secret, wrong CA pin, unreachable endpoint, a TLS bootstrap token the API
 //! server does not know — each exit 1 naming the failed check and leave nothing on the node (`find`
-//! under its state directories, no effect in its journal); a join whose TLS bootstrap does not finish
+//! under its state directories, no effect in its journal), as does a join while node3 is partitioned
+//! from the control plane; a join whose TLS bootstrap does not finish
 //! in time (`tlsBootstrap: 1ms`) is rolled back to the same files; node3 then joins through kubestrap's
 //! discovery endpoint (`--discovery-url https://node1:9898`), its reset deletes its Node object through
-//! the API and cleans the host, and it joins again with a discovery file, then with a JoinConfiguration.
+//! the API and cleans the host, and it joins again with a discovery file, then with a JoinConfiguration whose
+//! `nodeRegistration.taints` the kubelet registers the Node with (`--register-with-taints`).
 
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, ensure};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
@@ -219,6 +223,45 @@ fn run(cluster: &Cluster) -> Result<()> {
         );
     }
 
+    // ---- node3: cut off from the control plane during the join: refused, naming the endpoint ----
+    let at = Instant::now();
+    node3.write_file(
+        "/root/join.yaml",
+        join_configuration(&endpoint, &token, &pin, "2s").as_bytes(),
+        0o600,
+    )?;
+    node3.partition()?;
+    let out = node3.kubestrap(&["join", "--config=/root/join.yaml"]);
+    node3.heal()?;
+    let out = out?;
+    eprintln!(
+        "refusal (partitioned from the control plane): {}",
+        elapsed(at)
+    );
+    ensure!(
+        out.code == 1,
+        "partitioned: exit {}: {}",
+        out.code,
+        out.stderr
+    );
+    for needle in ["could not reach", endpoint.as_str()] {
+        ensure!(
+            out.stderr.contains(needle),
+            "partitioned: {needle:?} not in:\n{}",
+            out.stderr
+        );
+    }
+    let after = state_files(node3)?;
+    ensure!(
+        after == before,
+        "partitioned: files left:\n{after}\nbefore:\n{before}"
+    );
+    let ops = last_run_ops(node3)?;
+    ensure!(
+        ops.iter().all(|op| op == "run-start" || op == "run-end"),
+        "partitioned: the journal holds effects: {ops:?}"
+    );
+
     // ---- node3: a TLS bootstrap token the API server does not know: refused before the kubelet ----
     let at = Instant::now();
     let config = join_configuration(&endpoint, &token, &pin, "3s").replace(
@@ -347,19 +390,218 @@ fn run(cluster: &Cluster) -> Result<()> {
         .check("reset on node3 after the file join")?;
     wait_listed(cp, "node3", false)?;
 
-    // ---- node3: again, with a JoinConfiguration file ----
-    node3.write_file(
-        "/root/join.yaml",
-        join_configuration(&endpoint, &token, &pin, "1m").as_bytes(),
-        0o600,
-    )?;
+    // ---- node3: again, with a JoinConfiguration file whose taint the kubelet registers ----
+    let config = join_configuration(&endpoint, &token, &pin, "1m").replace(
+        "  name: node3\n",
+        "  name: node3\n  taints:\n  - {key: dedicated, value: edge, effect: NoSchedule}\n",
+    );
+    node3.write_file("/root/join.yaml", config.as_bytes(), 0o600)?;
     let at = Instant::now();
     node3
         .kubestrap(&["join", "--config=/root/join.yaml"])?
         .check("join with a JoinConfiguration")?;
     eprintln!("node3 join with --config: {}", elapsed(at));
     wait_listed(cp, "node3", true)?;
+    let flags = node3.read_string("/var/lib/kubelet/kubeadm-flags.env")?;
+    ensure!(
+        flags.contains("--register-with-taints=dedicated=edge:NoSchedule"),
+        "{flags}"
+    );
+    let taints = cp
+        .kubectl(&[
+            "get",
+            "node",
+            "node3",
+            "-o",
+            "jsonpath={range .spec.taints[*]}{.key}={.value}:{.effect} {end}",
+        ])?
+        .check("node3's taints")?;
+    ensure!(
+        taints.stdout.contains("dedicated=edge:NoSchedule"),
+        "node3's taints: {:?}",
+        taints.stdout
+    );
     ensure!(scenario::node_names(cp, ADMIN)?.len() == 3);
     eprintln!("total: {}", elapsed(started));
+    Ok(())
+}
+
+/// A line of kubestrap's output and the wall-clock time it arrived.
+fn timed_lines(node: &Node, args: &[&str]) -> Result<(Vec<(SystemTime, String)>, bool)> {
+    let mut child = Command::new("docker")
+        .args(["exec", &node.container, "kubestrap"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let lines = BufReader::new(stdout)
+        .lines()
+        .map_while(std::io::Result::ok)
+        .map(|l| (SystemTime::now(), l))
+        .collect();
+    Ok((lines, child.wait()?.success()))
+}
+
+fn line_at(lines: &[(SystemTime, String)], prefix: &str) -> Result<SystemTime> {
+    lines
+        .iter()
+        .find(|(_, l)| l.starts_with(prefix))
+        .map(|(t, _)| *t)
+        .with_context(|| format!("no line {prefix:?} in {lines:?}"))
+}
+
+fn since(later: SystemTime, earlier: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or_default()
+}
+
+/// A cluster of `nodes` nodes whose node1 ran `kubestrap init`, and the worker join command it printed.
+fn initialised(nodes: usize) -> Result<(Cluster, String)> {
+    let cluster = Cluster::start(&kubestrap_testbed::binaries!(), &ClusterSpec::nodes(nodes))?;
+    let cp = cluster.node("node1")?;
+    let settings = ClusterSettings::for_node(cp);
+    cp.write_file(
+        "/root/kubestrap.yaml",
+        scenario::kubestrap_config(&settings)?.as_bytes(),
+        0o600,
+    )?;
+    let init = cp
+        .kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
+        .check("kubestrap init on node1")?;
+    let command = scenario::printed_join_command(&init.stdout)
+        .with_context(|| format!("the worker join command in init's output:\n{}", init.stdout))?;
+    Ok((cluster, command))
+}
+
+/// (a) One worker's join (discovery, files, TLS bootstrap), split into kubestrap's own time and the
+/// kubelet double's work: from "[kubelet-start] Starting the kubelet" until the kubelet wrote
+/// kubelet.conf (its mtime: the TLS bootstrap done). `docker exec`'s own cost is subtracted. RUNS
+/// (default 3) joins, each on a fresh two-node cluster. Run by scripts/bench-join.sh.
+#[test]
+#[ignore = "benchmark: scripts/bench-join.sh"]
+fn bench_join_own_time() -> Result<()> {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let mut own = Vec::new();
+    for run in 0..runs {
+        let (cluster, command) = initialised(2)?;
+        let node = cluster.node("node2")?;
+        // The control plane's start-up (controllers, CoreDNS) settles first: on a 2-core machine it
+        // would otherwise take the CPU from the join being measured. SETTLE seconds, default 5.
+        let settle = std::env::var("SETTLE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5);
+        std::thread::sleep(Duration::from_secs(settle));
+        let exec_started = Instant::now();
+        node.exec(&["true"])?;
+        let exec_cost = exec_started.elapsed();
+        let words: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let started = SystemTime::now();
+        let (lines, ok) = timed_lines(node, &words)?;
+        let ended = SystemTime::now();
+        ensure!(ok, "join failed: {lines:?}");
+        let kubelet_started = line_at(&lines, "[kubelet-start] Starting the kubelet")?;
+        let bootstrapped = node
+            .sh("stat -c %.9Y /etc/kubernetes/kubelet.conf")?
+            .check("kubelet.conf's mtime")?
+            .stdout;
+        let bootstrapped = SystemTime::UNIX_EPOCH
+            + Duration::from_secs_f64(bootstrapped.trim().parse().context("an mtime")?);
+        let total = since(ended, started);
+        let kubelet = since(bootstrapped, kubelet_started);
+        let discovered = since(line_at(&lines, "[discovery]")?, started);
+        let mine = total.saturating_sub(kubelet).saturating_sub(exec_cost);
+        eprintln!(
+            "run {run}: join {:.3}s, kubestrap's own {:.3}s (to discovery's first line {:.3}s, up to the kubelet's start {:.3}s), \
+             kubelet double's TLS bootstrap {:.3}s, docker exec {:.3}s",
+            total.as_secs_f64(),
+            mine.as_secs_f64(),
+            discovered.as_secs_f64(),
+            since(kubelet_started, started).as_secs_f64(),
+            kubelet.as_secs_f64(),
+            exec_cost.as_secs_f64()
+        );
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            for (t, l) in &lines {
+                eprintln!("  +{:.3}s {l}", since(*t, started).as_secs_f64());
+            }
+        }
+        own.push(mine);
+        cluster.teardown()?;
+    }
+    own.sort();
+    println!(
+        "kubestrap's own time of a join: median {:.3}s of {runs} runs (target <= 0.300s)",
+        own[own.len() / 2].as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A worker's join: succeeded, when it ended (since all started), its stderr.
+type Joined = (bool, Duration, String);
+
+/// (b) WORKERS (default 10) workers run the printed join command at once: the wall time until the
+/// last has joined, and that none failed. Run by scripts/bench-join.sh.
+#[test]
+#[ignore = "benchmark: scripts/bench-join.sh"]
+fn bench_join_many_at_once() -> Result<()> {
+    let workers: usize = std::env::var("WORKERS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
+    let up = Instant::now();
+    let (cluster, command) = initialised(workers + 1)?;
+    eprintln!(
+        "{} nodes up and node1 initialised in {}",
+        workers + 1,
+        elapsed(up)
+    );
+    let nodes: Vec<&Node> = (2..=workers + 1)
+        .map(|i| cluster.node(&format!("node{i}")))
+        .collect::<Result<_>>()?;
+    let started = Instant::now();
+    let outcomes: Vec<(String, Result<Joined>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let command = command.clone();
+                s.spawn(move || {
+                    let out = scenario::run_join_command(node, &command)
+                        .map(|o| (o.ok(), started.elapsed(), o.stderr));
+                    (node.name.clone(), out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| ("?".into(), Err(anyhow::anyhow!("panicked"))))
+            })
+            .collect()
+    });
+    let wall = started.elapsed();
+    let mut failed = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for (name, outcome) in &outcomes {
+        match outcome {
+            Ok((true, took, _)) => slowest = slowest.max(*took),
+            Ok((false, _, stderr)) => failed.push(format!("{name}: {stderr}")),
+            Err(e) => failed.push(format!("{name}: {e:#}")),
+        }
+    }
+    let listed = scenario::node_names(cluster.node("node1")?, ADMIN)?.len();
+    println!(
+        "{workers} workers joining at once: wall {:.3}s, slowest join {:.3}s, {} failed, {listed} Nodes listed",
+        wall.as_secs_f64(),
+        slowest.as_secs_f64(),
+        failed.len()
+    );
+    cluster.teardown()?;
+    ensure!(failed.is_empty(), "failed joins:\n{}", failed.join("\n"));
+    ensure!(listed == workers + 1, "{listed} Nodes listed");
     Ok(())
 }

@@ -23,7 +23,12 @@ pub fn phase() -> Phase<InitData> {
                 Some(dir) => Some(PatchSet::cached(dir, data.host.ui())?),
                 None => None,
             };
-            start(&data.host, &data.model, patches.as_deref())
+            start(
+                &data.host,
+                &data.model,
+                patches.as_deref(),
+                files::Taints::ByApi,
+            )
         },
     )
 }
@@ -57,11 +62,17 @@ pub fn host_settings(host: &Host, model: &Model) -> files::HostSettings {
     }
 }
 
-/// The whole phase, for init (and join's kubelet-start, which writes the same files).
-pub fn start(host: &Host, model: &Model, patches: Option<&PatchSet>) -> anyhow::Result<()> {
+/// The whole phase, for init (and join's kubelet-start, which writes the same files and has the
+/// kubelet register the Node with its taints).
+pub fn start(
+    host: &Host,
+    model: &Model,
+    patches: Option<&PatchSet>,
+    taints: files::Taints,
+) -> anyhow::Result<()> {
     let ui = host.ui();
     let settings = host_settings(host, model);
-    let rendered = files::render(model, &settings, patches, ui)?;
+    let rendered = files::render(model, &settings, patches, taints, ui)?;
     let systemd = services::init_system(host.facts());
     let takeover = standalone::takeover(
         &standalone::port_holder(host, kubelet::PORT),
@@ -191,7 +202,7 @@ mod tests {
         let host = node(dir.path());
         let model = control_plane_model("");
         host.start_journal("init").unwrap();
-        start(&host, &model, None).unwrap();
+        start(&host, &model, None, files::Taints::ByApi).unwrap();
         let read = |p: &str| std::fs::read_to_string(dir.path().join("root").join(p)).unwrap();
         assert!(
             read("etc/systemd/system/kubelet.service.d/10-kubeadm.conf")

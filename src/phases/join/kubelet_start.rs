@@ -58,7 +58,13 @@ fn run(data: &mut JoinData) -> anyhow::Result<()> {
     ));
     host.write_file(&bootstrap, joining.bootstrap.to_yaml()?.as_bytes(), 0o600)?;
     claim_kubelet_conf(host)?;
-    kubelet_start::start(host, &joining.model, patches.as_deref())
+    // As kubeadm join: the kubelet registers the Node with nodeRegistration.taints.
+    kubelet_start::start(
+        host,
+        &joining.model,
+        patches.as_deref(),
+        crate::kubelet::files::Taints::ByKubelet,
+    )
 }
 
 /// The kubelet writes `kubelet.conf` at the end of its TLS bootstrap: journaled as this run's before

@@ -14,7 +14,10 @@ use crate::phases::init::wait_control_plane::wait_kubelet;
 use crate::workflow::Phase;
 
 pub const NAME: &str = "kubelet-wait-bootstrap";
-const POLL: Duration = Duration::from_millis(500);
+/// How often the API server is asked for the Node once kubelet.conf exists.
+const POLL: Duration = Duration::from_millis(50);
+/// How often kubelet.conf's existence is checked before (a stat: the TLS bootstrap's end is seen at once).
+const POLL_FILE: Duration = Duration::from_millis(20);
 
 pub fn phase() -> Phase<JoinData> {
     Phase::leaf(NAME, "Wait for the kubelet to bootstrap itself", run)
@@ -51,7 +54,8 @@ fn run(data: &mut JoinData) -> anyhow::Result<()> {
                 timeouts.tls_bootstrap
             );
         }
-        std::thread::sleep(POLL);
+        let written = data.host.exists(&kubeconfig);
+        std::thread::sleep(if written { POLL } else { POLL_FILE });
     }
     ui.line(format!(
         "[kubelet-start] The kubelet completed its TLS bootstrap and the Node {name:?} registered after {:.3}s",
