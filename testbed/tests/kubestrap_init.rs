@@ -6,9 +6,9 @@
 //! One node serves the whole sequence (CI budget). `bench_init_own_time` (ignored; run by
 //! scripts/bench-init.sh) measures kubestrap's own time up to a healthy control plane.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, ensure};
 use kubestrap::host::runtime::cri;
@@ -16,6 +16,7 @@ use kubestrap_testbed::driver::fixture::ClusterSettings;
 use kubestrap_testbed::driver::scenario::SUPER_ADMIN;
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
 use serde_json::{Value, json};
+use support::{line_at, since, timed_lines};
 
 /// init's configuration for the node with short health deadlines; `scheduler_args` go to the
 /// scheduler's extraArgs.
@@ -302,32 +303,6 @@ fn init_starts_the_kubelet_and_waits_for_a_healthy_control_plane_or_rolls_back()
     Ok(())
 }
 
-/// A line of kubestrap's output and when it arrived.
-fn timed_lines(node: &Node, args: &[&str]) -> Result<(Vec<(Duration, String)>, bool)> {
-    let started = Instant::now();
-    let mut child = Command::new("docker")
-        .args(["exec", &node.container, "kubestrap"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let lines = BufReader::new(stdout)
-        .lines()
-        .map_while(std::io::Result::ok)
-        .map(|l| (started.elapsed(), l))
-        .collect();
-    Ok((lines, child.wait()?.success()))
-}
-
-fn at(lines: &[(Duration, String)], prefix: &str) -> Result<Duration> {
-    lines
-        .iter()
-        .find(|(_, l)| l.starts_with(prefix))
-        .map(|(t, _)| *t)
-        .with_context(|| format!("no line {prefix:?} in {lines:?}"))
-}
-
 /// Time from `kubestrap init` to "control plane healthy", split into kubestrap's own time (every
 /// phase up to the kubelet's start, and the lag of its health polls) and the components' start-up
 /// (from the kubelet's start until the last component answers healthy). `docker exec`'s own cost is
@@ -355,17 +330,19 @@ fn bench_init_own_time() -> Result<()> {
         let exec_started = Instant::now();
         node.exec(&["true"])?;
         let exec_cost = exec_started.elapsed();
+        let started = SystemTime::now();
         let (lines, ok) = timed_lines(node, &["init", "--config=/root/good.yaml"])?;
+        let at = |prefix: &str| line_at(&lines, prefix).map(|t| since(t, started));
         ensure!(ok, "init failed: {lines:?}");
-        let kubelet_started = at(&lines, "[kubelet-start] Starting the kubelet")?;
-        let kubelet_healthy = at(&lines, "[kubelet-check] The kubelet is healthy")?;
-        let components_wait = at(&lines, "[control-plane-check] Waiting for healthy")?;
+        let kubelet_started = at("[kubelet-start] Starting the kubelet")?;
+        let kubelet_healthy = at("[kubelet-check] The kubelet is healthy")?;
+        let components_wait = at("[control-plane-check] Waiting for healthy")?;
         let healthy = lines
             .iter()
             .filter(|(_, l)| {
                 l.starts_with("[control-plane-check]") && l.contains("is healthy after")
             })
-            .map(|(t, _)| *t)
+            .map(|(t, _)| since(*t, started))
             .max()
             .context("no component healthy")?;
         let before_kubelet = kubelet_started.saturating_sub(exec_cost);

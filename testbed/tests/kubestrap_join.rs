@@ -9,8 +9,8 @@
 //! the API and cleans the host, and it joins again with a discovery file, then with a JoinConfiguration whose
 //! `nodeRegistration.taints` the kubelet registers the Node with (`--register-with-taints`).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, ensure};
@@ -18,6 +18,7 @@ use kubestrap_testbed::driver::fixture::ClusterSettings;
 use kubestrap_testbed::driver::scenario::{self, ADMIN};
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
 use serde_json::Value;
+use support::{line_at, since, timed_lines};
 
 /// The node's state directories a refused join must leave as they were.
 const STATE_DIRS: &str =
@@ -424,35 +425,6 @@ fn run(cluster: &Cluster) -> Result<()> {
     ensure!(scenario::node_names(cp, ADMIN)?.len() == 3);
     eprintln!("total: {}", elapsed(started));
     Ok(())
-}
-
-/// A line of kubestrap's output and the wall-clock time it arrived.
-fn timed_lines(node: &Node, args: &[&str]) -> Result<(Vec<(SystemTime, String)>, bool)> {
-    let mut child = Command::new("docker")
-        .args(["exec", &node.container, "kubestrap"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let lines = BufReader::new(stdout)
-        .lines()
-        .map_while(std::io::Result::ok)
-        .map(|l| (SystemTime::now(), l))
-        .collect();
-    Ok((lines, child.wait()?.success()))
-}
-
-fn line_at(lines: &[(SystemTime, String)], prefix: &str) -> Result<SystemTime> {
-    lines
-        .iter()
-        .find(|(_, l)| l.starts_with(prefix))
-        .map(|(t, _)| *t)
-        .with_context(|| format!("no line {prefix:?} in {lines:?}"))
-}
-
-fn since(later: SystemTime, earlier: SystemTime) -> Duration {
-    later.duration_since(earlier).unwrap_or_default()
 }
 
 /// A cluster of `nodes` nodes whose node1 ran `kubestrap init`, and the worker join command it printed.

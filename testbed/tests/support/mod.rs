@@ -2,10 +2,13 @@
 //! as kubeadm's proxy add-on deploys it (the `kube-proxy` ConfigMap, service account,
 //! `system:node-proxier` binding and DaemonSet), and agnhost netexec workloads. Until kubestrap's
 //! online init renders the add-ons, the tests apply these objects themselves. The kubectl helpers
-//! (`kubectl`, `get`, `items`, `text`) serve the pods and controllers tests too.
+//! (`kubectl`, `get`, `items`, `text`) serve the pods and controllers tests too, and the timed-output
+//! helpers (`timed_lines`, `line_at`, `since`) the init and join benchmarks.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
@@ -303,4 +306,36 @@ pub fn coredns_addon(name: &str, corefile: &str, replicas: u32) -> Vec<Value> {
                     "dnsPolicy": "Default",
                     "volumes": [{"name": "config-volume", "configMap": {"name": name, "items": [{"key": "Corefile", "path": "Corefile"}]}}]}}}}),
     ]
+}
+
+/// Runs `kubestrap <args>` on `node`; each line of its output with the wall-clock time it arrived,
+/// and whether it succeeded.
+pub fn timed_lines(node: &Node, args: &[&str]) -> Result<(Vec<(SystemTime, String)>, bool)> {
+    let mut child = Command::new("docker")
+        .args(["exec", &node.container, "kubestrap"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let lines = BufReader::new(stdout)
+        .lines()
+        .map_while(std::io::Result::ok)
+        .map(|l| (SystemTime::now(), l))
+        .collect();
+    Ok((lines, child.wait()?.success()))
+}
+
+/// When the first line starting with `prefix` arrived.
+pub fn line_at(lines: &[(SystemTime, String)], prefix: &str) -> Result<SystemTime> {
+    lines
+        .iter()
+        .find(|(_, l)| l.starts_with(prefix))
+        .map(|(t, _)| *t)
+        .with_context(|| format!("no line {prefix:?} in {lines:?}"))
+}
+
+/// `later - earlier`, zero when the clock says otherwise.
+pub fn since(later: SystemTime, earlier: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or_default()
 }
