@@ -54,6 +54,22 @@ fn state_files(node: &Node) -> Result<String> {
         .stdout)
 }
 
+/// A refused run left the node as `before` found it: the same state files, and a last run in the
+/// journal with no effects.
+fn left_nothing(node: &Node, what: &str, before: &str) -> Result<()> {
+    let after = state_files(node)?;
+    ensure!(
+        after == before,
+        "{what}: files left:\n{after}\nbefore:\n{before}"
+    );
+    let ops = last_run_ops(node)?;
+    ensure!(
+        ops.iter().all(|op| op == "run-start" || op == "run-end"),
+        "{what}: the journal holds effects: {ops:?}"
+    );
+    Ok(())
+}
+
 /// The journal's ops of the last run.
 fn last_run_ops(node: &Node) -> Result<Vec<String>> {
     let text = node.read_string(JOURNAL)?;
@@ -212,16 +228,7 @@ fn run(cluster: &Cluster) -> Result<()> {
             "{what}: the secret is printed:\n{}",
             out.stderr
         );
-        let after = state_files(node3)?;
-        ensure!(
-            after == before,
-            "{what}: files left:\n{after}\nbefore:\n{before}"
-        );
-        let ops = last_run_ops(node3)?;
-        ensure!(
-            ops.iter().all(|op| op == "run-start" || op == "run-end"),
-            "{what}: the journal holds effects: {ops:?}"
-        );
+        left_nothing(node3, what, &before)?;
     }
 
     // ---- node3: cut off from the control plane during the join: refused, naming the endpoint ----
@@ -252,16 +259,7 @@ fn run(cluster: &Cluster) -> Result<()> {
             out.stderr
         );
     }
-    let after = state_files(node3)?;
-    ensure!(
-        after == before,
-        "partitioned: files left:\n{after}\nbefore:\n{before}"
-    );
-    let ops = last_run_ops(node3)?;
-    ensure!(
-        ops.iter().all(|op| op == "run-start" || op == "run-end"),
-        "partitioned: the journal holds effects: {ops:?}"
-    );
+    left_nothing(node3, "partitioned", &before)?;
 
     // ---- node3: a TLS bootstrap token the API server does not know: refused before the kubelet ----
     let at = Instant::now();
