@@ -1,5 +1,6 @@
-//! A small etcd v3 client over etcd's JSON gateway (`/v3/...`, etcd 3.4+) with mutual TLS: list and
-//! remove cluster members, and stream a snapshot. Used by reset to leave the cluster cleanly.
+//! A small etcd v3 client over etcd's JSON gateway (`/v3/...`, etcd 3.4+) with mutual TLS: list, add
+//! (as a learner), promote and remove cluster members, ask a member's health, and stream a snapshot.
+//! Used by a control-plane join to add its member and by reset to leave the cluster cleanly.
 
 use std::io::Write;
 use std::path::Path;
@@ -23,12 +24,28 @@ pub struct Member {
     pub peer_urls: Vec<String>,
     #[serde(rename = "clientURLs", default)]
     pub client_urls: Vec<String>,
+    /// A learner receives the log but does not vote (etcd 3.4+).
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
 }
 
 #[derive(Deserialize)]
 struct MemberList {
     #[serde(default)]
     members: Vec<Member>,
+}
+
+#[derive(Deserialize)]
+struct MemberAdded {
+    member: Member,
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+#[derive(Deserialize)]
+struct Health {
+    #[serde(default)]
+    health: String,
 }
 
 /// A client for one etcd endpoint, authenticated with a client certificate.
@@ -93,6 +110,66 @@ impl EtcdClient {
                 .context("parsing etcd's member list")?;
             Ok(list.members)
         })?
+    }
+
+    /// Adds a learner with `peer_url`; the new member (without a name until it starts) and the
+    /// membership after the change.
+    pub fn add_learner(&self, peer_url: &str) -> anyhow::Result<(Member, Vec<Member>)> {
+        block_on(async {
+            let added: MemberAdded = self
+                .post(
+                    "/v3/cluster/member/add",
+                    serde_json::json!({ "peerURLs": [peer_url], "isLearner": true }),
+                )
+                .await?
+                .json()
+                .await
+                .context("parsing etcd's member add answer")?;
+            Ok((added.member, added.members))
+        })?
+    }
+
+    /// Makes a learner a voting member; etcd refuses while the learner has not caught up with the
+    /// leader ("can only promote a learner member which is in sync with leader").
+    pub fn promote(&self, id: &str) -> anyhow::Result<()> {
+        block_on(async {
+            self.post(
+                "/v3/cluster/member/promote",
+                serde_json::json!({ "ID": id }),
+            )
+            .await
+            .map(|_| ())
+        })?
+    }
+
+    /// Whether this endpoint's member serves a committed read (`GET /health`: `{"health":"true"}`).
+    pub fn healthy(&self) -> anyhow::Result<()> {
+        block_on(async {
+            let url = format!("{}/health", self.endpoint);
+            let response = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("etcd at {} did not answer", self.endpoint))?;
+            let status = response.status();
+            let health: Health = response
+                .json()
+                .await
+                .with_context(|| format!("etcd at {}: /health answered {status}", self.endpoint))?;
+            if health.health != "true" {
+                bail!(
+                    "etcd at {} is not healthy (/health: {status}, health={:?})",
+                    self.endpoint,
+                    health.health
+                );
+            }
+            Ok(())
+        })?
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     pub fn remove_member(&self, id: &str) -> anyhow::Result<()> {
@@ -164,6 +241,12 @@ mod tests {
         assert_eq!(list.members.len(), 2);
         assert_eq!(list.members[0].id, "1152");
         assert_eq!(list.members[1].client_urls, Vec::<String>::new());
+        assert!(!list.members[0].is_learner);
+        let added = r#"{"header":{},"member":{"ID":"99","peerURLs":["https://10.0.0.3:2380"],"isLearner":true},"members":[{"ID":"1152","name":"node1","peerURLs":["https://10.0.0.1:2380"]},{"ID":"99","peerURLs":["https://10.0.0.3:2380"],"isLearner":true}]}"#;
+        let added: MemberAdded = serde_json::from_str(added).unwrap();
+        assert!(added.member.is_learner);
+        assert_eq!(added.member.name, "");
+        assert_eq!(added.members.len(), 2);
     }
 
     #[test]

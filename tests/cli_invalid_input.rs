@@ -492,7 +492,7 @@ fn join(root: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
 }
 
 #[test]
-fn join_refuses_bad_discovery_input_and_a_control_plane_join_with_nothing_written() {
+fn join_refuses_bad_discovery_input_and_a_bad_certificate_key_with_nothing_written() {
     let root = tempfile::tempdir().unwrap();
     let token = ["--token", "abcdef.0123456789abcdef"];
     let pin = format!("sha256:{}", "0".repeat(64));
@@ -541,21 +541,29 @@ fn join_refuses_bad_discovery_input_and_a_control_plane_join_with_nothing_writte
             vec!["sha256:abc", "64 hex"],
         ),
         (
-            [&pinned[..], &["--control-plane", "10.0.0.1:6443"]].concat(),
-            vec!["control-plane", "not built yet"],
-        ),
-        (
             [
                 &pinned[..],
                 &[
                     "--control-plane",
+                    "--certificate-key",
+                    "0123abcd",
                     "10.0.0.1:6443",
-                    "--skip-phases",
-                    "preflight",
                 ],
             ]
             .concat(),
-            vec!["not built yet"],
+            vec![
+                "--certificate-key",
+                "64 hexadecimal characters",
+                "<redacted>",
+            ],
+        ),
+        (
+            [
+                &pinned[..],
+                &["--certificate-key", &"ab".repeat(32), "10.0.0.1:6443"],
+            ]
+            .concat(),
+            vec!["--certificate-key", "add --control-plane"],
         ),
         (
             ["--discovery-file", no_credentials.to_str().unwrap()].to_vec(),
@@ -583,7 +591,7 @@ fn join_refuses_bad_discovery_input_and_a_control_plane_join_with_nothing_writte
         }
     }
     assert_empty_dir(root.path(), "join");
-    // A control-plane candidate's preflight still runs (exit 0 or 1, never the refusal).
+    // A control-plane candidate's preflight runs alone (exit 0 or 1, never an input error).
     let preflight_root = tempfile::tempdir().unwrap();
     let (code, stderr) = join(
         preflight_root.path(),
@@ -602,7 +610,7 @@ fn join_refuses_bad_discovery_input_and_a_control_plane_join_with_nothing_writte
         ]
         .concat(),
     );
-    assert!(!stderr.contains("not built yet"), "{code:?}: {stderr}");
+    assert!(!stderr.contains("invalid input"), "{code:?}: {stderr}");
     assert!(matches!(code, Some(0 | 1)), "{code:?}: {stderr}");
     // The endpoint before `phase` is the phase's too.
     let (code, stderr) = join(

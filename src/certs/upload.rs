@@ -2,7 +2,7 @@
 //! the service-account key pair, each file AES-256-GCM encrypted with the 32-byte certificate key
 //! (random 12-byte nonce, no additional data, stored as `nonce || ciphertext || tag`), under the file's
 //! name with `/` made `-` (`etcd-ca.key`). Another control-plane node's `join --certificate-key`
-//! decrypts them.
+//! decrypts them ([`decrypted_files`]).
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
@@ -128,6 +128,48 @@ pub fn encrypted_files(
     Ok(out)
 }
 
+/// The Secret's data decrypted, as (path on this node, contents), every file checked before any is
+/// written. A missing CA key is skipped (an external CA), as kubeadm skips it; any other missing file, or
+/// one that does not open with the key, is an error naming it.
+pub fn decrypted_files(
+    cp: &ControlPlane,
+    key_hex: &str,
+    data: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<(NodePath, Vec<u8>)>, DownloadError> {
+    let mut out = Vec::new();
+    for (name, path) in files(cp) {
+        let Some(sealed) = data.get(&name) else {
+            if name.ends_with(".key") {
+                continue;
+            }
+            return Err(DownloadError::Missing(name));
+        };
+        let plain = decrypt(key_hex, sealed).map_err(|e| match e {
+            CertKeyError::Decrypt => DownloadError::WrongKey(name.clone()),
+            other => DownloadError::Key(other),
+        })?;
+        out.push((path, plain));
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(
+        "the Secret {NAMESPACE}/{SECRET_NAME} has no {0:?}: upload the certificates again on a control-plane node \
+         ('kubestrap init phase upload-certs --upload-certs')"
+    )]
+    Missing(String),
+    #[error(
+        "{0:?} in the Secret {NAMESPACE}/{SECRET_NAME} does not decrypt with the given --certificate-key: the key \
+         is not the one the certificates were uploaded with (it was printed by 'kubestrap init --upload-certs' or \
+         'kubestrap init phase upload-certs --upload-certs')"
+    )]
+    WrongKey(String),
+    #[error("--certificate-key: {0}")]
+    Key(CertKeyError),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +216,33 @@ mod tests {
         );
         data.extend(sealed);
         assert_eq!(decrypt(&key, &data).unwrap(), vec![0u8; 16]);
+    }
+
+    #[test]
+    fn uploaded_files_decrypt_to_their_paths_and_a_wrong_key_names_the_file() {
+        let model = control_plane_model("");
+        let cp = model.control_plane().unwrap();
+        let key = generate_key().unwrap();
+        let mut data = std::collections::BTreeMap::new();
+        for (name, _) in files(&cp) {
+            if name != "front-proxy-ca.key" {
+                data.insert(name.clone(), encrypt(&key, name.as_bytes()).unwrap());
+            }
+        }
+        let out = decrypted_files(&cp, &key, &data).unwrap();
+        assert_eq!(out.len(), 7);
+        assert_eq!(out[0].0.display_str(), "/etc/kubernetes/pki/ca.crt");
+        assert_eq!(out[0].1, b"ca.crt");
+        assert_eq!(out[4].0.display_str(), "/etc/kubernetes/pki/etcd/ca.key");
+        let other = generate_key().unwrap();
+        let err = decrypted_files(&cp, &other, &data).unwrap_err().to_string();
+        assert!(
+            err.contains("\"ca.crt\"") && err.contains("--certificate-key"),
+            "{err}"
+        );
+        data.remove("sa.pub");
+        let err = decrypted_files(&cp, &key, &data).unwrap_err().to_string();
+        assert!(err.contains("sa.pub"), "{err}");
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! `kubestrap join [api-server-endpoint]` and `kubestrap join phase <phase> [sub…]`: joining this node to
-//! a cluster as a worker. A control-plane join (`--control-plane`) is not built yet: only its
-//! preflight runs, the rest is refused (exit 2).
+//! a cluster as a worker, or as another control-plane node (`--control-plane`).
 
 use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
 use crate::config::flags::JoinFlags;
 use crate::model::resolve::join::{DiscoverySource, resolve};
-use crate::phases::join::{JoinData, JoinTree, control_plane, preflight, workflow};
+use crate::phases::join::{JoinData, JoinTree, workflow};
 use crate::workflow::cluster_undo::ClusterUndo;
 use crate::workflow::selection::PhaseSelection;
 use crate::workflow::{self, RunSpec, Target};
@@ -52,9 +51,6 @@ pub fn run(global: &GlobalOpts, cmd: JoinCmd) -> anyhow::Result<()> {
         None => (Target::whole(), cmd.endpoint.as_deref()),
     };
     let resolved = resolve(endpoint, &cmd.flags, host.facts(), &known_phases)?;
-    if resolved.node.is_control_plane() && target.top() != Some(preflight::NAME) {
-        return Err(control_plane::not_built().into());
-    }
     if let DiscoverySource::File { path } = &resolved.options.discovery {
         crate::discovery::fetch::check_file(path, resolved.options.tls_bootstrap_token.is_some())?;
     }

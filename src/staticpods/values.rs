@@ -14,7 +14,7 @@ use crate::model::ETCD_CLIENT_PORT;
 
 const ADVERTISE_ENDPOINT_ANNOTATION: &str =
     "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint";
-const ETCD_CLIENT_URLS_ANNOTATION: &str = "kubeadm.kubernetes.io/etcd.advertise-client-urls";
+pub const ETCD_CLIENT_URLS_ANNOTATION: &str = "kubeadm.kubernetes.io/etcd.advertise-client-urls";
 
 /// What `templates/static-pods/*.yaml` read.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -48,7 +48,7 @@ fn run_local(data: &mut InitData) -> anyhow::Result<()> {
 }
 
 /// Makes the data directory (0700) and, when it was absent or empty, journals it as this run's.
-fn claim_data_dir(host: &Host, dir: &NodePath) -> anyhow::Result<()> {
+pub fn claim_data_dir(host: &Host, dir: &NodePath) -> anyhow::Result<()> {
     let disk = host.disk(dir);
     let existed = disk.is_dir();
     let empty = match std::fs::read_dir(&disk) {

@@ -1,12 +1,14 @@
 //! `init phase mark-control-plane`: the control-plane labels on this node's Node object, and its taints
 //! (kubeadm's `node-role.kubernetes.io/control-plane:NoSchedule` unless `--schedule-on-control-plane`
-//! or `nodeRegistration.taints` says otherwise). Waits for the kubelet to register the Node.
+//! or `nodeRegistration.taints` says otherwise). Waits for the kubelet to register the Node. A
+//! control-plane join marks its node with the same code ([`mark_node`]).
 
 use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
 
 use super::InitData;
 use super::api;
-use crate::cluster::{Check, Patch};
+use crate::cluster::{Check, Gateway, Patch};
+use crate::output::Ui;
 use crate::workflow::Phase;
 
 pub fn phase() -> Phase<InitData> {
@@ -21,8 +23,12 @@ fn taint_text(t: &Taint) -> String {
 }
 
 fn mark(data: &mut InitData) -> anyhow::Result<()> {
-    let node = &data.model.node;
     let gateway = api::gateway(data)?;
+    mark_node(data.host.ui(), &gateway, &data.model.node)
+}
+
+/// Labels and taints `node`'s Node object once its kubelet registered it.
+pub fn mark_node(ui: &Ui, gateway: &Gateway, node: &crate::model::NodeSpec) -> anyhow::Result<()> {
     let labels = &node.labels;
     let taints: Vec<Taint> = node
         .taints
@@ -34,7 +40,6 @@ fn mark(data: &mut InitData) -> anyhow::Result<()> {
             time_added: None,
         })
         .collect();
-    let ui = data.host.ui();
     ui.line(format!(
         "[mark-control-plane] Marking the node {} as control-plane by adding the labels: [{}]",
         node.name,

@@ -1,7 +1,7 @@
 //! The `kubestrap join` workflow: its run data (this node's spec, join's options, the host, and what
 //! discovery learnt, found once and kept) and kubeadm's join phase tree. A worker runs `preflight`,
 //! `kubelet-start` and `kubelet-wait-bootstrap`; the control-plane phases are skipped for it, as kubeadm
-//! skips them, and refuse a control-plane join, which is not built yet.
+//! skips them. A control-plane node (`--control-plane`) runs them all.
 
 pub mod control_plane;
 pub mod discover;
@@ -50,7 +50,11 @@ impl RunData for JoinData {
     }
 
     fn extra_undoers(&self) -> Vec<&dyn UndoEntry> {
-        vec![&self.cluster_undo]
+        vec![
+            &self.cluster_undo,
+            &control_plane::etcd_join::EtcdMemberUndo,
+            &crate::phases::init::etcd::EtcdDataUndo,
+        ]
     }
 }
 

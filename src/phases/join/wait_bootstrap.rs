@@ -65,6 +65,10 @@ fn run(data: &mut JoinData) -> anyhow::Result<()> {
     if host.exists(&bootstrap) {
         host.remove_file(&bootstrap)?;
     }
+    if data.node.is_control_plane() {
+        // control-plane-join prints the control plane's message at the end.
+        return Ok(());
+    }
     ui.line(
         "\nThis node has joined the cluster:\n\
          * Certificate signing request was sent to apiserver and a response was received.\n\

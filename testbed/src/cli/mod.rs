@@ -28,6 +28,7 @@ CLUSTER/NODE. Errors exit 2 when what was typed is wrong (unknown cluster or nod
 
 Examples:
   kubestrap-testbed up --nodes 2
+  kubestrap-testbed up --nodes 3 --lb
   kubestrap-testbed exec node1 -- kubestrap init phase preflight
   kubestrap-testbed cp ./cluster.yaml node1:/root/cluster.yaml
   kubestrap-testbed kubectl node1 -- get nodes
@@ -78,6 +79,10 @@ pub enum Command {
         /// The kubestrap binary the nodes get [default: testbed-kubestrap beside this program]
         #[arg(long, value_name = "PATH")]
         kubestrap: Option<PathBuf>,
+        /// Also start a load-balancer node `lb` (haproxy in TCP mode over every node's :6443, at
+        /// <subnet>.10): the --control-plane-endpoint of an HA cluster
+        #[arg(long)]
+        lb: bool,
     },
     /// Run a command on a node with this terminal's stdin, stdout and stderr; exits with its code
     Exec {
@@ -183,7 +188,11 @@ pub fn run(cli: Cli) -> CliResult<i32> {
         state_dir: cli.state_dir,
     };
     match cli.command {
-        Command::Up { nodes, kubestrap } => up::run(&ctx, nodes, kubestrap.as_deref()),
+        Command::Up {
+            nodes,
+            kubestrap,
+            lb,
+        } => up::run(&ctx, nodes, kubestrap.as_deref(), lb),
         Command::Down { all } => down::run(&ctx, all),
         Command::Status => status::run(&ctx),
         Command::Exec { node, command } => on_node(&ctx, &node, |c, n| node::exec(c, n, &command)),
@@ -246,7 +255,23 @@ mod tests {
         let cli = parse(&["exec", "node1", "--name", "demo", "--", "true"]).unwrap();
         assert_eq!(cli.name.as_deref(), Some("demo"));
         let cli = parse(&["--name", "demo", "up", "--nodes", "2"]).unwrap();
-        assert!(matches!(cli.command, Command::Up { nodes: 2, .. }));
+        assert!(matches!(
+            cli.command,
+            Command::Up {
+                nodes: 2,
+                lb: false,
+                ..
+            }
+        ));
+        let cli = parse(&["up", "--lb"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Up {
+                nodes: 3,
+                lb: true,
+                ..
+            }
+        ));
         let err = parse(&["up", "--name", "Bad_Name"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(

@@ -13,7 +13,7 @@ use crate::driver::identity::Owner;
 use crate::driver::persistent;
 use crate::driver::{Binaries, Cluster, ClusterSpec};
 
-pub fn run(ctx: &Context, nodes: u8, kubestrap: Option<&Path>) -> CliResult<i32> {
+pub fn run(ctx: &Context, nodes: u8, kubestrap: Option<&Path>, lb: bool) -> CliResult<i32> {
     let name = ctx.cluster_name();
     let mut source = Binaries::beside_current_exe()?;
     if let Some(path) = kubestrap {
@@ -60,7 +60,10 @@ pub fn run(ctx: &Context, nodes: u8, kubestrap: Option<&Path>) -> CliResult<i32>
         Cluster::create(
             Owner::cli(name, root.path()),
             &installed,
-            &ClusterSpec::nodes(usize::from(nodes)),
+            &ClusterSpec {
+                lb,
+                ..ClusterSpec::nodes(usize::from(nodes))
+            },
         )
     });
     let cluster = match started {
@@ -87,6 +90,15 @@ pub fn run(ctx: &Context, nodes: u8, kubestrap: Option<&Path>) -> CliResult<i32>
     println!("{:width$}  IP", "NODE");
     for node in &cluster.nodes {
         println!("{:width$}  {}", node.name, node.ip);
+    }
+    if let Some(lb) = &cluster.lb {
+        println!(
+            "{:width$}  {}  (haproxy: --control-plane-endpoint {}:{})",
+            lb.name,
+            lb.ip,
+            lb.ip,
+            crate::driver::lb::LB_PORT
+        );
     }
     Ok(0)
 }

@@ -55,6 +55,9 @@ pub struct ClusterSpec {
     /// Ranges each node's filter table rejects in OUTPUT and FORWARD (the service ranges): after
     /// kube-proxy's DNAT, so handled ClusterIP traffic passes (docs/testbed.md).
     pub reject: Vec<String>,
+    /// A load-balancer node (`lb`, at `<subnet>.10`) running haproxy over every node's :6443, the
+    /// control-plane endpoint of an HA cluster (`driver::lb`).
+    pub lb: bool,
 }
 
 /// The pod ranges every node routes as unreachable by default (kubeadm's and the tests' choices).
@@ -71,6 +74,15 @@ impl ClusterSpec {
             kubelet_version: crate::DEFAULT_KUBERNETES_VERSION.to_string(),
             unreachable: DEFAULT_UNREACHABLE.iter().map(|s| s.to_string()).collect(),
             reject: DEFAULT_REJECT.iter().map(|s| s.to_string()).collect(),
+            lb: false,
+        }
+    }
+
+    /// `count` nodes behind a load-balancer node.
+    pub fn with_lb(count: usize) -> ClusterSpec {
+        ClusterSpec {
+            lb: true,
+            ..ClusterSpec::nodes(count)
         }
     }
 }
@@ -93,6 +105,9 @@ pub struct Cluster {
     /// The node image the nodes were made from.
     pub image: String,
     pub nodes: Vec<Node>,
+    /// The load-balancer node, when the spec asked for one (`host:6443` of its address is the
+    /// control-plane endpoint).
+    pub lb: Option<Node>,
     torn_down: bool,
     _lock: Option<EngineLock>,
 }
@@ -213,6 +228,7 @@ impl Cluster {
             subnet,
             image,
             nodes,
+            lb: None,
             torn_down: false,
             _lock: None,
         }
@@ -267,6 +283,7 @@ impl Cluster {
             subnet: format!("{prefix}.0/24"),
             image: image.clone(),
             nodes: Vec::new(),
+            lb: None,
             torn_down: false,
             _lock: lock,
         };
@@ -355,6 +372,26 @@ impl Cluster {
             }
             cluster.nodes.push(Node {
                 name: name.clone(),
+                container,
+                ip,
+                network: network.clone(),
+            });
+        }
+        if spec.lb {
+            let ip = format!("{prefix}.{}", super::lb::LB_HOST);
+            let container = cluster.owner.container_name("lb");
+            let servers: Vec<(String, String)> = cluster
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.ip.clone()))
+                .collect();
+            let labels = cluster.owner.labels();
+            if let Err(e) = super::lb::start(&container, &labels, &network, &ip, &image, &servers) {
+                let _ = cluster.remove_everything();
+                return Err(e);
+            }
+            cluster.lb = Some(Node {
+                name: "lb".to_string(),
                 container,
                 ip,
                 network: network.clone(),

@@ -7,6 +7,7 @@ pub mod fixture;
 pub mod identity;
 pub mod image;
 pub mod inspect;
+pub mod lb;
 pub mod node_state;
 pub mod persistent;
 pub mod podnet;

@@ -138,6 +138,21 @@ pub fn join_worker(
 
 /// The worker join command `kubestrap init` printed (its continuation lines joined), if any.
 pub fn printed_join_command(init_stdout: &str) -> Option<String> {
+    printed_join_commands(init_stdout)
+        .into_iter()
+        .find(|c| !c.contains("--control-plane"))
+}
+
+/// The control-plane join command `kubestrap init --upload-certs` printed (with
+/// `--control-plane --certificate-key`), if any.
+pub fn printed_control_plane_join_command(init_stdout: &str) -> Option<String> {
+    printed_join_commands(init_stdout)
+        .into_iter()
+        .find(|c| c.contains("--control-plane"))
+}
+
+/// Every `kubestrap join` command in init's output, continuation lines joined.
+fn printed_join_commands(init_stdout: &str) -> Vec<String> {
     let mut commands = Vec::new();
     let mut current: Option<String> = None;
     for line in init_stdout.lines() {
@@ -158,7 +173,7 @@ pub fn printed_join_command(init_stdout: &str) -> Option<String> {
     commands
         .into_iter()
         .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
-        .find(|c| !c.contains("--control-plane"))
+        .collect()
 }
 
 /// A flag's value in a printed command (`--token` → the token).

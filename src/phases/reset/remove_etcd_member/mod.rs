@@ -306,12 +306,14 @@ mod tests {
                 name: "cp0".into(),
                 peer_urls: vec!["https://10.0.0.4:2380".into()],
                 client_urls: vec![],
+                is_learner: false,
             },
             Member {
                 id: "2".into(),
                 name: "".into(),
                 peer_urls: vec!["https://10.0.0.5:2380".into()],
                 client_urls: vec![],
+                is_learner: false,
             },
         ];
         assert_eq!(find_self(&members, &local).unwrap().id, "2");
