@@ -71,7 +71,7 @@ fn init_config(settings: &ClusterSettings, endpoint: &str) -> Result<String> {
         "etcd": {"local": {"imageTag": settings.etcd_tag}},
         "networking": {"serviceSubnet": settings.service_cidr, "dnsDomain": settings.dns_domain},
     });
-    Ok(kubestrap::yaml::to_documents(&[init, cluster])?)
+    kubestrap::yaml::to_documents(&[init, cluster])
 }
 
 /// The etcd members node's etcd lists: (name, id, is learner).

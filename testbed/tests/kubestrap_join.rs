@@ -1,7 +1,8 @@
 //! `kubestrap join` of worker nodes on one testbed cluster made by `kubestrap init` (every step shares
 //! it): node2 joins with the command init printed. On node3: a dry run changes nothing; the refusals —
 //! unknown token id, wrong secret, wrong CA pin, unreachable endpoint, a TLS bootstrap token the API
-//! server does not know — each exit 1 naming the failed check and leave nothing on the node (`find`
+//! server does not know — each exit 1 naming the failed check (a control-plane join of this cluster,
+//! which has no control-plane endpoint, exits 2) and leave nothing on the node (`find`
 //! under its state directories, no effect in its journal), as does a join while node3 is partitioned
 //! from the control plane; a join whose TLS bootstrap does not finish
 //! in time (`tlsBootstrap: 1ms`) is rolled back to the same files; node3 then joins through kubestrap's
@@ -230,6 +231,31 @@ fn run(cluster: &Cluster) -> Result<()> {
         );
         left_nothing(node3, what, &before)?;
     }
+
+    // ---- node3: a control-plane join of a cluster without a control-plane endpoint: exit 2 ----
+    let at = Instant::now();
+    let out = scenario::run_join_command(
+        node3,
+        &format!(
+            "{command} --control-plane --certificate-key {}",
+            "ab".repeat(32)
+        ),
+    )?;
+    eprintln!("refusal (no control-plane endpoint): {}", elapsed(at));
+    ensure!(
+        out.code == 2,
+        "no endpoint: exit {}: {}",
+        out.code,
+        out.stderr
+    );
+    for needle in ["stable controlPlaneEndpoint", "--control-plane-endpoint"] {
+        ensure!(
+            out.stderr.contains(needle),
+            "no endpoint: {needle:?} not in:\n{}",
+            out.stderr
+        );
+    }
+    left_nothing(node3, "no control-plane endpoint", &before)?;
 
     // ---- node3: cut off from the control plane during the join: refused, naming the endpoint ----
     let at = Instant::now();
