@@ -1,7 +1,9 @@
 //! An HA cluster made by kubestrap on one testbed cluster of three nodes behind the load-balancer
 //! node (haproxy over every node's :6443; docs/testbed.md): node1 runs `kubestrap init
 //! --control-plane-endpoint <lb>:6443 --upload-certs`; on node2 a control-plane join with a wrong
-//! certificate key exits 1 naming it and leaves nothing; node2 and node3 join as control planes with
+//! certificate key exits 1 naming it and leaves nothing, one without a key exits 2, one that fails after
+//! adding its learner (`etcdAPICall: 1ms`) is rolled back and the learner removed, and a dry run plans
+//! without adding a member; node2 and node3 join as control planes with
 //! the command init printed, giving a real 3-member etcd (`etcdctl member list`: three voting members)
 //! and three control-plane Nodes. kubectl through the endpoint keeps working while node3 is stopped.
 //! node3 then loses its state without leaving etcd (`reset --skip-phases remove-etcd-member` and its
@@ -205,6 +207,23 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
         state_files(node2)? == before,
         "the refused join left files:\n{}",
         state_files(node2)?
+    );
+
+    // ---- no certificate key and no shared certificates on the node: exit 2, nothing written ----
+    let keyless = command.replace(&format!(" --certificate-key {key}"), "");
+    let refused = scenario::run_join_command(node2, &keyless)?;
+    ensure!(refused.code == 2, "no key: {refused:?}");
+    ensure!(
+        refused
+            .stderr
+            .contains("needs the cluster's shared certificates: give --certificate-key")
+            && refused.stderr.contains("/etc/kubernetes/pki/ca.key"),
+        "{}",
+        refused.stderr
+    );
+    ensure!(
+        state_files(node2)? == before,
+        "the key-less join left files"
     );
 
     // ---- a join that fails after adding its learner is rolled back, the learner removed ----
