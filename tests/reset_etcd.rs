@@ -1,6 +1,7 @@
 //! reset's `remove-etcd-member` against a real multi-member etcd (Debian etcd-server, TLS in kubeadm's
 //! layout, members on 127.0.0.x in a private network namespace): removing a member leaves the others
-//! healthy; the last member is skipped fast and backed up before its data is wiped.
+//! healthy; the last member is skipped fast and backed up before its data is wiped. And the etcd client's
+//! calls a control-plane join makes (learner add, promote, health, remove) against the same etcd.
 
 mod common;
 
@@ -52,6 +53,19 @@ fn start_member(
     cluster: &str,
     log: &Path,
 ) -> Child {
+    start_member_in(pki, name, ip, data_dir, cluster, "new", log)
+}
+
+/// A member of a `new` cluster, or one joining an `existing` one.
+fn start_member_in(
+    pki: &Path,
+    name: &str,
+    ip: &str,
+    data_dir: &Path,
+    cluster: &str,
+    state: &str,
+    log: &Path,
+) -> Child {
     let p = pki.join("etcd");
     let f = |n: &str| p.join(n).display().to_string();
     Command::new("etcd")
@@ -63,7 +77,7 @@ fn start_member(
             format!("--listen-peer-urls=https://{ip}:2380"),
             format!("--initial-advertise-peer-urls=https://{ip}:2380"),
             format!("--initial-cluster={cluster}"),
-            "--initial-cluster-state=new".into(),
+            format!("--initial-cluster-state={state}"),
             format!("--cert-file={}", f("server.crt")),
             format!("--key-file={}", f("server.key")),
             "--client-cert-auth=true".into(),
@@ -324,4 +338,76 @@ fn removing_a_member_keeps_the_others_healthy_and_the_last_member_is_backed_up()
                 .starts_with("backup-")),
         "a member that was not the last needs no backup"
     );
+}
+
+#[test]
+fn a_learner_added_through_the_gateway_is_promoted_once_it_has_caught_up() {
+    use kubestrap::etcd::EtcdClient;
+    if !common::enter_sandbox(
+        "a_learner_added_through_the_gateway_is_promoted_once_it_has_caught_up",
+    ) {
+        return;
+    }
+    common::require(&["etcd", "etcdctl", "openssl"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    make_pki(&pki);
+    let mut members = Members(vec![start_member(
+        &pki,
+        "l1",
+        "127.0.0.1",
+        &dir.path().join("l1"),
+        "l1=https://127.0.0.1:2380",
+        &dir.path().join("l1.log"),
+    )]);
+    wait_healthy(&pki, "https://127.0.0.1:2379");
+    let p = pki.join("etcd");
+    let client = |endpoint: &str| {
+        EtcdClient::new(
+            endpoint,
+            &p.join("ca.crt"),
+            &p.join("healthcheck-client.crt"),
+            &p.join("healthcheck-client.key"),
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    };
+    let first = client("https://127.0.0.1:2379");
+    first.healthy().unwrap();
+    let (added, after) = first.add_learner("https://127.0.0.2:2380").unwrap();
+    assert!(added.is_learner && added.name.is_empty(), "{added:?}");
+    assert_eq!(after.len(), 2);
+    // Not started: not in sync with the leader, so not promotable.
+    let err = format!("{:#}", first.promote(&added.id).unwrap_err());
+    assert!(err.contains("in sync with leader"), "{err}");
+    members.0.push(start_member_in(
+        &pki,
+        "l2",
+        "127.0.0.2",
+        &dir.path().join("l2"),
+        "l1=https://127.0.0.1:2380,l2=https://127.0.0.2:2380",
+        "existing",
+        &dir.path().join("l2.log"),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = first.promote(&added.id) {
+        assert!(Instant::now() < deadline, "never promoted: {e:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let list = first.members().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|m| !m.is_learner), "{list:?}");
+    assert!(list.iter().any(|m| m.name == "l2"), "{list:?}");
+    client("https://127.0.0.2:2379").healthy().unwrap();
+    // The undo of a failed join: the member goes through the other one, the cluster stays healthy.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(e) = first.remove_member(&added.id) {
+        assert!(
+            format!("{e:#}").contains("unhealthy cluster") && Instant::now() < deadline,
+            "{e:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(first.members().unwrap().len(), 1);
+    first.healthy().unwrap();
 }
