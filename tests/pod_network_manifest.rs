@@ -151,7 +151,7 @@ fn only_these_changed(file: &str, edited: &Edited, expected: &[(&str, &[&str])])
     assert_eq!(seen.len(), expected.len(), "{seen:?}");
 }
 
-fn find<'a>(edited: &'a Edited, kind: &str, name: &str) -> Value {
+fn find(edited: &Edited, kind: &str, name: &str) -> Value {
     for (_, value) in documents(&edited.text) {
         let items: Vec<Value> = if value["kind"] == "List" {
             value["items"].as_array().unwrap().clone()

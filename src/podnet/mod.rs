@@ -371,6 +371,59 @@ mod tests {
     }
 
     #[test]
+    fn field_locators_are_typed() {
+        let flannel = &get("flannel").unwrap().data.fields;
+        assert_eq!(
+            flannel.mtu,
+            [Field {
+                kind: ObjectKind::ConfigMap,
+                name: "kube-flannel-cfg".into(),
+                at: Location::DataJson {
+                    key: "cni-conf.json".into(),
+                    path: vec![
+                        Step::Key("plugins".into()),
+                        Step::Element(BTreeMap::from([("type".into(), "flannel".into())])),
+                        Step::Key("delegate".into()),
+                        Step::Key("mtu".into()),
+                    ],
+                },
+                value: FieldValue::Mtu,
+                required: false,
+            }]
+        );
+        assert!(flannel.pod_cidr[0].required);
+        let calico = &get("calico").unwrap().data.fields;
+        assert_eq!(
+            calico.interface[0].at,
+            Location::Env {
+                container: "calico-node".into(),
+                name: "IP_AUTODETECTION_METHOD".into()
+            }
+        );
+        // every addon's fields name its own DaemonSet or a ConfigMap, and carry its IPv4 pod subnet
+        for addon in all() {
+            for field in addon.data.fields.all() {
+                if field.kind == ObjectKind::DaemonSet {
+                    assert_eq!(field.name, addon.data.daemonset, "{}", addon.name);
+                }
+            }
+            assert!(
+                addon
+                    .data
+                    .fields
+                    .pod_cidr
+                    .iter()
+                    .any(|f| f.value == FieldValue::Ipv4Cidr)
+            );
+        }
+        // an unknown location or value is a broken data file
+        let bad = "{kind: ConfigMap, name: x, at: {annotation: y}, value: mtu}";
+        assert!(crate::yaml::from_str::<Field>(bad).is_err());
+        let bad = "{kind: ConfigMap, name: x, at: {data: y}, value: colour}";
+        assert!(crate::yaml::from_str::<Field>(bad).is_err());
+    }
+
+    #[test]
     fn images_go_under_a_mirror() {
         let flannel = get("flannel").unwrap();
         let image = &flannel.data.images["flannel"];
