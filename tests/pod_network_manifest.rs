@@ -734,13 +734,21 @@ fn serve(cert: &[u8], key: &[u8], body: String) -> String {
                 }
             }
             let head = String::from_utf8_lossy(&request);
-            let (status, text) = if head.starts_with("GET /kube-flannel.yml ") {
-                ("200 OK", body.as_str())
+            let (status, extra, text) = if head.starts_with("GET /kube-flannel.yml ") {
+                ("200 OK", "", body.as_str())
+            } else if head.starts_with("GET /moved ") {
+                ("302 Found", "Location: /kube-flannel.yml\r\n", "")
+            } else if head.starts_with("GET /downgraded ") {
+                (
+                    "302 Found",
+                    "Location: http://127.0.0.1:1/kube-flannel.yml\r\n",
+                    "",
+                )
             } else {
-                ("404 Not Found", "no such manifest")
+                ("404 Not Found", "", "no such manifest")
             };
             let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
                 text.len()
             );
             let _ = tls.write_all(response.as_bytes());
@@ -796,11 +804,33 @@ fn an_https_url_is_fetched_and_edited_and_an_untrusted_or_missing_one_refused() 
     );
     assert_empty(root.path(), "fetched dry run");
 
-    // a server whose CA the client does not trust, and a missing document
+    // a redirect within https is followed
+    let root = tempfile::tempdir().unwrap();
+    let moved = format!("{url}/moved");
+    let mut args = vec!["--dry-run", "--pod-network-manifest", &moved];
+    args.extend(phase);
+    let out = kubestrap(root.path(), &args, &trusted);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Would apply api-object apps/v1 DaemonSet kube-flannel/kube-flannel-ds")
+    );
+
+    // a server whose CA the client does not trust, a missing document, a redirect to http://
     let missing = format!("{url}/calico.yaml");
+    let downgraded = format!("{url}/downgraded");
     for (location, envs, needle) in [
         (manifest_url.as_str(), &[][..], "can not be fetched"),
         (missing.as_str(), &trusted[..], "HTTP 404"),
+        (
+            downgraded.as_str(),
+            &trusted[..],
+            "refused a redirect to http://127.0.0.1:1/kube-flannel.yml",
+        ),
     ] {
         let root = tempfile::tempdir().unwrap();
         let mut args = vec!["--pod-network-manifest", location];

@@ -172,7 +172,19 @@ fn fetch(location: &str) -> Result<String, InvalidInput> {
 }
 
 fn download(url: &str) -> Result<Vec<u8>, String> {
+    // Release downloads redirect (GitHub's to its object store); a redirect may not leave TLS.
+    let https_only = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.url().scheme() != "https" {
+            let to = attempt.url().to_string();
+            attempt.error(format!("refused a redirect to {to}: not https"))
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    });
     let client = reqwest::Client::builder()
+        .redirect(https_only)
         .connect_timeout(FETCH_TIMEOUT)
         .timeout(FETCH_TIMEOUT)
         .build()
