@@ -704,3 +704,87 @@ fn edit_daemon_set(set: &mut DaemonSet, field: &Field, wanted: &Wanted) -> Resul
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn documents_split_at_column_zero_markers_only() {
+        let text = "# leading comment\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata:\n  x: |\n    ---\n    not a marker\n--- \n---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems: []\n";
+        let docs = split(text).unwrap();
+        assert_eq!(docs.len(), 4);
+        assert_eq!(docs[0].value["data"]["x"], "---\nnot a marker\n");
+        assert!(docs[1].value.is_null() && docs[2].value.is_null());
+        assert!(is_list(&docs[3].value));
+        let joined: String = docs.iter().map(|d| d.text.as_str()).collect();
+        assert_eq!(joined, text, "the split loses nothing");
+        assert!(
+            split("---\n# nothing\n")
+                .unwrap_err()
+                .contains("no objects")
+        );
+        assert!(split("- a\n- b\n").unwrap_err().contains("not an object"));
+    }
+
+    fn flannel_arg_field() -> Field {
+        podnet::get("flannel").unwrap().data.fields.interface[0].clone()
+    }
+
+    fn daemonset(args: &[&str]) -> DaemonSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "kube-flannel-ds"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "kube-flannel", "args": args}
+            ]}}}
+        }))
+        .unwrap()
+    }
+
+    fn args(set: &DaemonSet) -> Vec<String> {
+        set.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .args
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn interface_flags_are_replaced_in_place_in_either_form() {
+        let field = flannel_arg_field();
+        let wanted = Wanted::Set(json!("--iface-can-reach=10.0.0.1"));
+        let mut set = daemonset(&[
+            "--ip-masq",
+            "--iface",
+            "eth1",
+            "--kube-subnet-mgr",
+            "--iface-regex=x",
+        ]);
+        let change = edit_daemon_set(&mut set, &field, &wanted).unwrap();
+        assert_eq!(
+            args(&set),
+            [
+                "--ip-masq",
+                "--iface-can-reach=10.0.0.1",
+                "--kube-subnet-mgr"
+            ]
+        );
+        assert_eq!(
+            change,
+            Some((
+                Some("--iface=eth1 --iface-regex=x".to_string()),
+                Some("--iface-can-reach=10.0.0.1".to_string())
+            ))
+        );
+        // already so: no change
+        let mut same = daemonset(&["--iface-can-reach=10.0.0.1"]);
+        assert_eq!(edit_daemon_set(&mut same, &field, &wanted).unwrap(), None);
+    }
+}
