@@ -98,6 +98,12 @@ impl Ui {
         }
     }
 
+    /// A line for the user that is neither progress nor a warning (what an input edit changed);
+    /// always on stderr.
+    pub fn note(&self, text: impl AsRef<str>) {
+        print_error_line(text);
+    }
+
     /// A warning; always on stderr.
     pub fn warn(&self, text: impl AsRef<str>) {
         print_error_line(format!("W: {}", text.as_ref()));

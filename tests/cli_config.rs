@@ -119,8 +119,23 @@ fn images_follow_the_version_table_and_overrides() {
             "registry.k8s.io/coredns/coredns:v1.12.1",
             "registry.k8s.io/pause:3.10.1",
             "registry.k8s.io/etcd:3.6.5-0",
+            // the default pod network's (flannel), at upstream's registry
+            "ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1",
+            "ghcr.io/flannel-io/flannel:v0.27.4",
         ]
     );
+    // another addon's images, none for `--pod-network none`
+    let calico = stdout_of(&["config", "images", "list", "--pod-network", "calico"]);
+    assert_eq!(
+        calico.lines().skip(7).collect::<Vec<_>>(),
+        [
+            "quay.io/calico/cni:v3.30.0",
+            "quay.io/calico/kube-controllers:v3.30.0",
+            "quay.io/calico/node:v3.30.0"
+        ]
+    );
+    let none = stdout_of(&["config", "images", "list", "--pod-network", "none"]);
+    assert_eq!(none.lines().collect::<Vec<_>>(), images[..7]);
     let json: Value = serde_json::from_str(&stdout_of(&[
         "config",
         "images",
@@ -153,6 +168,11 @@ fn images_follow_the_version_table_and_overrides() {
         list.contains(&"mirror.example/k8s/pause:3.10.2"),
         "{list:?}"
     );
+    // the addon's images go under the mirror too
+    assert!(
+        list.contains(&"mirror.example/k8s/flannel:v0.27.4"),
+        "{list:?}"
+    );
 }
 
 #[test]
@@ -171,7 +191,8 @@ fn images_honour_disabled_addons_and_external_etcd() {
         "--config",
         path.to_str().unwrap(),
     ]);
-    assert_eq!(text.lines().count(), 4, "{text}");
+    // the control plane's three and pause, then the pod network's two
+    assert_eq!(text.lines().count(), 6, "{text}");
     assert!(
         !text.contains("etcd") && !text.contains("coredns") && !text.contains("kube-proxy"),
         "{text}"
@@ -236,7 +257,7 @@ fn images_pull_names_the_runtime_and_refuses_bad_sockets() {
         plan.lines()
             .filter(|l| l.starts_with("[dry-run] Would pull "))
             .count(),
-        7,
+        9,
         "{plan}"
     );
 }

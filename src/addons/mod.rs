@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
@@ -15,6 +16,7 @@ use crate::config::defaults::DEFAULT_TOKEN_GROUP;
 use crate::model::ControlPlane;
 use crate::render::{RenderError, Renderer, decode_checked};
 
+pub mod manifest;
 pub mod pod_network;
 
 pub const COREDNS_TEMPLATE: &str = "addons/coredns.yaml";
@@ -36,6 +38,8 @@ pub enum AddonObject {
     Deployment(Deployment),
     DaemonSet(DaemonSet),
     Service(Service),
+    /// In upstream's calico manifest (`--pod-network-manifest`).
+    PodDisruptionBudget(PodDisruptionBudget),
 }
 
 impl AddonObject {
@@ -63,6 +67,9 @@ impl AddonObject {
             "Deployment" => AddonObject::Deployment(decode_checked(value, &kind).map_err(typed)?),
             "DaemonSet" => AddonObject::DaemonSet(decode_checked(value, &kind).map_err(typed)?),
             "Service" => AddonObject::Service(decode_checked(value, &kind).map_err(typed)?),
+            "PodDisruptionBudget" => {
+                AddonObject::PodDisruptionBudget(decode_checked(value, &kind).map_err(typed)?)
+            }
             other => {
                 return Err(RenderError::Template {
                     template: template.to_string(),
@@ -86,6 +93,7 @@ impl AddonObject {
             AddonObject::Deployment(o) => gateway.apply(o).map(drop),
             AddonObject::DaemonSet(o) => gateway.apply(o).map(drop),
             AddonObject::Service(o) => gateway.apply(o).map(drop),
+            AddonObject::PodDisruptionBudget(o) => gateway.apply(o).map(drop),
         }
     }
 }

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{AddonObject, render_with};
-use crate::model::{ControlPlane, InterfaceSelection, PodInterface};
+use crate::model::{ClusterSpec, ControlPlane, InterfaceSelection, PodInterface};
 use crate::podnet::{Addon, Crd, Family, Selection};
 use crate::render::{RenderError, Renderer, TEMPLATES};
 
@@ -139,6 +139,30 @@ fn interface_values(
     }
 }
 
+/// The addon's images by role (`images.<role>` in addon.yaml): at upstream's registries with the default
+/// image repository, under the configured one (a mirror) otherwise.
+pub fn image_references(addon: &Addon, cluster: &ClusterSpec) -> BTreeMap<String, String> {
+    let mirror = (cluster.image_repository != DEFAULT_IMAGE_REPOSITORY)
+        .then_some(cluster.image_repository.as_str());
+    addon
+        .data
+        .images
+        .iter()
+        .map(|(role, image)| (role.clone(), image.reference(mirror)))
+        .collect()
+}
+
+/// The images of the cluster's pod-network addon (none for `--pod-network none`), in role order:
+/// what `config images list|pull` adds to the control plane's.
+pub fn images(cluster: &ClusterSpec) -> Vec<String> {
+    cluster
+        .pod_network
+        .addon
+        .addon()
+        .map(|addon| image_references(addon, cluster).into_values().collect())
+        .unwrap_or_default()
+}
+
 /// The values the addon's templates get, from the model.
 pub fn values(
     addon: &'static Addon,
@@ -175,8 +199,6 @@ pub fn values(
         Some(interface) => Some(interface - overhead),
         None => None,
     };
-    let mirror = (cluster.image_repository != DEFAULT_IMAGE_REPOSITORY)
-        .then_some(cluster.image_repository.as_str());
     let fallback = cluster
         .control_plane_endpoint
         .as_ref()
@@ -188,11 +210,7 @@ pub fn values(
         daemonset: data.daemonset.clone(),
         cni_network: data.footprint.cni_network.clone(),
         cni_configs: data.footprint.cni_configs.clone(),
-        images: data
-            .images
-            .iter()
-            .map(|(role, image)| (role.clone(), image.reference(mirror)))
-            .collect(),
+        images: image_references(addon, cluster),
         ipv4_cidr,
         ipv6_cidr,
         mtu,

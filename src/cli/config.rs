@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::GlobalOpts;
-use crate::config::flags::InitFlags;
+use crate::config::flags::{InitFlags, PodNetwork};
 use crate::config::{defaults, load, types::*, validate as v};
 use crate::error::InvalidInput;
 use crate::host::Facts;
@@ -72,6 +72,14 @@ pub struct ImagesArgs {
     /// Image registry
     #[arg(long, value_name = "REPO")]
     pub image_repository: Option<String>,
+    /// Pod-network addon whose images are listed with the control plane's (none: no addon images)
+    #[arg(
+        long,
+        value_parser = PodNetwork::parser(),
+        value_name = "ADDON",
+        default_value = crate::podnet::DEFAULT
+    )]
+    pub pod_network: PodNetwork,
 }
 
 pub fn run(global: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
@@ -223,6 +231,7 @@ fn image_settings(args: &ImagesArgs) -> anyhow::Result<ResolvedInit> {
     let flags = InitFlags {
         kubernetes_version: args.kubernetes_version.clone(),
         image_repository: args.image_repository.clone(),
+        pod_network: Some(args.pod_network),
         ..Default::default()
     };
     Ok(init::resolve_file(
@@ -238,11 +247,19 @@ fn images_list(global: &GlobalOpts, args: &ImagesArgs) -> anyhow::Result<()> {
     let list = ImageList {
         kind: "Images",
         api_version: "output.kubeadm.k8s.io/v1alpha3",
-        images: settings.model.cluster.required_images(),
+        images: images(&settings),
     };
     global.ui().result(&list, || {
         list.images.iter().map(|i| format!("{i}\n")).collect()
     })
+}
+
+/// The control plane's images (kubeadm's list), then the pod-network addon's.
+fn images(settings: &ResolvedInit) -> Vec<String> {
+    let cluster = &settings.model.cluster;
+    let mut images = cluster.required_images();
+    images.extend(crate::addons::pod_network::images(cluster));
+    images
 }
 
 /// How long one image may take to pull before the pull is called hung.
@@ -260,7 +277,7 @@ fn images_pull(global: &GlobalOpts, args: &ImagesPullArgs) -> anyhow::Result<()>
         None => settings.model.node.cri_socket.clone(),
     };
     let ui = global.ui();
-    for image in settings.model.cluster.required_images() {
+    for image in images(&settings) {
         if global.dry_run {
             ui.line(format!("[dry-run] Would pull {image} through {socket}"));
             continue;

@@ -563,7 +563,25 @@ mod tests {
                 .iter()
                 .any(|r| r.0 == "`kubestrap verify network`")
         );
-        // A flag of a built command the binary lacks is planned under that command.
+        // A flag of a built command the binary lacks is planned under that command: the tree
+        // whose init lacks `--pod-network-manifest` plans it.
+        assert!(
+            !rows.iter().any(|r| r.1.contains("--pod-network-manifest")),
+            "{rows:?}"
+        );
+        let without_flag = Command::new("kubestrap").subcommands(root.get_subcommands().map(|c| {
+            if c.get_name() != "init" {
+                return c.clone();
+            }
+            Command::new("init")
+                .args(
+                    c.get_arguments()
+                        .filter(|a| a.get_id() != "pod_network_manifest")
+                        .cloned(),
+                )
+                .subcommands(c.get_subcommands().cloned())
+        }));
+        let rows = planned(&without_flag);
         assert!(
             rows.iter()
                 .any(|r| r.0 == "`kubestrap init`" && r.1.contains("--pod-network-manifest")),

@@ -35,7 +35,17 @@ pub fn run(global: &GlobalOpts, cmd: InitCmd) -> anyhow::Result<()> {
     let host = global.host();
     let init = workflow();
     let known_phases = workflow::phase_paths(&init.tree());
-    let resolved = resolve(&cmd.flags, host.facts(), &known_phases)?;
+    let mut flags = cmd.flags.clone();
+    let manifest = crate::phases::init::addon::read_manifest(&mut flags)?;
+    let resolved = resolve(&flags, host.facts(), &known_phases)?;
+    let pod_network_manifest = match manifest {
+        Some(m) => Some(crate::phases::init::addon::edit_manifest(
+            m,
+            &resolved.model,
+            host.facts(),
+        )?),
+        None => None,
+    };
     for notice in &resolved.notices {
         ui.warn(notice);
     }
@@ -68,6 +78,7 @@ pub fn run(global: &GlobalOpts, cmd: InitCmd) -> anyhow::Result<()> {
         host,
         cluster_undo: ClusterUndo::default(),
         discovery_binary,
+        pod_network_manifest,
     };
     workflow::execute(&init, &mut data, &spec)
 }

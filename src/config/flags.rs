@@ -207,6 +207,15 @@ pub struct InitFlags {
         value_name = "ADDON"
     )]
     pub pod_network: Option<PodNetwork>,
+    /// Apply this manifest (a file or an https:// URL; upstream's own) instead of the built-in one,
+    /// with the pod CIDR, MTU and interface set at the fields its addon's addon.yaml names
+    #[arg(
+        long,
+        global = true,
+        allow_hyphen_values = true,
+        value_name = "FILE|URL"
+    )]
+    pub pod_network_manifest: Option<String>,
     /// Leave the control-plane node schedulable: mark-control-plane adds no NoSchedule taint
     #[arg(long, global = true)]
     pub schedule_on_control_plane: bool,

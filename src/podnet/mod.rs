@@ -122,15 +122,103 @@ pub enum Selection {
     CanReach,
 }
 
-/// Locations of settable values in upstream's manifest: `Kind/name` then the path inside it.
+/// Where upstream's manifest keeps the values kubestrap sets (`--pod-network-manifest` edits exactly
+/// these), by what they set.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Fields {
-    pub pod_cidr: Vec<String>,
+    pub pod_cidr: Vec<Field>,
     #[serde(default)]
-    pub mtu: Vec<String>,
+    pub mtu: Vec<Field>,
     #[serde(default)]
-    pub interface: Vec<String>,
+    pub interface: Vec<Field>,
+}
+
+impl Fields {
+    /// Every field, pod CIDR first, then MTU, then interface.
+    pub fn all(&self) -> impl Iterator<Item = &Field> {
+        self.pod_cidr.iter().chain(&self.mtu).chain(&self.interface)
+    }
+}
+
+/// One settable value of upstream's manifest: the object, where inside it, and what kubestrap puts there.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Field {
+    pub kind: ObjectKind,
+    /// The object's `metadata.name`.
+    pub name: String,
+    pub at: Location,
+    pub value: FieldValue,
+    /// The manifest must already hold the field (upstream always sets it): a manifest without it is
+    /// refused rather than given it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// The kinds of object a field lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ObjectKind {
+    ConfigMap,
+    DaemonSet,
+}
+
+impl ObjectKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::ConfigMap => "ConfigMap",
+            ObjectKind::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+/// Where in the object the value is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Location {
+    /// A ConfigMap's `data` key.
+    Data(String),
+    /// A value inside the JSON document a ConfigMap `data` key holds.
+    DataJson { key: String, path: Vec<Step> },
+    /// An environment variable (`value:`) of a container or init container.
+    Env { container: String, name: String },
+    /// A `--flag=value` argument of a container; the value replaces any argument of `flags`.
+    Arg {
+        container: String,
+        flags: Vec<String>,
+    },
+}
+
+/// One step of a path inside a JSON document: a key, or the element of an array whose keys have
+/// these string values (`{type: flannel}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Step {
+    Key(String),
+    Element(BTreeMap<String, String>),
+}
+
+/// What kubestrap puts in a field, from the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FieldValue {
+    /// The IPv4 pod subnet; removed when the cluster has none.
+    Ipv4Cidr,
+    /// The IPv6 pod subnet; removed when the cluster has none.
+    Ipv6Cidr,
+    /// `false` when the cluster has no IPv4 pod subnet; removed (the addon's default, on) otherwise.
+    Ipv4Disabled,
+    /// `true` when the cluster has an IPv6 pod subnet; removed (the addon's default, off) otherwise.
+    Ipv6Enabled,
+    /// The pod MTU (interface MTU − the encapsulation overhead); left alone when unknown.
+    Mtu,
+    /// flanneld's interface flags: `--iface-regex=<regex of the IPv4 subnet>` or
+    /// `--iface-can-reach=<address>`; left alone when nothing is selected.
+    IfaceFlag,
+    /// calico's autodetection method for an IPv4 node address: `cidr=<subnet>` or `can-reach=<address>`.
+    AutodetectionIpv4,
+    /// The same for an IPv6 node address.
+    AutodetectionIpv6,
 }
 
 /// Names matched exactly or by prefix.
@@ -280,6 +368,59 @@ mod tests {
         }
         assert_eq!(choices(), ["flannel", "calico", "weave", "none"]);
         assert!(get(DEFAULT).is_some());
+    }
+
+    #[test]
+    fn field_locators_are_typed() {
+        let flannel = &get("flannel").unwrap().data.fields;
+        assert_eq!(
+            flannel.mtu,
+            [Field {
+                kind: ObjectKind::ConfigMap,
+                name: "kube-flannel-cfg".into(),
+                at: Location::DataJson {
+                    key: "cni-conf.json".into(),
+                    path: vec![
+                        Step::Key("plugins".into()),
+                        Step::Element(BTreeMap::from([("type".into(), "flannel".into())])),
+                        Step::Key("delegate".into()),
+                        Step::Key("mtu".into()),
+                    ],
+                },
+                value: FieldValue::Mtu,
+                required: false,
+            }]
+        );
+        assert!(flannel.pod_cidr[0].required);
+        let calico = &get("calico").unwrap().data.fields;
+        assert_eq!(
+            calico.interface[0].at,
+            Location::Env {
+                container: "calico-node".into(),
+                name: "IP_AUTODETECTION_METHOD".into()
+            }
+        );
+        // every addon's fields name its own DaemonSet or a ConfigMap, and carry its IPv4 pod subnet
+        for addon in all() {
+            for field in addon.data.fields.all() {
+                if field.kind == ObjectKind::DaemonSet {
+                    assert_eq!(field.name, addon.data.daemonset, "{}", addon.name);
+                }
+            }
+            assert!(
+                addon
+                    .data
+                    .fields
+                    .pod_cidr
+                    .iter()
+                    .any(|f| f.value == FieldValue::Ipv4Cidr)
+            );
+        }
+        // an unknown location or value is a broken data file
+        let bad = "{kind: ConfigMap, name: x, at: {annotation: y}, value: mtu}";
+        assert!(crate::yaml::from_str::<Field>(bad).is_err());
+        let bad = "{kind: ConfigMap, name: x, at: {data: y}, value: colour}";
+        assert!(crate::yaml::from_str::<Field>(bad).is_err());
     }
 
     #[test]

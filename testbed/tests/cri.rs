@@ -406,7 +406,8 @@ fn preflight_finds_the_testbed_runtime() -> Result<()> {
     );
 
     // `config images pull` goes through the same runtime: every image of a cluster with an etcd the
-    // testbed runs pulls, and the default etcd (another minor) fails, naming the image.
+    // testbed runs (and no pod network: `--pod-network none` leaves out the addon's images) pulls, and
+    // the default etcd (another minor) fails, naming the image.
     node.write_file(
         "/root/no-addons.yaml",
         b"apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ndns:\n  disabled: true\nproxy:\n  disabled: true\netcd:\n  local:\n    imageTag: 3.4.23-0\n",
@@ -419,6 +420,8 @@ fn preflight_finds_the_testbed_runtime() -> Result<()> {
             "pull",
             "--config",
             "/root/no-addons.yaml",
+            "--pod-network",
+            "none",
         ])?
         .check("config images pull")?;
     ensure!(

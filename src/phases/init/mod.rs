@@ -38,6 +38,8 @@ pub struct InitData {
     /// The kubestrap binary the discovery endpoint's unit runs; `None` when the discovery phase does
     /// not run or the endpoint is disabled (`--discovery-port 0`).
     pub discovery_binary: Option<std::path::PathBuf>,
+    /// `--pod-network-manifest`, edited: what the pod-network phase applies instead of rendering.
+    pub pod_network_manifest: Option<crate::addons::manifest::Edited>,
 }
 
 impl InitData {
