@@ -1,9 +1,11 @@
 //! `init phase addon`: the addons init installs itself — CoreDNS and kube-proxy, and the pod-network
 //! addon of `--pod-network` — from the templates under `addons/`, each skipped when the configuration
-//! disables it (`dns.disabled`, `proxy.disabled`, `--pod-network none`).
+//! disables it (`dns.disabled`, `proxy.disabled`, `--pod-network none`); the pod network's phase ends
+//! once its DaemonSet is Ready on every node (`pod_network_ready`).
 
 use super::InitData;
 use super::api;
+use super::pod_network_ready;
 use crate::addons::{self, AddonObject};
 use crate::workflow::Phase;
 
@@ -70,6 +72,14 @@ fn pod_network(data: &mut InitData) -> anyhow::Result<()> {
             "pod-network addon: {} ({})",
             addon.name, addon.data.upstream.release
         ),
+    )?;
+    let gateway = api::gateway(data)?;
+    pod_network_ready::wait(
+        &gateway,
+        ui,
+        &addon.data.namespace,
+        &addon.data.daemonset,
+        pod_network_ready::TIMEOUT,
     )
 }
 
