@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
-use kubestrap_testbed::driver::scenario::{self, ADMIN};
+use kubestrap_testbed::driver::scenario;
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
 use serde_json::Value;
 
