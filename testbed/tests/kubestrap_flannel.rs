@@ -8,12 +8,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use kubestrap_testbed::driver::fixture::ClusterSettings;
-use kubestrap_testbed::driver::scenario;
-use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
+use kubestrap_testbed::driver::{Cluster, Node};
 use serde_json::Value;
 
 const NS: &str = "kube-flannel";
@@ -22,8 +20,9 @@ const ANNOTATION: &str = "flannel.alpha.coreos.com";
 
 #[test]
 fn flannel_from_init_carries_pod_traffic_and_reset_removes_it() -> Result<()> {
-    let cluster = Cluster::start(&kubestrap_testbed::binaries!(), &ClusterSpec::nodes(3))?;
-    let result = run(&cluster);
+    let started = Instant::now();
+    let (cluster, init) = support::cluster_with_flannel()?;
+    let result = run(&cluster, &init, started);
     if result.is_err() {
         eprintln!("{}", cluster.diagnostics());
         if let Ok(cp) = cluster.node("node1")
@@ -64,48 +63,16 @@ fn verify(node: &Node, extra: &[&str]) -> Result<(i32, Value, String)> {
     Ok((out.code, report, out.stderr))
 }
 
-fn run(cluster: &Cluster) -> Result<()> {
-    let started = Instant::now();
+fn run(cluster: &Cluster, init: &str, started: Instant) -> Result<()> {
     let cp = cluster.node("node1")?;
-    let settings = ClusterSettings::for_node(cp);
-    cp.write_file(
-        "/root/kubestrap.yaml",
-        scenario::kubestrap_config(&settings)?.as_bytes(),
-        0o600,
-    )?;
-    let init = cp
-        .kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
-        .check("kubestrap init on node1")?;
     ensure!(
-        init.stdout.contains(&format!(
+        init.contains(&format!(
             "[addons] DaemonSet {NS}/{DS} is ready on 1 node(s)"
         )),
-        "init waits for flannel:\n{}",
-        init.stdout
+        "init waits for flannel:\n{init}"
     );
-    eprintln!("init with flannel ready: {}", elapsed(started));
-    let command = scenario::printed_join_command(&init.stdout).context("the join command")?;
-    for name in ["node2", "node3"] {
-        let joined = scenario::run_join_command(cluster.node(name)?, &command)?;
-        ensure!(joined.ok(), "join on {name}: {joined:?}");
-    }
-    eprintln!("joined: {}", elapsed(started));
-
-    // The DaemonSet reaches the workers too; CoreDNS and kube-proxy are Ready.
-    wait_until(
-        "flannel and kube-proxy Ready on three nodes",
-        Duration::from_secs(90),
-        || {
-            let ready = |ns: &str, ds: &str| -> Result<bool> {
-                let d = support::get(cp, &["daemonset", ds, "-n", ns])?;
-                Ok(d["status"]["desiredNumberScheduled"] == 3 && d["status"]["numberReady"] == 3)
-            };
-            Ok(ready(NS, DS)? && ready("kube-system", "kube-proxy")?)
-        },
-    )?;
-    support::ready_pods(cp, "kube-system", "k8s-app=kube-dns", 2)?;
     eprintln!(
-        "flannel, kube-proxy and CoreDNS Ready: {}",
+        "init, joins, flannel, kube-proxy and CoreDNS Ready: {}",
         elapsed(started)
     );
 
