@@ -10,6 +10,7 @@ pub mod controller_manager;
 pub mod coredns;
 pub mod cri;
 pub mod driver;
+pub mod flannel;
 pub mod kubelet;
 pub mod node;
 pub mod proxy;

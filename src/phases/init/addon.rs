@@ -1,9 +1,11 @@
 //! `init phase addon`: the addons init installs itself — CoreDNS and kube-proxy, and the pod-network
 //! addon of `--pod-network` — from the templates under `addons/`, each skipped when the configuration
-//! disables it (`dns.disabled`, `proxy.disabled`, `--pod-network none`).
+//! disables it (`dns.disabled`, `proxy.disabled`, `--pod-network none`); the pod network's phase ends
+//! once its DaemonSet is Ready on every node (`pod_network_ready`).
 
 use super::InitData;
 use super::api;
+use super::pod_network_ready;
 use crate::addons::manifest::{self, Edited, Manifest};
 use crate::addons::{self, AddonObject};
 use crate::config::flags::{InitFlags, PodNetwork};
@@ -132,7 +134,15 @@ fn pod_network(data: &mut InitData) -> anyhow::Result<()> {
             addon.name, addon.data.upstream.release
         ),
     };
-    install(data, &objects, &what)
+    install(data, &objects, &what)?;
+    let gateway = api::gateway(data)?;
+    pod_network_ready::wait(
+        &gateway,
+        ui,
+        &addon.data.namespace,
+        &addon.data.daemonset,
+        pod_network_ready::TIMEOUT,
+    )
 }
 
 fn install(data: &InitData, objects: &[AddonObject], what: &str) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ pub mod kubeconfig;
 pub mod kubelet_finalize;
 pub mod kubelet_start;
 pub mod mark_control_plane;
+pub mod pod_network_ready;
 pub mod preflight;
 pub mod show_join_command;
 pub mod upload_certs;

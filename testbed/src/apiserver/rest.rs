@@ -387,6 +387,20 @@ async fn update(
         "status" => {
             let mut m = old.clone();
             m["status"] = new["status"].clone();
+            // A Node's status strategy keeps only its spec: labels and annotations change through
+            // nodes/status too (flanneld publishes its lease so).
+            if rt.kind == "Node" {
+                for field in ["annotations", "labels"] {
+                    match new["metadata"].get(field).filter(|v| !v.is_null()) {
+                        Some(v) => m["metadata"][field] = v.clone(),
+                        None => {
+                            if let Some(meta) = m["metadata"].as_object_mut() {
+                                meta.remove(field);
+                            }
+                        }
+                    }
+                }
+            }
             m
         }
         "approval" => {

@@ -2,16 +2,17 @@
 //! kubestrap writes, listed with the real kubectl, then reset with `kubestrap reset` and torn down.
 //!
 //! node1 runs the real `kubestrap init`, every phase, with no preflight check ignored; node2 and node3
-//! run the real `kubestrap join` with the command init printed. After the joins the testbed's pod
-//! network (a bridge per node and host-gw routes, as a simple addon would) is installed, init's
-//! CoreDNS and kube-proxy come up on it, and `kubestrap verify network` checks it from every node.
+//! run the real `kubestrap join` with the command init printed. The pod network is init's default
+//! addon, flannel (the testbed's flanneld and flannel CNI plugin doubles build a real vxlan datapath):
+//! init waits for it on node1, the joined nodes get their flannel pods from its DaemonSet, CoreDNS
+//! and kube-proxy come up on it, and `kubestrap verify network` checks it from every node.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
 use kubestrap_testbed::driver::scenario::{self, ADMIN};
-use kubestrap_testbed::driver::{Binaries, Cluster, ClusterSpec, podnet, wait_until};
+use kubestrap_testbed::driver::{Binaries, Cluster, ClusterSpec, wait_until};
 
 fn step(text: &str) {
     println!("\n== {text}");
@@ -48,7 +49,7 @@ fn run(cluster: &Cluster) -> Result<()> {
     }
     let cp = cluster.node("node1")?;
     let mut settings = ClusterSettings::for_node(cp);
-    // Node IPAM hands each node a podCIDR from it (the testbed's pod network and kube-proxy use it).
+    // Node IPAM hands each node a podCIDR from it (flannel's lease; kube-proxy's cluster CIDR).
     settings.pod_subnet = Some("10.244.0.0/16".into());
 
     step("node1: kubestrap init");
@@ -82,10 +83,19 @@ fn run(cluster: &Cluster) -> Result<()> {
         .check("kubectl get nodes")?;
     show(&nodes.stdout);
 
-    step(
-        "the testbed's pod network on every node (bridge + host-local from each node's podCIDR, host-gw routes), then CoreDNS",
-    );
-    podnet::install(cluster)?;
+    step("flannel on every node (its DaemonSet), then CoreDNS");
+    let flannel = cp.kubectl(&[
+        "-n",
+        "kube-flannel",
+        "rollout",
+        "status",
+        "daemonset/kube-flannel-ds",
+        "--timeout=90s",
+    ])?;
+    show(&flannel.stdout);
+    flannel
+        .check("flannel rollout")
+        .with_context(|| cluster.diagnostics())?;
     let rollout = cp.kubectl(&[
         "-n",
         "kube-system",

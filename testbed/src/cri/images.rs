@@ -28,6 +28,9 @@ pub fn binaries(image: &str) -> Result<&'static [&'static str], String> {
         // applets are the node's tools.
         "agnhost" => Ok(&["agnhost"]),
         "busybox" => Ok(BUSYBOX),
+        // flannel's images: flanneld (at /opt/bin, see `files`) and the CNI plugin's `/flannel`,
+        // both with the `cp` their init containers run.
+        "flannel" | "flannel-cni-plugin" => Ok(&["cp"]),
         // The sandbox ("infra") image: a testbed sandbox has no process of its own.
         "pause" => Ok(&[]),
         "etcd" => {
@@ -62,6 +65,16 @@ pub fn entrypoint(image: &str) -> &'static [&'static str] {
     match repo.rsplit('/').next().unwrap_or(repo) {
         "coredns" => &["coredns"],
         "agnhost" => &["agnhost"],
+        _ => &[],
+    }
+}
+
+/// Files an image holds outside its PATH: (path in the container, the node file bound there).
+pub fn files(image: &str) -> &'static [(&'static str, &'static str)] {
+    let (repo, _) = split(image);
+    match repo.rsplit('/').next().unwrap_or(repo) {
+        "flannel" => &[("/opt/bin/flanneld", "/opt/testbed/bin/tbnode")],
+        "flannel-cni-plugin" => &[("/flannel", crate::flannel::cni::PLUGIN_PATH)],
         _ => &[],
     }
 }
@@ -218,7 +231,11 @@ mod tests {
             ["coredns"]
         );
         assert!(entrypoint("registry.k8s.io/kube-proxy:v1.34.3").is_empty());
-        assert!(binaries("registry.k8s.io/flannel:v0.26.0").is_err());
+        assert!(binaries("registry.k8s.io/nginx:1.27").is_err());
+        assert_eq!(
+            files("ghcr.io/flannel-io/flannel:v0.27.4"),
+            [("/opt/bin/flanneld", "/opt/testbed/bin/tbnode")]
+        );
     }
 
     #[test]

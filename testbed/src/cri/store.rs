@@ -703,7 +703,9 @@ fn sandbox_spec(
         || ["/usr/local/bin/", "/usr/bin/", "/bin/"]
             .iter()
             .any(|d| program == format!("{d}{base}"));
-    if !provided.contains(&base) || !on_path {
+    let image_files = images::files(&c.image);
+    let in_image = image_files.iter().any(|(path, _)| *path == program);
+    if !in_image && (!provided.contains(&base) || !on_path) {
         return Err(format!(
             "exec: \"{program}\": executable file not found in $PATH (image {} provides {provided:?})",
             c.image
@@ -744,6 +746,11 @@ fn sandbox_spec(
                 target: m.container_path.clone(),
                 read_only: m.readonly,
             })
+            .chain(image_files.iter().map(|(path, source)| MountSpec {
+                source: PathBuf::from(source),
+                target: path.to_string(),
+                read_only: true,
+            }))
             .collect(),
         argv,
         env,

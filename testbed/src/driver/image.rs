@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::docker::{LABEL, docker};
 
 /// Bump when the layout below changes.
-const LAYOUT_VERSION: &str = "7";
+const LAYOUT_VERSION: &str = "8-flannel";
 
 /// The kubelet package's unit (binary-install layout under /etc/systemd/system).
 pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n";
@@ -115,6 +115,13 @@ fn write_tree(root: &Path) -> Result<()> {
     let bin = root.join("opt/testbed/bin");
     std::fs::create_dir_all(&bin)?;
     symlink("tbnode", bin.join("systemd"))?;
+    // The flannel-cni-plugin image's `/flannel` (its init container copies it to /opt/cni/bin).
+    let plugin = root.join(crate::flannel::cni::PLUGIN_PATH.trim_start_matches('/'));
+    if let Some(dir) = plugin.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&plugin, crate::flannel::cni::PLUGIN_SCRIPT)?;
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let cni = root.join("opt/cni/bin");
     std::fs::create_dir_all(&cni)?;
     for plugin in entries(CNI_PLUGINS) {

@@ -3,7 +3,8 @@
 //! `system:node-proxier` binding and DaemonSet), and agnhost netexec workloads. Until kubestrap's
 //! online init renders the add-ons, the tests apply these objects themselves. The kubectl helpers
 //! (`kubectl`, `get`, `items`, `text`) serve the pods and controllers tests too, and the timed-output
-//! helpers (`timed_lines`, `line_at`, `since`) the init and join benchmarks.
+//! helpers (`timed_lines`, `line_at`, `since`) the init and join benchmarks; `cluster_with_flannel` (init +
+//! joins with kubestrap's default flannel) the flannel and verify tests.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -83,6 +84,41 @@ pub fn cluster_with_pod_network() -> Result<Cluster> {
     )?;
     podnet::install(&cluster)?;
     Ok(cluster)
+}
+
+/// A started three-node cluster made by kubestrap alone: `kubestrap init` on node1 with its default
+/// pod network (flannel, on the testbed's flannel double) and the printed `kubestrap join` on node2
+/// and node3; returns once flannel and kube-proxy are Ready on the three nodes and CoreDNS's two pods
+/// are Ready. Also returns init's stdout.
+pub fn cluster_with_flannel() -> Result<(Cluster, String)> {
+    let cluster = Cluster::start(&kubestrap_testbed::binaries!(), &ClusterSpec::nodes(3))?;
+    let cp = cluster.node("node1")?;
+    let settings = ClusterSettings::for_node(cp);
+    cp.write_file(
+        "/root/kubestrap.yaml",
+        scenario::kubestrap_config(&settings)?.as_bytes(),
+        0o600,
+    )?;
+    let init = cp
+        .kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
+        .check("kubestrap init on node1")?;
+    let command = scenario::printed_join_command(&init.stdout).context("the join command")?;
+    for name in ["node2", "node3"] {
+        let joined = scenario::run_join_command(cluster.node(name)?, &command)?;
+        anyhow::ensure!(joined.ok(), "join on {name}: {joined:?}");
+    }
+    let ready = |ns: &str, ds: &str| -> Result<bool> {
+        let d = get(cp, &["daemonset", ds, "-n", ns])?;
+        Ok(d["status"]["desiredNumberScheduled"] == 3 && d["status"]["numberReady"] == 3)
+    };
+    wait_until(
+        "flannel and kube-proxy Ready on three nodes",
+        Duration::from_secs(90),
+        || Ok(ready("kube-flannel", "kube-flannel-ds")? && ready("kube-system", "kube-proxy")?),
+    )
+    .with_context(|| cluster.diagnostics())?;
+    ready_pods(cp, "kube-system", "k8s-app=kube-dns", 2).with_context(|| cluster.diagnostics())?;
+    Ok((cluster, init.stdout))
 }
 
 /// kubeadm's proxy add-on: ConfigMap (config.conf, kubeconfig.conf with the service account's
