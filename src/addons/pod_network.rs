@@ -477,14 +477,30 @@ mod tests {
         assert_eq!(env["CALICO_IPV4POOL_VXLAN"], "Always");
         assert_eq!(env["CALICO_IPV4POOL_IPIP"], "Never");
         let probe = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-            p.as_ref().unwrap().exec.as_ref().unwrap().command.clone().unwrap()
+            p.as_ref()
+                .unwrap()
+                .exec
+                .as_ref()
+                .unwrap()
+                .command
+                .clone()
+                .unwrap()
         };
-        assert_eq!(probe(&node.readiness_probe), ["/bin/calico-node", "-felix-ready"]);
-        assert_eq!(probe(&node.liveness_probe), ["/bin/calico-node", "-felix-live"]);
+        assert_eq!(
+            probe(&node.readiness_probe),
+            ["/bin/calico-node", "-felix-ready"]
+        );
+        assert_eq!(
+            probe(&node.liveness_probe),
+            ["/bin/calico-node", "-felix-live"]
+        );
         // With IP-in-IP (or an unreadable kernel configuration) the default stays upstream's.
         m.1.as_mut().unwrap().ipip = Some(true);
         let objects = rendered(&m);
-        assert_eq!(data(config_map(&objects, "calico-config"), "calico_backend"), "bird");
+        assert_eq!(
+            data(config_map(&objects, "calico-config"), "calico_backend"),
+            "bird"
+        );
     }
 
     fn env_of(ds: &DaemonSet, name: &str) -> BTreeMap<String, String> {

@@ -114,7 +114,10 @@ impl AddonData {
     /// The encapsulation on a node whose kernel has IP-in-IP or not (`ipip`, None: unknown): the
     /// fallback when the primary needs `NET_IPIP` and the kernel is known to lack it.
     pub fn encapsulation_for(&self, ipip: Option<bool>) -> &Encapsulation {
-        match (&self.fallback_encapsulation, self.encapsulation.kernel_config.as_deref()) {
+        match (
+            &self.fallback_encapsulation,
+            self.encapsulation.kernel_config.as_deref(),
+        ) {
             (Some(fallback), Some("NET_IPIP")) if ipip == Some(false) => fallback,
             _ => &self.encapsulation,
         }

@@ -387,6 +387,13 @@ async fn update(
         "status" => {
             let mut m = old.clone();
             m["status"] = new["status"].clone();
+            // A Node's status strategy keeps only its spec: labels and annotations written
+            // through nodes/status stay (calico's datastore writes its node annotations so).
+            if rt.plural == "nodes" && rt.group.is_empty() {
+                for field in ["labels", "annotations"] {
+                    m["metadata"][field] = new["metadata"][field].clone();
+                }
+            }
             m
         }
         "approval" => {
