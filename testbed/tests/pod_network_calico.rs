@@ -138,7 +138,6 @@ fn calico_networks_pods_is_verified_and_resets_clean() -> Result<()> {
 
 fn run(cluster: &Cluster, started: Instant) -> Result<()> {
     let cp = cluster.node("node1")?;
-    let node2 = cluster.node("node2")?;
     bring_up(cluster, "calico")?;
     daemonset_ready(cp, "calico-node", 3)?;
     eprintln!("calico ready on 3 nodes: {:?}", started.elapsed());
