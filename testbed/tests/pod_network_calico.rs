@@ -4,9 +4,10 @@
 //! host artefacts and `kubestrap verify network` passes; node3's FDB entry for node2's VTEP deleted
 //! → verify names exactly node2↔node3 and exits 1; `kubestrap reset` on every node leaves no cali*
 //! device, `vxlan.calico`, cali- chain, `cali:` comment, cali40 ipset, calico file or block route,
-//! and keeps a foreign bridge, chain and ipset; the reset cluster then comes up again with another
-//! pod network (the testbed's bridge network: flannel and weave doubles are not in this branch)
-//! and verify passes. A bad CALICO_IPV4POOL_CIDR makes calico-node exit as calico-node does.
+//! and keeps a foreign bridge, chain and ipset; the reset cluster then comes up again with weave
+//! (flannel's double is not in this branch), verify passes, and weave's reset leaves no `weave`
+//! bridge, vethwe*, vxlan-6784, WEAVE chain, weave ipset or weave file. A bad CALICO_IPV4POOL_CIDR
+//! makes calico-node exit as calico-node does.
 
 mod support;
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
 use kubestrap_testbed::driver::scenario::{self, ADMIN};
-use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, podnet, wait_until};
+use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
 use serde_json::Value;
 
 const POD_SUBNET: &str = "10.244.0.0/16";
@@ -111,6 +112,39 @@ fn calico_traces(node: &Node) -> Result<Vec<String>> {
     .lines()
     {
         if path.contains("calico") || path.contains("k8s-pod-network") {
+            found.push(format!("file {path}"));
+        }
+    }
+    Ok(found)
+}
+
+/// Every trace of weave on a node.
+fn weave_traces(node: &Node) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for line in sh(node, "ip -o link show")?.lines() {
+        let name = line.split(": ").nth(1).unwrap_or_default();
+        if name.starts_with("weave") || name.starts_with("vethwe") || name.starts_with("vxlan-6784")
+        {
+            found.push(format!("link {name}"));
+        }
+    }
+    for line in sh(node, "iptables-nft-save")?.lines() {
+        if line.contains("WEAVE") {
+            found.push(format!("iptables {line}"));
+        }
+    }
+    for name in sh(node, "ipset list -n")?.lines() {
+        if name.starts_with("weave") {
+            found.push(format!("ipset {name}"));
+        }
+    }
+    for path in sh(
+        node,
+        "find /etc/cni/net.d /var/lib/weave /var/lib/cni/networks/weave -mindepth 0 2>/dev/null || true",
+    )?
+    .lines()
+    {
+        if path.contains("weave") {
             found.push(format!("file {path}"));
         }
     }
@@ -246,17 +280,38 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
     }
     eprintln!("reset clean: {:?}", started.elapsed());
 
-    // The reset nodes come up again on another pod network and it works.
-    bring_up(cluster, "none")?;
-    podnet::install(cluster)?;
-    support::pod_network_masquerade(cluster)?;
+    // The reset nodes come up again with weave (calico's leftovers would break it: none are left)
+    // and it works; its own reset leaves nothing of weave either.
+    bring_up(cluster, "weave")?;
+    daemonset_ready(cp, "weave-net", 3)?;
     support::wait_for_proxies(cluster, &cluster.nodes.iter().collect::<Vec<_>>())?;
+    for node in &cluster.nodes {
+        let links = sh(node, "ip -o link show")?;
+        ensure!(
+            links.contains(": weave:") && links.contains("vxlan-6784"),
+            "{links}"
+        );
+    }
     let (code, report, stderr) = verify(cp, &[])?;
     ensure!(
         code == 0 && report["status"] == "pass",
-        "verify after switching from calico: {stderr}\n{report:#}"
+        "verify after switching from calico to weave: {stderr}\n{report:#}"
     );
-    eprintln!("switched network verified: {:?}", started.elapsed());
+    eprintln!("weave verified: {:?}", started.elapsed());
+    for node in cluster.nodes.iter().rev() {
+        node.kubestrap(&["reset", "--force"])?
+            .check(&format!("reset on {}", node.name))?;
+    }
+    for node in &cluster.nodes {
+        let traces = weave_traces(node)?;
+        ensure!(
+            traces.is_empty(),
+            "weave left on {}: {traces:#?}",
+            node.name
+        );
+        sh(node, FOREIGN_CHECK).with_context(|| format!("foreign artefacts on {}", node.name))?;
+    }
+    eprintln!("weave reset clean: {:?}", started.elapsed());
     refusal(cp)
 }
 

@@ -277,7 +277,7 @@ fn regex_lite(pattern: &str) -> impl Fn(&str) -> bool + '_ {
 }
 
 /// The in-cluster API client (the pod's service account).
-fn in_cluster() -> Result<ApiClient> {
+pub(crate) fn in_cluster() -> Result<ApiClient> {
     let host = std::env::var("KUBERNETES_SERVICE_HOST")
         .map_err(|_| anyhow!("unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined"))?;
     let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());

@@ -1,8 +1,9 @@
-//! The pod-network addons' doubles (calico; flannel and weave live beside it): which images they
+//! The pod-network addons' doubles (calico and weave; flannel lives beside them): which images they
 //! provide, the multi-call names they answer to, and the host commands they share.
 
 pub mod calico;
 pub mod calico_cni;
+pub mod weave;
 
 use std::process::Command;
 
@@ -13,6 +14,8 @@ pub fn binaries(repo: &str) -> Option<&'static [&'static str]> {
     match repo_tail(repo) {
         "calico/node" => Some(&["calico-node"]),
         "calico/cni" => Some(&["install", "calico", "calico-ipam"]),
+        "weaveworks/weave-kube" => Some(&["init.sh", "launch.sh"]),
+        "weaveworks/weave-npc" => Some(&["weave-npc"]),
         _ => None,
     }
 }
@@ -22,6 +25,7 @@ pub fn binaries(repo: &str) -> Option<&'static [&'static str]> {
 pub fn entrypoint(repo: &str) -> Option<&'static [&'static str]> {
     match repo_tail(repo) {
         "calico/node" => Some(&["calico-node"]),
+        "weaveworks/weave-npc" => Some(&["weave-npc"]),
         _ => None,
     }
 }
@@ -34,6 +38,7 @@ pub fn image_paths(repo: &str) -> &'static [&'static str] {
             "/opt/cni/bin/calico",
             "/opt/cni/bin/calico-ipam",
         ],
+        "weaveworks/weave-kube" => &["/home/weave/init.sh", "/home/weave/launch.sh"],
         _ => &[],
     }
 }
@@ -53,7 +58,17 @@ fn repo_tail(repo: &str) -> &str {
 
 /// The multi-call names this module answers to.
 pub fn dispatches(name: &str) -> bool {
-    matches!(name, "calico-node" | "install" | "calico" | "calico-ipam")
+    matches!(
+        name,
+        "calico-node"
+            | "install"
+            | "calico"
+            | "calico-ipam"
+            | "init.sh"
+            | "launch.sh"
+            | "weave-npc"
+            | "weave-net"
+    )
 }
 
 /// Runs the double `name` (`tbnode` dispatches here for [`dispatches`] names).
@@ -63,6 +78,10 @@ pub fn main(name: &str, args: &[String]) -> i32 {
         "install" => calico::install_main(args),
         "calico" => calico_cni::plugin_main(args),
         "calico-ipam" => calico_cni::ipam_main(args),
+        "init.sh" => weave::init_main(args),
+        "launch.sh" => weave::launch_main(args),
+        "weave-npc" => weave::npc_main(args),
+        "weave-net" => weave::plugin_main(args),
         _ => 2,
     }
 }

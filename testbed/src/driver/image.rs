@@ -34,7 +34,13 @@ pub const CONTAINERD_CONFIG: &str = "version = 3\n\n[plugins.'io.containerd.cri.
 pub const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
 
 /// Binaries the image routes to the testbed's multi-call binary.
-pub const DOUBLES_IN_USR_BIN: &[&str] = &["kubelet", "systemctl", "containerd", "calico-node"];
+pub const DOUBLES_IN_USR_BIN: &[&str] = &[
+    "kubelet",
+    "systemctl",
+    "containerd",
+    "calico-node",
+    "weave-npc",
+];
 pub const DOUBLES_IN_USR_LOCAL_BIN: &[&str] = &[
     "kube-proxy",
     "coredns",
