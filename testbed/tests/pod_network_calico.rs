@@ -7,7 +7,7 @@
 //! and keeps a foreign bridge, chain and ipset; the reset cluster then comes up again with weave
 //! (flannel's double is not in this branch), verify passes, and weave's reset leaves no `weave`
 //! bridge, vethwe*, vxlan-6784, WEAVE chain, weave ipset or weave file. A bad CALICO_IPV4POOL_CIDR
-//! makes calico-node exit as calico-node does.
+//! makes calico-node exit as calico-node does, a bad IPALLOC_RANGE weave's router as weave does.
 
 mod support;
 
@@ -328,5 +328,16 @@ fn refusal(cp: &Node) -> Result<()> {
         "{out:?}"
     );
     let _ = ADMIN;
+    // weave's router on a bad IPALLOC_RANGE (the image's /home/weave/launch.sh is tbnode's launch.sh).
+    let out = cp.sh(
+        "HOSTNAME=node1 IPALLOC_RANGE=10.244.0.0/33 KUBERNETES_SERVICE_HOST=10.96.0.1 \
+         /opt/testbed/bin/tbnode launch.sh",
+    )?;
+    ensure!(out.code == 1, "{out:?}");
+    ensure!(
+        out.stderr
+            .contains("invalid --ipalloc-range \"10.244.0.0/33\""),
+        "{out:?}"
+    );
     Ok(())
 }
