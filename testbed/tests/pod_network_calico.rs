@@ -5,7 +5,8 @@
 //! → verify names exactly node2↔node3 and exits 1; `kubestrap reset` on every node leaves no cali*
 //! device, `vxlan.calico`, cali- chain, `cali:` comment, cali40 ipset, calico file or block route,
 //! and keeps a foreign bridge, chain and ipset; the reset cluster then comes up again with weave
-//! (flannel's double is not in this branch), verify passes, and weave's reset leaves no `weave`
+//! (flannel's double is not in this branch), verify passes, node3's overlay entry for node2
+//! deleted → verify names exactly node2↔node3, and weave's reset leaves no `weave`
 //! bridge, vethwe*, vxlan-6784, WEAVE chain, weave ipset or weave file. A bad CALICO_IPV4POOL_CIDR
 //! makes calico-node exit as calico-node does, a bad IPALLOC_RANGE weave's router as weave does.
 
@@ -298,6 +299,19 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
         "verify after switching from calico to weave: {stderr}\n{report:#}"
     );
     eprintln!("weave verified: {:?}", started.elapsed());
+    // node3's overlay stops flooding to node2: node2 ↔ node3 fails, named as that pair.
+    let node2_ip = cluster.node("node2")?.ip.clone();
+    sh(
+        cluster.node("node3")?,
+        &format!("bridge fdb del 00:00:00:00:00:00 dev vxlan-6784 dst {node2_ip}"),
+    )?;
+    let (code, report, stderr) = verify(cp, &["--host-port", "9080"])?;
+    ensure!(code == 1 && report["status"] == "fail", "{code} {report:#}");
+    ensure!(
+        report["failing_pairs"] == serde_json::json!([["node2", "node3"]]),
+        "weave: exactly node2↔node3: {report:#}\n{stderr}"
+    );
+    eprintln!("weave broken pair named: {:?}", started.elapsed());
     for node in cluster.nodes.iter().rev() {
         node.kubestrap(&["reset", "--force"])?
             .check(&format!("reset on {}", node.name))?;

@@ -6,7 +6,7 @@
 //! range its place in that list gives it (weave divides the range among peers by consensus; here
 //! into 16 fixed slices); it creates the `weave` bridge (an address of its slice, the range's
 //! prefix), and, standing in for weave's fastdp/sleeve, a VXLAN device `vxlan-6784` (UDP 6784)
-//! enslaved to the bridge that floods to every other peer (a flat layer 2 across nodes, as weave's);
+//! enslaved to the bridge that floods to every other peer (`nolearning`: its FDB is what the router keeps) (a flat layer 2 across nodes, as weave's);
 //! the `WEAVE` nat chain masquerades traffic entering or leaving the range, `WEAVE-FORWARD` accepts
 //! bridge traffic, and `/status` on 127.0.0.1:6784 answers once it is set up. weave-npc keeps the
 //! `weave-local-pods` ipset and its `WEAVE-NPC` chains (allowing everything: no policy).
@@ -275,7 +275,18 @@ async fn router() -> Result<()> {
         run(
             "ip",
             &[
-                "link", "add", VXLAN, "type", "vxlan", "id", "6784", "dstport", PORT, "local", &own,
+                "link",
+                "add",
+                VXLAN,
+                "type",
+                "vxlan",
+                "id",
+                "6784",
+                "dstport",
+                PORT,
+                "local",
+                &own,
+                "nolearning",
             ],
         )?;
     }
