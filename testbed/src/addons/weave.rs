@@ -4,7 +4,7 @@
 //! launch does; it joins the peer list kept in the `weave-net` ConfigMap's
 //! `kube-peers.weave.works/peers` annotation (as weave's kube-peers does) and takes the slice of the
 //! range its place in that list gives it (weave divides the range among peers by consensus; here
-//! into 16 fixed slices); it creates the `weave` bridge (an address of its slice, the range's
+//! into 4 fixed slices); it creates the `weave` bridge (an address of its slice, the range's
 //! prefix), and, standing in for weave's fastdp/sleeve, a VXLAN device `vxlan-6784` (UDP 6784)
 //! enslaved to the bridge that floods to every other peer (`nolearning`: its FDB is what the router keeps) (a flat layer 2 across nodes, as weave's);
 //! the `WEAVE` nat chain masquerades traffic entering or leaving the range, `WEAVE-FORWARD` accepts
@@ -57,7 +57,7 @@ pub fn config(get: impl Fn(&str) -> Option<String>) -> Result<RouterConfig> {
             range.trunc()
         );
     }
-    if range.prefix_len() > 32 - 2 - u8::from(SLICES.trailing_zeros() as u8) {
+    if range.prefix_len() > 32 - 2 - SLICES.trailing_zeros() as u8 {
         bail!(
             "weave: invalid --ipalloc-range {text:?}: the range is too small to divide among peers"
         );
