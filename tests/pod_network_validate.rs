@@ -38,6 +38,8 @@ fn every_rendered_addon_passes_kubernetes_validate() {
             Some(PodInterface {
                 mtu: Some(1500),
                 selection: InterfaceSelection::Cidr("192.168.8.0/24".parse().unwrap()),
+                // a kernel without IP-in-IP: calico renders its VXLAN variant
+                ipip: Some(false),
             }),
         ),
         (
@@ -47,6 +49,7 @@ fn every_rendered_addon_passes_kubernetes_validate() {
             Some(PodInterface {
                 mtu: Some(9000),
                 selection: InterfaceSelection::CanReach("192.168.8.201".parse().unwrap()),
+                ipip: None,
             }),
         ),
         (
@@ -55,6 +58,7 @@ fn every_rendered_addon_passes_kubernetes_validate() {
             Some(PodInterface {
                 mtu: Some(1400),
                 selection: InterfaceSelection::Cidr("fd00:1::/64".parse().unwrap()),
+                ipip: Some(true),
             }),
         ),
     ];

@@ -63,6 +63,11 @@ pub struct PodInterface {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     pub selection: InterfaceSelection,
+    /// Whether the kernel has IP-in-IP (`CONFIG_NET_IPIP` in its configuration); None when the
+    /// configuration is unreadable. An addon whose encapsulation needs it falls back to its
+    /// `fallback-encapsulation` when it is Some(false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipip: Option<bool>,
 }
 
 /// An interface selection that holds on every node, not node 1's interface name: the interface whose

@@ -49,6 +49,10 @@ pub struct AddonData {
     pub images: BTreeMap<String, ImageRef>,
     /// The encapsulation on the wire and its per-packet overhead in bytes (pod MTU = interface MTU − this).
     pub encapsulation: Encapsulation,
+    /// The encapsulation used instead when the kernel lacks the option `encapsulation` needs
+    /// (calico: VXLAN where the kernel has no IP-in-IP).
+    #[serde(default)]
+    pub fallback_encapsulation: Option<Encapsulation>,
     /// The IP families of pod subnets the addon supports (`ipv4`, `ipv6`).
     pub families: Vec<Family>,
     /// Kernel options (CONFIG_*) the addon needs, checked by preflight.
@@ -101,6 +105,23 @@ pub struct Encapsulation {
     /// vxlan, ipip, or the addon's own (weave's fastdp/sleeve).
     pub kind: String,
     pub overhead: u32,
+    /// The kernel option (CONFIG_*) this encapsulation needs, when the kernel may lack it.
+    #[serde(default)]
+    pub kernel_config: Option<String>,
+}
+
+impl AddonData {
+    /// The encapsulation on a node whose kernel has IP-in-IP or not (`ipip`, None: unknown): the
+    /// fallback when the primary needs `NET_IPIP` and the kernel is known to lack it.
+    pub fn encapsulation_for(&self, ipip: Option<bool>) -> &Encapsulation {
+        match (
+            &self.fallback_encapsulation,
+            self.encapsulation.kernel_config.as_deref(),
+        ) {
+            (Some(fallback), Some("NET_IPIP")) if ipip == Some(false) => fallback,
+            _ => &self.encapsulation,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -2,6 +2,7 @@
 //! kube-apiserver, kubelet, kube-controller-manager and kube-scheduler driven by the files kubestrap
 //! writes, and a CRI runtime (containerd) double that runs the pods. Never linked into the kubestrap binary.
 
+pub mod addons;
 pub mod agnhost;
 pub mod apiserver;
 pub mod cli;

@@ -281,7 +281,11 @@ pub fn pod_interface(
             .ok()
             .and_then(|t| t.trim().parse().ok())
     });
-    Some(PodInterface { mtu, selection })
+    Some(PodInterface {
+        mtu,
+        selection,
+        ipip: None,
+    })
 }
 
 /// `--patches` / `patches.directory`: an existing directory of patch files with kubeadm's names.
@@ -585,7 +589,8 @@ mod tests {
             pod_interface(&r.model.cluster, advertise, &facts),
             Some(PodInterface {
                 mtu: None,
-                selection: InterfaceSelection::CanReach("192.0.2.10".parse().unwrap())
+                selection: InterfaceSelection::CanReach("192.0.2.10".parse().unwrap()),
+                ipip: None,
             })
         );
         f.pod_network_cidr = Some("10.244.0.0/16,fd00:10:244::/56".into());

@@ -112,7 +112,12 @@ fn pod_network(data: &mut InitData) -> anyhow::Result<()> {
                 &data.model.cluster,
                 cp.advertise_address(),
                 data.host.facts(),
-            );
+            )
+            .map(|i| crate::model::PodInterface {
+                ipip: crate::preflight::kinds::read_kernel_config(data.host.facts())
+                    .map(|config| config.lookup("NET_IPIP").is_some()),
+                ..i
+            });
             let (text, objects) = addons::pod_network::render(addon, &cp, interface)?;
             let source = format!(
                 "{} manifest ({} {})",

@@ -388,7 +388,7 @@ async fn update(
             let mut m = old.clone();
             m["status"] = new["status"].clone();
             // A Node's status strategy keeps only its spec: labels and annotations change through
-            // nodes/status too (flanneld publishes its lease so).
+            // nodes/status too (flanneld publishes its lease and calico its node annotations so).
             if rt.kind == "Node" {
                 for field in ["annotations", "labels"] {
                     match new["metadata"].get(field).filter(|v| !v.is_null()) {

@@ -33,6 +33,9 @@ fn main() {
         // PID 1 runs as `systemd` so that /proc/1/comm names the init system kubestrap drives.
         "init" | "systemd" => kubestrap_testbed::node::init::main(&rest),
         "systemctl" => kubestrap_testbed::node::systemctl::main(&rest),
+        other if kubestrap_testbed::addons::dispatches(other) => {
+            kubestrap_testbed::addons::main(other, &rest)
+        }
         other => {
             eprintln!("tbnode: unknown component {other:?}");
             2

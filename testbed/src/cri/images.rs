@@ -17,6 +17,9 @@ use super::store::Store;
 pub fn binaries(image: &str) -> Result<&'static [&'static str], String> {
     let (repo, tag) = split(image);
     let name = repo.rsplit('/').next().unwrap_or(repo);
+    if let Some(provided) = crate::addons::binaries(repo) {
+        return Ok(provided);
+    }
     match name {
         // The add-on images kubeadm deploys: the testbed's kube-proxy and CoreDNS doubles.
         "kube-proxy" => Ok(&["kube-proxy"]),
@@ -62,6 +65,9 @@ const BUSYBOX: &[&str] = &[
 /// are on the image's PATH under those names.
 pub fn entrypoint(image: &str) -> &'static [&'static str] {
     let (repo, _) = split(image);
+    if let Some(entrypoint) = crate::addons::entrypoint(repo) {
+        return entrypoint;
+    }
     match repo.rsplit('/').next().unwrap_or(repo) {
         "coredns" => &["coredns"],
         "agnhost" => &["agnhost"],
@@ -77,6 +83,12 @@ pub fn files(image: &str) -> &'static [(&'static str, &'static str)] {
         "flannel-cni-plugin" => &[("/flannel", crate::flannel::cni::PLUGIN_PATH)],
         _ => &[],
     }
+}
+
+/// Paths outside the PATH where the image holds one of its binaries (calico's cni image keeps its
+/// installer and plugins in /opt/cni/bin); the container's root links them to the doubles.
+pub fn image_paths(image: &str) -> &'static [&'static str] {
+    crate::addons::image_paths(split(image).0)
 }
 
 /// Repository and tag of a reference (`latest` when it names none; a digest is kept as the tag).

@@ -27,6 +27,9 @@ pub struct SandboxSpec {
     pub mounts: Vec<MountSpec>,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Paths outside /usr where the image holds a binary: links to the multi-call binary.
+    #[serde(default)]
+    pub image_links: Vec<String>,
     pub workdir: Option<String>,
     /// The sandbox's network namespace to join (None: the node's network).
     #[serde(default)]
@@ -122,6 +125,13 @@ fn setup(spec: &SandboxSpec) -> Result<()> {
         ("sbin", "usr/sbin"),
     ] {
         std::os::unix::fs::symlink(to, root.join(link))?;
+    }
+    for path in &spec.image_links {
+        let link = inside(root, path);
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::os::unix::fs::symlink("/opt/testbed/bin/tbnode", &link)?;
     }
     let etc = root.join("etc");
     std::fs::create_dir_all(&etc)?;

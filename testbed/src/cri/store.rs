@@ -699,10 +699,12 @@ fn sandbox_spec(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
+    let image_paths = images::image_paths(&c.image);
     let on_path = !program.contains('/')
         || ["/usr/local/bin/", "/usr/bin/", "/bin/"]
             .iter()
-            .any(|d| program == format!("{d}{base}"));
+            .any(|d| program == format!("{d}{base}"))
+        || image_paths.contains(&program.as_str());
     let image_files = images::files(&c.image);
     let in_image = image_files.iter().any(|(path, _)| *path == program);
     if !in_image && (!provided.contains(&base) || !on_path) {
@@ -733,7 +735,9 @@ fn sandbox_spec(
     }
     Ok(SandboxSpec {
         rootfs: dir.join("rootfs"),
-        image_dirs: ["/usr", "/host", "/opt/testbed"]
+        // The node's /host holds only usr (the host's, which the image's links point into):
+        // binding /host/usr leaves /host free for mounts such as calico's /host/etc/cni/net.d.
+        image_dirs: ["/usr", "/host/usr", "/opt/testbed"]
             .iter()
             .map(PathBuf::from)
             .filter(|p| p.exists())
@@ -754,6 +758,7 @@ fn sandbox_spec(
             .collect(),
         argv,
         env,
+        image_links: image_paths.iter().map(|p| p.to_string()).collect(),
         workdir: Some(c.working_dir.clone()).filter(|w| !w.is_empty()),
         netns: sandbox.netns.as_ref().map(PathBuf::from),
         hostname: sandbox.netns.as_ref().map(|_| hostname.to_string()),

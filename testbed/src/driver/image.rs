@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::docker::{LABEL, docker};
 
 /// Bump when the layout below changes.
-const LAYOUT_VERSION: &str = "8-flannel";
+const LAYOUT_VERSION: &str = "9";
 
 /// The kubelet package's unit (binary-install layout under /etc/systemd/system).
 pub const KUBELET_UNIT: &str = "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n";
@@ -34,7 +34,13 @@ pub const CONTAINERD_CONFIG: &str = "version = 3\n\n[plugins.'io.containerd.cri.
 pub const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
 
 /// Binaries the image routes to the testbed's multi-call binary.
-pub const DOUBLES_IN_USR_BIN: &[&str] = &["kubelet", "systemctl", "containerd"];
+pub const DOUBLES_IN_USR_BIN: &[&str] = &[
+    "kubelet",
+    "systemctl",
+    "containerd",
+    "calico-node",
+    "weave-npc",
+];
 pub const DOUBLES_IN_USR_LOCAL_BIN: &[&str] = &[
     "kube-proxy",
     "coredns",
