@@ -60,6 +60,7 @@ fn edit(file: &str, pod_subnet: &str, selection: &str) -> Edited {
             Ok(net) => InterfaceSelection::Cidr(net),
             Err(_) => InterfaceSelection::CanReach(selection.parse().unwrap()),
         },
+        ipip: None,
     };
     let values =
         pod_network::values(read.addon, &m.control_plane().unwrap(), Some(interface)).unwrap();
@@ -292,6 +293,7 @@ fn flannel_dual_stack_and_can_reach_replace_an_existing_interface_flag() {
         Some(PodInterface {
             mtu: Some(9000),
             selection: InterfaceSelection::CanReach("192.168.8.100".parse().unwrap()),
+            ipip: None,
         }),
     )
     .unwrap();
