@@ -114,8 +114,7 @@ fn pod_network(data: &mut InitData) -> anyhow::Result<()> {
                 data.host.facts(),
             )
             .map(|i| crate::model::PodInterface {
-                ipip: crate::preflight::kinds::read_kernel_config(data.host.facts())
-                    .map(|config| config.lookup("NET_IPIP").is_some()),
+                ipip: crate::preflight::kinds::has_ipip(data.host.facts()),
                 ..i
             });
             let (text, objects) = addons::pod_network::render(addon, &cp, interface)?;

@@ -49,6 +49,12 @@ pub fn kernel_release(facts: &Facts) -> anyhow::Result<String> {
 }
 
 /// The running kernel's configuration, if the kernel or the distribution publishes it.
+/// Whether the kernel has IP-in-IP (`CONFIG_NET_IPIP`); None when its configuration is unreadable.
+/// An addon whose encapsulation needs it renders (and is sized by) its fallback when this is Some(false).
+pub fn has_ipip(facts: &Facts) -> Option<bool> {
+    read_kernel_config(facts).map(|config| config.lookup("NET_IPIP").is_some())
+}
+
 pub fn read_kernel_config(facts: &Facts) -> Option<KernelConfig> {
     let gz = facts.proc_path("config.gz");
     if let Ok(file) = std::fs::File::open(&gz) {

@@ -22,7 +22,7 @@ use super::context::Probe;
 use super::settings::PreflightInput;
 use crate::host::paths::NodePath;
 
-pub use kernel::{KernelConfig, read_kernel_config};
+pub use kernel::{KernelConfig, has_ipip, read_kernel_config};
 pub use leftovers::ClusterRange;
 pub use ports::port_holder;
 pub use sysctl::sysctl_path;

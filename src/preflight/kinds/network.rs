@@ -215,7 +215,10 @@ pub fn interface_mtu(probe: &Probe, min_pod_mtu: u32) -> anyhow::Result<Outcome>
         .node
         .pod_network()
         .and_then(|p| p.addon())
-        .map(|a| (a.name, a.data.encapsulation.overhead))
+        .map(|a| {
+            let ipip = super::kernel::has_ipip(facts);
+            (a.name, a.data.encapsulation_for(ipip).overhead)
+        })
     {
         Some(found) => found,
         None => {
@@ -240,6 +243,48 @@ pub fn interface_mtu(probe: &Probe, min_pod_mtu: u32) -> anyhow::Result<Outcome>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The MTU check's verdict for calico on a host whose default route is on `eth9` (MTU 1500), with
+    /// `kernel_config` as its /proc/config.gz.
+    fn calico_mtu_verdict(kernel_config: &str) -> String {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let (proc, sys) = (dir.path().join("proc"), dir.path().join("sys"));
+        std::fs::create_dir_all(proc.join("net")).unwrap();
+        std::fs::create_dir_all(sys.join("class/net/eth9")).unwrap();
+        std::fs::write(
+            proc.join("net/route"),
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth9\t00000000\t0108A8C0\t0003\t0\t0\t0\t00000000\n",
+        )
+        .unwrap();
+        std::fs::write(sys.join("class/net/eth9/mtu"), "1500\n").unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(proc.join("config.gz")).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(kernel_config.as_bytes()).unwrap();
+        gz.finish().unwrap();
+        let host = crate::host::Host::new(
+            crate::host::Root::new(dir.path().join("root")),
+            crate::host::Facts::with_roots(&proc, &sys),
+            false,
+            crate::output::Ui::default(),
+        );
+        let mut model = crate::model::testing::control_plane_model("");
+        model.cluster.pod_network.addon = crate::config::flags::PodNetwork::named("calico").unwrap();
+        let input = crate::preflight::PreflightInput::for_init(&model, false, &[], false);
+        let env = crate::preflight::context::Environment::with(Vec::new(), &[]);
+        format!("{:?}", interface_mtu(&Probe::new(&host, &input, &env), 1280).unwrap())
+    }
+
+    #[test]
+    fn calico_is_sized_by_the_encapsulation_it_renders() {
+        let with_ipip = calico_mtu_verdict("CONFIG_NET_IPIP=y\nCONFIG_VXLAN=y\n");
+        assert!(with_ipip.contains("pods get 1480 after calico's 20-byte"), "{with_ipip}");
+        let without = calico_mtu_verdict("# CONFIG_NET_IPIP is not set\nCONFIG_VXLAN=y\n");
+        assert!(without.contains("pods get 1450 after calico's 50-byte"), "{without}");
+    }
 
     #[test]
     fn nameserver_lines() {
