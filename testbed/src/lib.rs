@@ -11,7 +11,6 @@ pub mod controller_manager;
 pub mod coredns;
 pub mod cri;
 pub mod driver;
-pub mod flannel;
 pub mod kubelet;
 pub mod node;
 pub mod proxy;

@@ -211,15 +211,10 @@ pub fn interface_mtu(probe: &Probe, min_pod_mtu: u32) -> anyhow::Result<Outcome>
         .trim()
         .parse()
         .map_err(|_| anyhow::anyhow!("cannot read the MTU of {interface}"))?;
-    let (addon, cost) = match probe
-        .node
-        .pod_network()
-        .and_then(|p| p.addon())
-        .map(|a| {
-            let ipip = super::kernel::has_ipip(facts);
-            (a.name, a.data.encapsulation_for(ipip).overhead)
-        })
-    {
+    let (addon, cost) = match probe.node.pod_network().and_then(|p| p.addon()).map(|a| {
+        let ipip = super::kernel::has_ipip(facts);
+        (a.name, a.data.encapsulation_for(ipip).overhead)
+    }) {
         Some(found) => found,
         None => {
             return Ok(Outcome::Pass(format!(
@@ -272,18 +267,28 @@ mod tests {
             crate::output::Ui::default(),
         );
         let mut model = crate::model::testing::control_plane_model("");
-        model.cluster.pod_network.addon = crate::config::flags::PodNetwork::named("calico").unwrap();
+        model.cluster.pod_network.addon =
+            crate::config::flags::PodNetwork::named("calico").unwrap();
         let input = crate::preflight::PreflightInput::for_init(&model, false, &[], false);
         let env = crate::preflight::context::Environment::with(Vec::new(), &[]);
-        format!("{:?}", interface_mtu(&Probe::new(&host, &input, &env), 1280).unwrap())
+        format!(
+            "{:?}",
+            interface_mtu(&Probe::new(&host, &input, &env), 1280).unwrap()
+        )
     }
 
     #[test]
     fn calico_is_sized_by_the_encapsulation_it_renders() {
         let with_ipip = calico_mtu_verdict("CONFIG_NET_IPIP=y\nCONFIG_VXLAN=y\n");
-        assert!(with_ipip.contains("pods get 1480 after calico's 20-byte"), "{with_ipip}");
+        assert!(
+            with_ipip.contains("pods get 1480 after calico's 20-byte"),
+            "{with_ipip}"
+        );
         let without = calico_mtu_verdict("# CONFIG_NET_IPIP is not set\nCONFIG_VXLAN=y\n");
-        assert!(without.contains("pods get 1450 after calico's 50-byte"), "{without}");
+        assert!(
+            without.contains("pods get 1450 after calico's 50-byte"),
+            "{without}"
+        );
     }
 
     #[test]

@@ -1,13 +1,12 @@
-//! The pod-network addons' doubles (calico and weave; flannel lives beside them): which images they
-//! provide, the multi-call names they answer to, and the host commands they share.
+//! The pod-network addons' doubles (flannel, calico and weave): which images they provide and the
+//! multi-call names they answer to.
 
 pub mod calico;
 pub mod calico_cni;
+pub mod flannel;
 pub mod weave;
 
-use std::process::Command;
-
-use anyhow::{Result, bail};
+pub use crate::common::command::{run, run_with_input};
 
 /// The binaries an addon image provides, by repository (None: not an addon image of this module).
 pub fn binaries(repo: &str) -> Option<&'static [&'static str]> {
@@ -84,42 +83,6 @@ pub fn main(name: &str, args: &[String]) -> i32 {
         "weave-net" => weave::plugin_main(args),
         _ => 2,
     }
-}
-
-/// Runs a host command (ip, bridge, ipset, iptables-restore …), failing with its stderr.
-pub fn run(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
-/// Runs a host command with `input` on stdin.
-pub fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

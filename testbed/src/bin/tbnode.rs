@@ -26,8 +26,8 @@ fn main() {
         "coredns" => kubestrap_testbed::coredns::main(&rest),
         "containerd" => kubestrap_testbed::cri::main(&rest),
         "agnhost" => kubestrap_testbed::agnhost::main(&rest),
-        "flanneld" => kubestrap_testbed::flannel::main(&rest),
-        "flannel-cni" => kubestrap_testbed::flannel::cni::main(&rest),
+        "flanneld" => kubestrap_testbed::addons::flannel::main(&rest),
+        "flannel-cni" => kubestrap_testbed::addons::flannel::cni::main(&rest),
         "dns-forward" => kubestrap_testbed::node::dns::main(&rest),
         "pod-exec" => kubestrap_testbed::cri::sandbox::main(&rest),
         // PID 1 runs as `systemd` so that /proc/1/comm names the init system kubestrap drives.

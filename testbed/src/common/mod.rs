@@ -2,6 +2,7 @@
 //! election, label selectors and the pod-to-node fit rules.
 
 pub mod client;
+pub mod command;
 pub mod events;
 pub mod flags;
 pub mod kubeconfig;

@@ -80,7 +80,7 @@ pub fn files(image: &str) -> &'static [(&'static str, &'static str)] {
     let (repo, _) = split(image);
     match repo.rsplit('/').next().unwrap_or(repo) {
         "flannel" => &[("/opt/bin/flanneld", "/opt/testbed/bin/tbnode")],
-        "flannel-cni-plugin" => &[("/flannel", crate::flannel::cni::PLUGIN_PATH)],
+        "flannel-cni-plugin" => &[("/flannel", crate::addons::flannel::cni::PLUGIN_PATH)],
         _ => &[],
     }
 }

@@ -122,11 +122,11 @@ fn write_tree(root: &Path) -> Result<()> {
     std::fs::create_dir_all(&bin)?;
     symlink("tbnode", bin.join("systemd"))?;
     // The flannel-cni-plugin image's `/flannel` (its init container copies it to /opt/cni/bin).
-    let plugin = root.join(crate::flannel::cni::PLUGIN_PATH.trim_start_matches('/'));
+    let plugin = root.join(crate::addons::flannel::cni::PLUGIN_PATH.trim_start_matches('/'));
     if let Some(dir) = plugin.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&plugin, crate::flannel::cni::PLUGIN_SCRIPT)?;
+    std::fs::write(&plugin, crate::addons::flannel::cni::PLUGIN_SCRIPT)?;
     std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let cni = root.join("opt/cni/bin");
     std::fs::create_dir_all(&cni)?;

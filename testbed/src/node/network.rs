@@ -7,27 +7,12 @@
 //! connection to a ClusterIP is routed first and DNATed by kube-proxy's nat OUTPUT chain after
 //! that, so an unreachable route would fail it before any DNAT; the filter chains run after nat.
 
-use std::process::Command;
+use crate::common::command::run;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 /// The filter chain holding the REJECT rules, jumped to from OUTPUT and FORWARD.
 pub const REJECT_CHAIN: &str = "TESTBED-UNHANDLED";
-
-fn run(program: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("run {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 fn list(var: &str) -> Vec<String> {
     std::env::var(var)
