@@ -4,15 +4,19 @@
 //! annotations as flanneld makes them, and `kubestrap verify network` passes; flanneld refuses a bad
 //! `net-conf.json` value with flannel's message; deleting node2's FDB entry for node3 makes verify
 //! exit 1 naming exactly node2↔node3; `kubestrap reset` of every node leaves no flannel artefact
-//! (`ip`, `bridge`, `iptables-save`, `ipset`, `nft`, `find`).
+//! (`ip`, `bridge`, `iptables-save`, `ipset`, `nft`, `find`). `kubestrap verify network` on the same
+//! cluster: its healthy report (36 checks, every DNS endpoint answering), its clean-up, SIGINT (it
+//! cleans up and exits 130), an unpullable checker image (it names each node's waiting checker at
+//! `--timeout` and exits 1), and node1's paths unaffected by the broken node2↔node3 pair.
 
 mod support;
 
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use kubestrap_testbed::driver::{Cluster, Node};
+use kubestrap_testbed::driver::{Cluster, Node, wait_until};
 use serde_json::Value;
+use support::WAIT;
 
 const NS: &str = "kube-flannel";
 const DS: &str = "kube-flannel-ds";
@@ -51,16 +55,6 @@ fn flannel_from_init_carries_pod_traffic_and_reset_removes_it() -> Result<()> {
 
 fn elapsed(since: Instant) -> String {
     format!("{:.1}s", since.elapsed().as_secs_f64())
-}
-
-/// `kubestrap verify network -o json` on `node`: exit code, report, stderr.
-fn verify(node: &Node, extra: &[&str]) -> Result<(i32, Value, String)> {
-    let mut args = vec!["verify", "network", "-o", "json", "--timeout", "90s"];
-    args.extend_from_slice(extra);
-    let out = node.kubestrap(&args)?;
-    let report: Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("verify's stdout is not JSON: {out:?}"))?;
-    Ok((out.code, report, out.stderr))
 }
 
 fn run(cluster: &Cluster, init: &str, started: Instant) -> Result<()> {
@@ -143,12 +137,39 @@ fn run(cluster: &Cluster, init: &str, started: Instant) -> Result<()> {
     bad_net_conf(cp)?;
     eprintln!("flanneld's refusals: {}", elapsed(started));
 
-    let (code, report, stderr) = verify(cp, &[])?;
+    let took = Instant::now();
+    let (code, report, stderr) = support::verify(cp, &[])?;
+    eprintln!(
+        "healthy: verify took {:.1}s (report: {}s, checkers ready after {}s), {} probes",
+        took.elapsed().as_secs_f64(),
+        report["elapsed_seconds"],
+        report["ready_seconds"],
+        report["probes"]
+    );
     ensure!(
         code == 0 && report["status"] == "pass",
         "verify on a healthy flannel cluster: {stderr}\n{report:#}"
     );
-    eprintln!("verify passes: {}", elapsed(started));
+    ensure!(report["nodes"] == serde_json::json!(["node1", "node2", "node3"]));
+    let checks = checks_of(&report);
+    // 9 pod → pod, 9 node → pod, 9 NodePort, 3 ClusterIP, 3 DNS, 3 kubernetes Service.
+    ensure!(checks.len() == 36, "{} checks", checks.len());
+    let service = checks
+        .iter()
+        .find(|c| c["kind"] == "service-dns")
+        .context("a DNS check")?;
+    ensure!(
+        service["answered"].as_array().map(Vec::len) == Some(6),
+        "every endpoint answers by name: {service}"
+    );
+    cleaned_up(cp, &report)?;
+    eprintln!("verify passes and cleans up: {}", elapsed(started));
+    interrupted(cp)?;
+    unpullable(cp)?;
+    eprintln!(
+        "verify interrupted, and with an unpullable image: {}",
+        elapsed(started)
+    );
 
     // node2 forgets where node3's VTEP is: only node2 ↔ node3 pod traffic breaks.
     node2
@@ -164,13 +185,30 @@ fn run(cluster: &Cluster, init: &str, started: Instant) -> Result<()> {
             "self",
         ])?
         .check("deleting node2's FDB entry for node3")?;
-    let (code, report, stderr) = verify(cp, &["--host-port", "9080"])?;
+    // Another host-network port: node1's node → pod and NodePort checks pass through it.
+    let (code, report, stderr) = support::verify(cp, &["--host-port", "9080"])?;
+    for c in checks_of(&report).iter().filter(|c| c["ok"] == false) {
+        eprintln!(
+            "  {} {} → {}: {} probes, {}",
+            c["kind"], c["from"], c["to"], c["probes"], c["error"]
+        );
+    }
     ensure!(code == 1 && report["status"] == "fail", "{code} {report:#}");
     ensure!(
         report["failing_pairs"] == serde_json::json!([["node2", "node3"]]),
         "exactly node2↔node3: {report:#}"
     );
-    ensure!(stderr.contains("node2↔node3"), "{stderr}");
+    ensure!(
+        stderr.contains("between node2↔node3"),
+        "the error names the pair: {stderr}"
+    );
+    for c in checks_of(&report) {
+        let touches = |n: &str| c["from"] == n || c["to"] == n;
+        if c["kind"] != "service-ip" && c["kind"] != "service-dns" && touches("node1") {
+            ensure!(c["ok"] == true, "node1's paths are unaffected: {c}");
+        }
+    }
+    cleaned_up(cp, &report)?;
     eprintln!("verify names node2↔node3: {}", elapsed(started));
 
     for name in ["node3", "node2", "node1"] {
@@ -264,4 +302,104 @@ fn no_flannel_left(node: &Node) -> Result<()> {
         node.name
     );
     Ok(())
+}
+
+/// The run's namespace is gone (or, where nothing finalizes namespaces, being deleted) and holds
+/// no DaemonSet, Service or pod: verify deletes its objects, then the namespace.
+fn cleaned_up(cp: &Node, report: &Value) -> Result<()> {
+    let name = support::text(report, "/namespace").to_string();
+    ensure!(name.starts_with("kubestrap-verify-"), "{report}");
+    wait_until(
+        &format!("namespace {name} and its pods to go"),
+        WAIT,
+        || {
+            let ns = cp.kubectl(&["get", "namespace", &name, "-o", "json"])?;
+            let terminating = ns.code == 0
+                && !serde_json::from_str::<Value>(&ns.stdout)?["metadata"]["deletionTimestamp"]
+                    .is_null();
+            let empty = support::items(cp, &["daemonsets,services,pods", "-n", &name])?.is_empty();
+            Ok((ns.code != 0 || terminating) && empty)
+        },
+    )
+}
+
+/// Ctrl-C while verify waits for its checkers: it deletes its namespace and objects and exits 130.
+fn interrupted(cp: &Node) -> Result<()> {
+    let before: Vec<String> = namespaces(cp)?;
+    cp.sh(
+        "(kubestrap verify network --timeout 60s >/tmp/verify.out 2>&1 & echo $! >/tmp/verify.pid; \
+         wait $!; echo $? >/tmp/verify.code) >/dev/null 2>&1 &",
+    )?
+    .check("starting verify in the background")?;
+    let mut created = String::new();
+    wait_until("verify's namespace", WAIT, || {
+        created = namespaces(cp)?
+            .into_iter()
+            .find(|n| !before.contains(n))
+            .unwrap_or_default();
+        Ok(!created.is_empty())
+    })?;
+    cp.sh("kill -INT $(cat /tmp/verify.pid)")?
+        .check("SIGINT to verify")?;
+    wait_until("verify to exit", WAIT, || {
+        Ok(cp.sh("test -s /tmp/verify.code")?.code == 0)
+    })?;
+    let code = cp.read_string("/tmp/verify.code")?;
+    let out = cp.read_string("/tmp/verify.out")?;
+    ensure!(code.trim() == "130", "exit {code}: {out}");
+    ensure!(
+        out.contains(&format!("interrupted: deleting namespace {created}")),
+        "{out}"
+    );
+    cleaned_up(cp, &serde_json::json!({ "namespace": created }))
+}
+
+/// Checkers whose image cannot be pulled: at `--timeout` verify names each node's waiting pod and
+/// why, cleans up and exits 1.
+fn unpullable(cp: &Node) -> Result<()> {
+    let before = namespaces(cp)?;
+    let out = cp.kubestrap(&[
+        "verify",
+        "network",
+        "--image",
+        "registry.example/agnhost-missing:1",
+        "--timeout",
+        "6s",
+    ])?;
+    ensure!(out.code == 1, "{out:?}");
+    ensure!(
+        out.stderr
+            .contains("timed out waiting for the checker pods")
+            && out.stderr.contains("pod-a on node3 (Pending, ErrImagePull")
+            && out.stderr.contains("host on node1"),
+        "{}",
+        out.stderr
+    );
+    let created = namespaces(cp)?
+        .into_iter()
+        .find(|n| !before.contains(n))
+        .unwrap_or_default();
+    if created.is_empty() {
+        return Ok(()); // already gone
+    }
+    cleaned_up(cp, &serde_json::json!({ "namespace": created }))
+}
+
+/// The names of verify's namespaces.
+fn namespaces(cp: &Node) -> Result<Vec<String>> {
+    Ok(support::items(
+        cp,
+        &[
+            "namespaces",
+            "-l",
+            "app.kubernetes.io/managed-by=kubestrap-verify",
+        ],
+    )?
+    .iter()
+    .map(|n| support::text(n, "/metadata/name").to_string())
+    .collect())
+}
+
+fn checks_of(report: &Value) -> Vec<Value> {
+    report["checks"].as_array().cloned().unwrap_or_default()
 }

@@ -18,18 +18,8 @@ use anyhow::{Context, Result, ensure};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
 use kubestrap_testbed::driver::scenario::{self, ADMIN};
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
-use serde_json::Value;
 
 const POD_SUBNET: &str = "10.244.0.0/16";
-
-fn verify(node: &Node, extra: &[&str]) -> Result<(i32, Value, String)> {
-    let mut args = vec!["verify", "network", "-o", "json", "--timeout", "60s"];
-    args.extend_from_slice(extra);
-    let out = node.kubestrap(&args)?;
-    let report: Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("verify's stdout is not JSON: {out:?}"))?;
-    Ok((out.code, report, out.stderr))
-}
 
 /// init on node1 with `pod_network`, then every other node joins with the printed command.
 fn bring_up(cluster: &Cluster, pod_network: &str) -> Result<()> {
@@ -235,7 +225,7 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
         }
     }
     ensure!(wired >= 2, "CoreDNS's two pods have cali* veths ({wired})");
-    let (code, report, stderr) = verify(cp, &[])?;
+    let (code, report, stderr) = support::verify(cp, &[])?;
     ensure!(
         code == 0 && report["status"] == "pass",
         "verify on a healthy calico cluster: {stderr}\n{report:#}"
@@ -253,7 +243,7 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
         .context("node2's VXLAN MAC annotation")?
         .to_string();
     sh(node3, &format!("bridge fdb del {mac} dev vxlan.calico"))?;
-    let (code, report, stderr) = verify(cp, &["--host-port", "9080"])?;
+    let (code, report, stderr) = support::verify(cp, &["--host-port", "9080"])?;
     ensure!(code == 1 && report["status"] == "fail", "{code} {report:#}");
     ensure!(
         report["failing_pairs"] == serde_json::json!([["node2", "node3"]]),
@@ -293,7 +283,7 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
             "{links}"
         );
     }
-    let (code, report, stderr) = verify(cp, &[])?;
+    let (code, report, stderr) = support::verify(cp, &[])?;
     ensure!(
         code == 0 && report["status"] == "pass",
         "verify after switching from calico to weave: {stderr}\n{report:#}"
@@ -305,7 +295,7 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
         cluster.node("node3")?,
         &format!("bridge fdb del 00:00:00:00:00:00 dev vxlan-6784 dst {node2_ip}"),
     )?;
-    let (code, report, stderr) = verify(cp, &["--host-port", "9080"])?;
+    let (code, report, stderr) = support::verify(cp, &["--host-port", "9080"])?;
     ensure!(code == 1 && report["status"] == "fail", "{code} {report:#}");
     ensure!(
         report["failing_pairs"] == serde_json::json!([["node2", "node3"]]),

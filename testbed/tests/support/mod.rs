@@ -4,7 +4,8 @@
 //! online init renders the add-ons, the tests apply these objects themselves. The kubectl helpers
 //! (`kubectl`, `get`, `items`, `text`) serve the pods and controllers tests too, and the timed-output
 //! helpers (`timed_lines`, `line_at`, `since`) the init and join benchmarks; `cluster_with_flannel` (init +
-//! joins with kubestrap's default flannel) the flannel and verify tests.
+//! joins with kubestrap's default flannel) and `verify` (`kubestrap verify network -o json`) the
+//! pod-network tests.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -374,4 +375,15 @@ pub fn line_at(lines: &[(SystemTime, String)], prefix: &str) -> Result<SystemTim
 /// `later - earlier`, zero when the clock says otherwise.
 pub fn since(later: SystemTime, earlier: SystemTime) -> Duration {
     later.duration_since(earlier).unwrap_or_default()
+}
+
+/// `kubestrap verify network -o json --timeout 90s [extra…]` on `node`: exit code, parsed report,
+/// stderr.
+pub fn verify(node: &Node, extra: &[&str]) -> Result<(i32, Value, String)> {
+    let mut args = vec!["verify", "network", "-o", "json", "--timeout", "90s"];
+    args.extend_from_slice(extra);
+    let out = node.kubestrap(&args)?;
+    let report: Value = serde_json::from_str(&out.stdout)
+        .with_context(|| format!("verify's stdout is not JSON: {out:?}"))?;
+    Ok((out.code, report, out.stderr))
 }
