@@ -455,15 +455,7 @@ fn run(cluster: &Cluster) -> Result<()> {
 fn initialised(nodes: usize) -> Result<(Cluster, String)> {
     let cluster = Cluster::start(&kubestrap_testbed::binaries!(), &ClusterSpec::nodes(nodes))?;
     let cp = cluster.node("node1")?;
-    let settings = ClusterSettings::for_node(cp);
-    cp.write_file(
-        "/root/kubestrap.yaml",
-        scenario::kubestrap_config(&settings)?.as_bytes(),
-        0o600,
-    )?;
-    let init = cp
-        .kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
-        .check("kubestrap init on node1")?;
+    let init = support::init_with_config(cp)?;
     let command = scenario::printed_join_command(&init.stdout)
         .with_context(|| format!("the worker join command in init's output:\n{}", init.stdout))?;
     Ok((cluster, command))

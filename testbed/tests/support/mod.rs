@@ -94,15 +94,7 @@ pub fn cluster_with_pod_network() -> Result<Cluster> {
 pub fn cluster_with_flannel() -> Result<(Cluster, String)> {
     let cluster = Cluster::start(&kubestrap_testbed::binaries!(), &ClusterSpec::nodes(3))?;
     let cp = cluster.node("node1")?;
-    let settings = ClusterSettings::for_node(cp);
-    cp.write_file(
-        "/root/kubestrap.yaml",
-        scenario::kubestrap_config(&settings)?.as_bytes(),
-        0o600,
-    )?;
-    let init = cp
-        .kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
-        .check("kubestrap init on node1")?;
+    let init = init_with_config(cp)?;
     let command = scenario::printed_join_command(&init.stdout).context("the join command")?;
     for name in ["node2", "node3"] {
         let joined = scenario::run_join_command(cluster.node(name)?, &command)?;
@@ -386,4 +378,17 @@ pub fn verify(node: &Node, extra: &[&str]) -> Result<(i32, Value, String)> {
     let report: Value = serde_json::from_str(&out.stdout)
         .with_context(|| format!("verify's stdout is not JSON: {out:?}"))?;
     Ok((out.code, report, out.stderr))
+}
+
+/// `kubestrap init --config` on `cp` with the testbed's kubestrap configuration for that node
+/// (written to /root/kubestrap.yaml), checked for success.
+pub fn init_with_config(cp: &Node) -> Result<kubestrap_testbed::driver::docker::Finished> {
+    let settings = ClusterSettings::for_node(cp);
+    cp.write_file(
+        "/root/kubestrap.yaml",
+        scenario::kubestrap_config(&settings)?.as_bytes(),
+        0o600,
+    )?;
+    cp.kubestrap(&["init", "--config=/root/kubestrap.yaml"])?
+        .check(&format!("kubestrap init on {}", cp.name))
 }
