@@ -7,7 +7,7 @@
 //! the command init printed, giving a real 3-member etcd (`etcdctl member list`: three voting members)
 //! and three control-plane Nodes. kubectl through the endpoint keeps working while node3 is stopped.
 //! node3 then loses its state without leaving etcd (`reset --skip-phases remove-etcd-member` and its
-//! data wiped): re-joining under the same name replaces the stale member. Last, `kubestrap reset` of
+//! data wiped; the admin deletes its Node): re-joining under the same name replaces the stale member. Last, `kubestrap reset` of
 //! node2 removes its member and Node, leaving a healthy 2-member etcd.
 
 mod support;
@@ -328,6 +328,11 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
     node3
         .sh("rm -rf /var/lib/etcd/member")?
         .check("wipe node3's etcd data")?;
+    // Skipping remove-etcd-member also kept the Node, which stays Ready until the controller
+    // manager notices the stopped kubelet: join would refuse it, so the admin deletes it first.
+    node1
+        .kubectl_with(ADMIN, &["delete", "node", "node3"])?
+        .check("kubectl delete node node3")?;
     ensure!(members(node1)?.iter().any(|(_, id, _)| *id == stale_id));
     let at = Instant::now();
     let rejoined = scenario::run_join_command(node3, &command)?;
