@@ -4,11 +4,12 @@
 //! host artefacts and `kubestrap verify network` passes; node3's FDB entry for node2's VTEP deleted
 //! → verify names exactly node2↔node3 and exits 1; `kubestrap reset` on every node leaves no cali*
 //! device, `vxlan.calico`, cali- chain, `cali:` comment, cali40 ipset, calico file or block route,
-//! and keeps a foreign bridge, chain and ipset; the reset cluster then comes up again with weave
-//! (flannel's double is not in this branch), verify passes, node3's overlay entry for node2
-//! deleted → verify names exactly node2↔node3, and weave's reset leaves no `weave`
-//! bridge, vethwe*, vxlan-6784, WEAVE chain, weave ipset or weave file. A bad CALICO_IPV4POOL_CIDR
-//! makes calico-node exit as calico-node does, a bad IPALLOC_RANGE weave's router as weave does.
+//! and keeps a foreign bridge, chain and ipset; the reset nodes switch to flannel (init and joins
+//! again) and verify passes; reset again, they come up with weave (after calico's and flannel's
+//! host state), verify passes, node3's overlay entry for node2 deleted → verify names exactly
+//! node2↔node3, and weave's reset leaves no `weave` bridge, vethwe*, vxlan-6784, WEAVE chain, weave
+//! ipset or weave file. A bad CALICO_IPV4POOL_CIDR makes calico-node exit as calico-node does, a bad
+//! IPALLOC_RANGE weave's router as weave does.
 
 mod support;
 
@@ -47,13 +48,13 @@ fn bring_up(cluster: &Cluster, pod_network: &str) -> Result<()> {
     Ok(())
 }
 
-/// The DaemonSet has a ready pod on each of `nodes` nodes.
-fn daemonset_ready(cp: &Node, name: &str, nodes: usize) -> Result<()> {
+/// The DaemonSet `namespace/name` has a ready pod on each of `nodes` nodes.
+fn daemonset_ready(cp: &Node, namespace: &str, name: &str, nodes: usize) -> Result<()> {
     wait_until(
         &format!("{name} ready on {nodes} nodes"),
         Duration::from_secs(90),
         || {
-            let ds = support::get(cp, &["daemonset", name, "-n", "kube-system"])?;
+            let ds = support::get(cp, &["daemonset", name, "-n", namespace])?;
             let ready = ds["status"]["numberReady"].as_u64().unwrap_or(0);
             let desired = ds["status"]["desiredNumberScheduled"].as_u64().unwrap_or(0);
             Ok(desired == nodes as u64 && ready == desired)
@@ -164,7 +165,7 @@ fn calico_networks_pods_is_verified_and_resets_clean() -> Result<()> {
 fn run(cluster: &Cluster, started: Instant) -> Result<()> {
     let cp = cluster.node("node1")?;
     bring_up(cluster, "calico")?;
-    daemonset_ready(cp, "calico-node", 3)?;
+    daemonset_ready(cp, "kube-system", "calico-node", 3)?;
     eprintln!("calico ready on 3 nodes: {:?}", started.elapsed());
 
     // The rendered pool is VXLAN here, and calico-node made its artefacts with their real names.
@@ -271,10 +272,26 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
     }
     eprintln!("reset clean: {:?}", started.elapsed());
 
-    // The reset nodes come up again with weave (calico's leftovers would break it: none are left)
-    // and it works; its own reset leaves nothing of weave either.
+    // The reset nodes switch to flannel: calico's leftovers (a cali* route to a pod block, its
+    // ipsets and chains) would break the new network; none are left, and it works.
+    bring_up(cluster, "flannel")?;
+    daemonset_ready(cp, "kube-flannel", "kube-flannel-ds", 3)?;
+    support::wait_for_proxies(cluster, &cluster.nodes.iter().collect::<Vec<_>>())?;
+    let (code, report, stderr) = support::verify(cp, &[])?;
+    ensure!(
+        code == 0 && report["status"] == "pass",
+        "verify after switching from calico to flannel: {stderr}\n{report:#}"
+    );
+    eprintln!("flannel after calico verified: {:?}", started.elapsed());
+    for node in cluster.nodes.iter().rev() {
+        node.kubestrap(&["reset", "--force"])?
+            .check(&format!("reset on {}", node.name))?;
+    }
+
+    // The reset nodes come up again with weave (the source material's "calico's ipsets made weave
+    // crash") and it works; its own reset leaves nothing of weave either.
     bring_up(cluster, "weave")?;
-    daemonset_ready(cp, "weave-net", 3)?;
+    daemonset_ready(cp, "kube-system", "weave-net", 3)?;
     support::wait_for_proxies(cluster, &cluster.nodes.iter().collect::<Vec<_>>())?;
     for node in &cluster.nodes {
         let links = sh(node, "ip -o link show")?;
@@ -286,7 +303,7 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
     let (code, report, stderr) = support::verify(cp, &[])?;
     ensure!(
         code == 0 && report["status"] == "pass",
-        "verify after switching from calico to weave: {stderr}\n{report:#}"
+        "verify after switching from calico and flannel to weave: {stderr}\n{report:#}"
     );
     eprintln!("weave verified: {:?}", started.elapsed());
     // node3's overlay stops flooding to node2: node2 ↔ node3 fails, named as that pair.
