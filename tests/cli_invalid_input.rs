@@ -583,6 +583,20 @@ fn join_refuses_bad_discovery_input_and_a_bad_certificate_key_with_nothing_writt
                 "can not be read",
             ],
         ),
+        (
+            // The hidden check-etcd is a phase --skip-phases knows (the unknown one alone is named).
+            [
+                &pinned[..],
+                &["--skip-phases", "check-etcd,no-such-phase", "10.0.0.1:6443"],
+            ]
+            .concat(),
+            vec!["\"no-such-phase\""],
+        ),
+        (
+            // ...and, as in kubeadm, it has no `join phase` subcommand.
+            ["phase", "check-etcd"].to_vec(),
+            vec!["check-etcd"],
+        ),
     ] {
         let (code, stderr) = join(root.path(), &args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
@@ -590,6 +604,18 @@ fn join_refuses_bad_discovery_input_and_a_bad_certificate_key_with_nothing_writt
             assert!(stderr.contains(needle), "{args:?}: {needle}: {stderr}");
         }
     }
+    let (_, stderr) = join(
+        root.path(),
+        &[
+            &pinned[..],
+            &["--skip-phases", "check-etcd,no-such-phase", "10.0.0.1:6443"],
+        ]
+        .concat(),
+    );
+    assert!(
+        !stderr.contains("\"check-etcd\""),
+        "known, not refused: {stderr}"
+    );
     assert_empty_dir(root.path(), "join");
     // A control-plane candidate's preflight runs alone (exit 0 or 1, never an input error).
     let preflight_root = tempfile::tempdir().unwrap();

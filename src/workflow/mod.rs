@@ -35,6 +35,9 @@ pub struct Phase<D> {
     pub run: Option<RunFn<D>>,
     pub run_if: Option<RunIfFn<D>>,
     pub children: Vec<Phase<D>>,
+    /// Runs with the workflow and `--skip-phases` accepts it, but it has no `phase` subcommand (kubeadm's
+    /// hidden phases, such as join's `check-etcd`).
+    pub hidden: bool,
 }
 
 impl<D> Phase<D> {
@@ -50,6 +53,7 @@ impl<D> Phase<D> {
             run: Some(Box::new(run)),
             run_if: None,
             children: Vec::new(),
+            hidden: false,
         }
     }
 
@@ -61,6 +65,7 @@ impl<D> Phase<D> {
             run: None,
             run_if: None,
             children,
+            hidden: false,
         }
     }
 
@@ -74,6 +79,12 @@ impl<D> Phase<D> {
         self.run_if = Some(Box::new(run_if));
         self
     }
+
+    /// Hides the phase from the `phase` subcommands (see [`Phase::hidden`]).
+    pub fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
 }
 
 /// The shape of a phase tree without its functions: what the CLI needs to build subcommands.
@@ -82,6 +93,7 @@ pub struct PhaseInfo {
     pub name: &'static str,
     pub help: &'static str,
     pub children: Vec<PhaseInfo>,
+    pub hidden: bool,
 }
 
 pub fn describe<D>(phases: &[Phase<D>]) -> Vec<PhaseInfo> {
@@ -91,6 +103,7 @@ pub fn describe<D>(phases: &[Phase<D>]) -> Vec<PhaseInfo> {
             name: p.name,
             help: p.help,
             children: describe(&p.children),
+            hidden: p.hidden,
         })
         .collect()
 }

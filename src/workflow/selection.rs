@@ -83,7 +83,7 @@ fn phase_command<W: PhaseTree>(phase: &PhaseInfo) -> Command {
         cmd = cmd.subcommand(with_positional::<W>(
             Command::new("all").about(format!("Run every {} sub-phase", phase.name)),
         ));
-        for child in &phase.children {
+        for child in phase.children.iter().filter(|c| !c.hidden) {
             cmd = cmd.subcommand(phase_command::<W>(child));
         }
     }
@@ -93,8 +93,8 @@ fn phase_command<W: PhaseTree>(phase: &PhaseInfo) -> Command {
 impl<W: PhaseTree> Subcommand for PhaseSelection<W> {
     fn augment_subcommands(cmd: Command) -> Command {
         let mut cmd = cmd.subcommand_required(true);
-        for phase in W::tree() {
-            cmd = cmd.subcommand(phase_command::<W>(&phase));
+        for phase in W::tree().iter().filter(|p| !p.hidden) {
+            cmd = cmd.subcommand(phase_command::<W>(phase));
         }
         cmd
     }
@@ -104,7 +104,7 @@ impl<W: PhaseTree> Subcommand for PhaseSelection<W> {
     }
 
     fn has_subcommand(name: &str) -> bool {
-        W::tree().iter().any(|p| p.name == name)
+        W::tree().iter().any(|p| p.name == name && !p.hidden)
     }
 }
 
@@ -120,9 +120,14 @@ mod tests {
                 name,
                 help: "",
                 children: Vec::new(),
+                hidden: false,
             };
             vec![
                 leaf("a"),
+                PhaseInfo {
+                    hidden: true,
+                    ..leaf("secret")
+                },
                 PhaseInfo {
                     name: "b",
                     help: "",
@@ -130,7 +135,9 @@ mod tests {
                         name: "deep",
                         help: "",
                         children: vec![leaf("d1"), leaf("d2")],
+                        hidden: false,
                     }],
+                    hidden: false,
                 },
             ]
         }
@@ -161,5 +168,14 @@ mod tests {
         let with_endpoint = select(&["b", "deep", "d1", "10.0.0.1:6443"]);
         assert_eq!(with_endpoint.positional.as_deref(), Some("10.0.0.1:6443"));
         assert_eq!(select(&["a"]).target.path, ["a"]);
+    }
+
+    #[test]
+    fn a_hidden_phase_has_no_subcommand() {
+        let cmd = PhaseSelection::<Deep>::augment_subcommands(Command::new("phase"));
+        let refused = cmd.try_get_matches_from(["phase", "secret"]);
+        assert!(refused.is_err());
+        assert!(!PhaseSelection::<Deep>::has_subcommand("secret"));
+        assert!(PhaseSelection::<Deep>::has_subcommand("a"));
     }
 }

@@ -3,12 +3,14 @@
 //! --control-plane-endpoint <lb>:6443 --upload-certs`; on node2 a control-plane join with a wrong
 //! certificate key exits 1 naming it and leaves nothing, one without a key exits 2, one that fails after
 //! adding its learner (`etcdAPICall: 1ms`) is rolled back and the learner removed, and a dry run plans
-//! without adding a member; node2 and node3 join as control planes with
-//! the command init printed, giving a real 3-member etcd (`etcdctl member list`: three voting members)
-//! and three control-plane Nodes. kubectl through the endpoint keeps working while node3 is stopped.
-//! node3 then loses its state without leaving etcd (`reset --skip-phases remove-etcd-member` and its
-//! data wiped; the admin deletes its Node): re-joining under the same name replaces the stale member. Last, `kubestrap reset` of
-//! node2 removes its member and Node, leaving a healthy 2-member etcd.
+//! without adding a member; node2 joins as a control plane with the command init printed; node3's join
+//! with node2's etcd unreachable from it stops at check-etcd (exit 1, node2 named, before the kubelet
+//! starts) and leaves nothing; then node3 joins, giving a real 3-member etcd (`etcdctl member list`:
+//! three voting members) and three control-plane Nodes. kubectl through the endpoint keeps working
+//! while node3 is stopped. node3 then loses its state without leaving etcd (`reset --skip-phases
+//! remove-etcd-member` and its data wiped; the admin deletes its Node): re-joining under the same name
+//! replaces the stale member. Last, `kubestrap reset` of node2 removes its member and Node, leaving a
+//! healthy 2-member etcd.
 
 mod support;
 
@@ -158,6 +160,51 @@ fn join_control_plane(node: &Node, command: &str) -> Result<()> {
     Ok(())
 }
 
+/// check-etcd: with `down`'s etcd refusing `node`'s connections, `node`'s control-plane join exits 1
+/// naming that member before its kubelet starts, and leaves nothing.
+fn refused_while_etcd_unhealthy(node: &Node, down: &Node, command: &str) -> Result<()> {
+    let rule = format!("OUTPUT -d {} -p tcp --dport 2379 -j REJECT", down.ip);
+    let before = state_files(node)?;
+    node.sh(&format!("iptables -I {rule}"))?
+        .check("block the member's client port")?;
+    let at = Instant::now();
+    let refused = scenario::run_join_command(node, command);
+    node.sh(&format!("iptables -D {rule}"))?
+        .check("unblock the member's client port")?;
+    let refused = refused?;
+    ensure!(
+        refused.code == 1,
+        "join with an unhealthy member: {refused:?}"
+    );
+    ensure!(
+        refused
+            .stdout
+            .contains("[check-etcd] Checking that the etcd cluster is healthy")
+            && !refused.stdout.contains("[kubelet-start]"),
+        "{}",
+        refused.stdout
+    );
+    ensure!(
+        refused
+            .stderr
+            .contains("the etcd cluster is not healthy, so no member is added")
+            && refused.stderr.contains(&format!("\"{}\"", down.name)),
+        "{}",
+        refused.stderr
+    );
+    let after = state_files(node)?;
+    ensure!(
+        after == before,
+        "the refused join left files:\n{after}\nbefore:\n{before}"
+    );
+    eprintln!(
+        "{} refused by check-etcd, rolled back: {}",
+        node.name,
+        elapsed(at)
+    );
+    Ok(())
+}
+
 fn run(cluster: &Cluster, started: Instant) -> Result<()> {
     let node1 = cluster.node("node1")?;
     let node2 = cluster.node("node2")?;
@@ -275,7 +322,8 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
     ensure!(
         planned
             .stdout
-            .contains("[dry-run] Would check the etcd cluster's health")
+            .contains("[dry-run] Would check that the etcd cluster is healthy")
+            && planned.stdout.contains("as a learner")
             && planned.stdout.contains("--initial-cluster-state=existing"),
         "{}",
         planned.stdout
@@ -285,6 +333,8 @@ fn run(cluster: &Cluster, started: Instant) -> Result<()> {
 
     // ---- node2 and node3 join as control planes ----
     join_control_plane(node2, &command)?;
+    refused_while_etcd_unhealthy(node3, node2, &command)?;
+    ensure!(voting_names(node1)? == ["node1", "node2"]);
     join_control_plane(node3, &command)?;
     ensure!(voting_names(node1)? == ["node1", "node2", "node3"]);
     ensure!(control_plane_nodes(node1)? == ["node1", "node2", "node3"]);

@@ -63,6 +63,7 @@ pub fn phases() -> Vec<Phase<JoinData>> {
     vec![
         preflight::phase(),
         control_plane::prepare(),
+        control_plane::check_etcd(),
         kubelet_start::phase(),
         control_plane::etcd_join(),
         wait_bootstrap::phase(),

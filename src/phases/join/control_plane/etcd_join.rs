@@ -1,7 +1,9 @@
-//! `join phase etcd-join` (stacked etcd): finds the cluster's etcd members (the `etcd` static pods'
+//! The stacked-etcd phases of a control-plane join. `check-etcd` (hidden, as in kubeadm; before the
+//! kubelet starts): every voting member other than a stale one of this node answers `/health`.
+//! `etcd-join`: finds the cluster's etcd members (the `etcd` static pods'
 //! `kubeadm.kubernetes.io/etcd.advertise-client-urls` annotations), removes a stale member with this
-//! node's name or peer URL (a node that left without `reset`), checks that every other voting member is
-//! healthy, adds this node's member as a **learner**, writes its static pod with the members as
+//! node's name or peer URL (a node that left without `reset`), checks the other voting members again,
+//! adds this node's member as a **learner**, writes its static pod with the members as
 //! `--initial-cluster` and `--initial-cluster-state=existing`, then promotes it once it has caught up
 //! and waits until it serves. Every membership change is journaled: a failed join removes the member it
 //! added ([`EtcdMemberUndo`]).
@@ -30,6 +32,27 @@ pub const STALE_KIND: &str = "etcd-stale-member";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(250);
 
+/// `check-etcd`: refuses the join before the kubelet starts when a voting member (other than a stale
+/// one with this node's name or peer URL, which etcd-join replaces) does not answer `/health`.
+pub fn check(data: &mut JoinData) -> anyhow::Result<()> {
+    let model = joined_model(data)?;
+    let cp = model.control_plane()?;
+    let Some(me) = cp.etcd_member() else {
+        return Ok(());
+    };
+    let ui = data.host.ui();
+    if data.host.dry_run() {
+        ui.line("[dry-run] Would check that the etcd cluster is healthy");
+        return Ok(());
+    }
+    ui.line("[check-etcd] Checking that the etcd cluster is healthy");
+    let endpoints = member_endpoints(data, &me)?;
+    let certs = EtcdCerts::of(&data.host, &cp);
+    let (_, members) = first_answering(&certs, &endpoints)?;
+    let (_, others) = split_stale(&members, &me);
+    check_health(&certs, &others.into_iter().cloned().collect::<Vec<_>>())
+}
+
 pub fn run(data: &mut JoinData) -> anyhow::Result<()> {
     let model = joined_model(data)?;
     let cp = model.control_plane()?;
@@ -43,7 +66,7 @@ pub fn run(data: &mut JoinData) -> anyhow::Result<()> {
     if data.host.dry_run() {
         let ui = data.host.ui();
         ui.line(format!(
-            "[dry-run] Would check the etcd cluster's health, remove a stale member named {:?} or with peer URL {} if there is one, and add {:?} ({}) as a learner",
+            "[dry-run] Would remove a stale member named {:?} or with peer URL {} if there is one, check the other members' health again, and add {:?} ({}) as a learner",
             me.name, me.peer_url, me.name, me.peer_url
         ));
         write_manifest(data, &model, &[(me.name.clone(), me.peer_url.clone())])?;
@@ -56,7 +79,6 @@ pub fn run(data: &mut JoinData) -> anyhow::Result<()> {
     let endpoints = member_endpoints(data, &me)?;
     let certs = EtcdCerts::of(&data.host, &cp);
     let ui = data.host.ui();
-    ui.line("[check-etcd] Checking that the etcd cluster is healthy");
     let (client, members) = first_answering(&certs, &endpoints)?;
     let others = replace_stale(&data.host, &certs, &client, &members, &me)?;
     check_health(&certs, &others)?;
@@ -193,9 +215,7 @@ fn replace_stale(
     members: &[Member],
     me: &EtcdMember,
 ) -> anyhow::Result<Vec<Member>> {
-    let (stale, others): (Vec<&Member>, Vec<&Member>) = members
-        .iter()
-        .partition(|m| m.name == me.name || m.peer_urls.contains(&me.peer_url));
+    let (stale, others) = split_stale(members, me);
     for member in stale {
         let what = format!(
             "{:?} (id {}, {})",
@@ -224,6 +244,13 @@ fn replace_stale(
         })?;
     }
     Ok(others.into_iter().cloned().collect())
+}
+
+/// The members with this node's name or peer URL (stale: a node that left without reset), and the others.
+fn split_stale<'m>(members: &'m [Member], me: &EtcdMember) -> (Vec<&'m Member>, Vec<&'m Member>) {
+    members
+        .iter()
+        .partition(|m| m.name == me.name || m.peer_urls.contains(&me.peer_url))
 }
 
 /// Every voting member other than this node's answers `/health`.

@@ -175,6 +175,16 @@ fn manifests(data: &mut JoinData) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// kubeadm's hidden `check-etcd`: the etcd cluster's health, before the kubelet starts.
+pub fn check_etcd() -> Phase<JoinData> {
+    control_plane_only(
+        "check-etcd",
+        "Check that the etcd cluster is healthy",
+        etcd_join::check,
+    )
+    .hidden()
+}
+
 pub fn etcd_join() -> Phase<JoinData> {
     control_plane_only(
         "etcd-join",
