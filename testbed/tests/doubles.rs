@@ -109,6 +109,36 @@ fn kubectl_and_rbac_against_the_api_server_double() -> Result<()> {
         &["auth", "can-i", "create", "configmaps"],
     )?;
     ensure!(can.stdout.trim() == "no" && can.code == 1, "{can:?}");
+    // A binding counts from the moment it is made and stops when it is deleted (the double keeps
+    // the roles and bindings it read until their etcd fingerprint moves).
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "intruder-view", "namespace": "kube-system"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "intruder"}]});
+    scenario::apply(node, ADMIN, &[binding])?;
+    let viewer = node.kubectl_with(
+        "/root/intruder.conf",
+        &["get", "configmaps", "-n", "kube-system"],
+    )?;
+    ensure!(viewer.ok(), "the new binding counts at once: {viewer:?}");
+    node.kubectl(&[
+        "delete",
+        "rolebinding",
+        "intruder-view",
+        "-n",
+        "kube-system",
+    ])?
+    .check("delete the binding")?;
+    let unbound = node.kubectl_with(
+        "/root/intruder.conf",
+        &["get", "configmaps", "-n", "kube-system"],
+    )?;
+    ensure!(
+        unbound
+            .stderr
+            .contains("configmaps is forbidden: User \"intruder\""),
+        "the deleted binding stops counting at once: {unbound:?}"
+    );
 
     scenario::admit_token(node, "abcdef.0123456789abcdef")?;
     let other_group = fixture::bootstrap_token_secret(

@@ -1,6 +1,9 @@
 //! Authorization: the privileged-group bypass, then the --authorization-mode chain (Node, RBAC,
 //! AlwaysAllow, AlwaysDeny) as the real server evaluates it, with its Forbidden wording.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde_json::Value;
 
 use super::Server;
@@ -58,16 +61,46 @@ pub async fn allowed(server: &Server, user: &UserInfo, attrs: &Attributes) -> Ap
     }
 }
 
+/// The RBAC objects under each etcd prefix last read, with the prefix's fingerprint then (key count,
+/// newest mod revision): an authorization reads them again only when the fingerprint moved, instead of
+/// reading and decoding every role and binding on every request.
+#[derive(Default)]
+pub struct PolicyCache(Mutex<HashMap<String, ((i64, i64), Arc<Vec<Value>>)>>);
+
+impl PolicyCache {
+    fn get(&self, prefix: &str, fingerprint: (i64, i64)) -> Option<Arc<Vec<Value>>> {
+        let lists = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lists
+            .get(prefix)
+            .filter(|(at, _)| *at == fingerprint)
+            .map(|(_, items)| items.clone())
+    }
+
+    fn put(&self, prefix: String, fingerprint: (i64, i64), items: Arc<Vec<Value>>) {
+        let mut lists = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lists.insert(prefix, (fingerprint, items));
+    }
+}
+
 pub async fn load_policy(server: &Server, namespace: &str) -> ApiResult<Policy> {
     let list = |plural: &'static str, ns: Option<String>| async move {
         let rt = server
             .registry_type("rbac.authorization.k8s.io", "v1", plural)
             .ok_or_else(|| ApiError::internal("rbac types missing"))?;
-        let (items, _) = server
-            .etcd
-            .list(&rt.list_prefix(&server.opts.etcd_prefix, ns.as_deref()))
-            .await?;
-        Ok::<Vec<Value>, ApiError>(items.into_iter().map(|s| s.object).collect())
+        let prefix = rt.list_prefix(&server.opts.etcd_prefix, ns.as_deref());
+        let now = server.etcd.fingerprint(&prefix).await?;
+        if let Some(items) = server.policy_cache.get(&prefix, now) {
+            return Ok::<Arc<Vec<Value>>, ApiError>(items);
+        }
+        let (stored, _) = server.etcd.list(&prefix).await?;
+        // The fingerprint of what was read (the prefix may have moved since `now`).
+        let read = (
+            stored.len() as i64,
+            stored.iter().map(|s| s.revision).max().unwrap_or(0),
+        );
+        let items = Arc::new(stored.into_iter().map(|s| s.object).collect::<Vec<_>>());
+        server.policy_cache.put(prefix, read, items.clone());
+        Ok(items)
     };
     let namespace = (!namespace.is_empty()).then(|| namespace.to_string());
     let (roles, role_bindings) = match &namespace {
@@ -75,7 +108,7 @@ pub async fn load_policy(server: &Server, namespace: &str) -> ApiResult<Policy> 
             list("roles", namespace.clone()).await?,
             list("rolebindings", namespace.clone()).await?,
         ),
-        None => (Vec::new(), Vec::new()),
+        None => Default::default(),
     };
     Ok(Policy {
         cluster_roles: list("clusterroles", None).await?,

@@ -57,6 +57,10 @@ pub struct Server {
     registry: RwLock<Registry>,
     /// The store revision, polled while watches listen: they wake when it moves.
     pub revision: tokio::sync::watch::Sender<i64>,
+    /// The client of `pods/proxy` (plain HTTP to pod IPs), built once: a client per request would
+    /// read the system's trust roots each time.
+    pub proxy_client: reqwest::Client,
+    pub policy_cache: authz::PolicyCache,
 }
 
 impl Server {
@@ -190,6 +194,8 @@ async fn run(args: Vec<String>) -> Result<()> {
         tokens,
         registry: RwLock::new(Registry::built_in()),
         revision: tokio::sync::watch::Sender::new(0),
+        proxy_client: proxy::client()?,
+        policy_cache: Default::default(),
         opts,
     });
     tokio::spawn(watch::poll_revision(server.clone()));

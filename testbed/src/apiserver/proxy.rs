@@ -74,6 +74,15 @@ pub async fn pods(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The `pods/proxy` client. It keeps no idle connection: one the pod has just closed would fail the
+/// next request.
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .pool_max_idle_per_host(0)
+        .build()?)
+}
+
 async fn forward(
     server: &Server,
     user: &UserInfo,
@@ -118,17 +127,10 @@ async fn forward(
         url.push('?');
         url.push_str(q);
     }
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| {
-            ApiError::new(
-                503,
-                "ServiceUnavailable",
-                format!("error trying to reach service: {e}"),
-            )
-        })?;
-    let mut request = client.request(method.clone(), &url).body(body.to_vec());
+    let mut request = server
+        .proxy_client
+        .request(method.clone(), &url)
+        .body(body.to_vec());
     for key in [hyper::header::CONTENT_TYPE, hyper::header::ACCEPT] {
         if let Some(v) = headers.get(&key) {
             request = request.header(key, v.clone());

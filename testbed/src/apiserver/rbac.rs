@@ -2,6 +2,8 @@
 //! authorizer's matching rules (wildcards, `*/subresource`, resourceNames, non-resource URLs) and
 //! ClusterRole aggregation.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::authn::UserInfo;
@@ -52,16 +54,16 @@ impl Attributes {
 /// The RBAC objects an authorization decision reads.
 #[derive(Debug, Default)]
 pub struct Policy {
-    pub cluster_roles: Vec<Value>,
-    pub cluster_role_bindings: Vec<Value>,
-    pub roles: Vec<Value>,
-    pub role_bindings: Vec<Value>,
+    pub cluster_roles: Arc<Vec<Value>>,
+    pub cluster_role_bindings: Arc<Vec<Value>>,
+    pub roles: Arc<Vec<Value>>,
+    pub role_bindings: Arc<Vec<Value>>,
 }
 
 impl Policy {
     /// Whether any binding grants `attrs` to `user`.
     pub fn allows(&self, user: &UserInfo, attrs: &Attributes) -> bool {
-        for binding in &self.cluster_role_bindings {
+        for binding in self.cluster_role_bindings.iter() {
             if subjects_match(binding, user, "")
                 && self
                     .rules_of(binding, true)
@@ -94,7 +96,7 @@ impl Policy {
     /// Every rule granted to `user` in `namespace` (for SelfSubjectRulesReview).
     pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> Vec<Value> {
         let mut rules = Vec::new();
-        for b in &self.cluster_role_bindings {
+        for b in self.cluster_role_bindings.iter() {
             if subjects_match(b, user, "") {
                 rules.extend(self.rules_of(b, true));
             }
@@ -154,7 +156,7 @@ impl Policy {
         visited.push(name);
         let mut out = rules(role);
         if let Some(selectors) = role["aggregationRule"]["clusterRoleSelectors"].as_array() {
-            for other in &self.cluster_roles {
+            for other in self.cluster_roles.iter() {
                 let labels = &other["metadata"]["labels"];
                 if selectors.iter().any(|s| selector_matches(s, labels)) {
                     out.extend(self.aggregate(other, visited));
@@ -276,16 +278,18 @@ mod tests {
     #[test]
     fn bindings_grant_by_user_group_and_service_account() {
         let policy = Policy {
-            cluster_roles: super::super::policy::cluster_roles(),
-            cluster_role_bindings: super::super::policy::cluster_role_bindings(),
+            cluster_roles: super::super::policy::cluster_roles().into(),
+            cluster_role_bindings: super::super::policy::cluster_role_bindings().into(),
             roles: super::super::policy::namespaced()
                 .into_iter()
                 .filter(|o| o["kind"] == "Role")
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             role_bindings: super::super::policy::namespaced()
                 .into_iter()
                 .filter(|o| o["kind"] == "RoleBinding")
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         };
         let admin = user(
             "kubernetes-super-admin",
@@ -330,10 +334,10 @@ mod tests {
     #[test]
     fn aggregation_and_subresource_wildcards() {
         let policy = Policy {
-            cluster_roles: super::super::policy::cluster_roles(),
-            cluster_role_bindings: vec![
+            cluster_roles: super::super::policy::cluster_roles().into(),
+            cluster_role_bindings: Arc::new(vec![
                 json!({"roleRef": {"kind": "ClusterRole", "name": "admin"}, "subjects": [{"kind": "User", "name": "a"}]}),
-            ],
+            ]),
             ..Default::default()
         };
         let a = user("a", &[]);
