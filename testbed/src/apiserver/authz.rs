@@ -65,20 +65,28 @@ pub async fn allowed(server: &Server, user: &UserInfo, attrs: &Attributes) -> Ap
 /// newest mod revision): an authorization reads them again only when the fingerprint moved, instead of
 /// reading and decoding every role and binding on every request.
 #[derive(Default)]
-pub struct PolicyCache(Mutex<HashMap<String, ((i64, i64), Arc<Vec<Value>>)>>);
+pub struct PolicyCache(Mutex<HashMap<String, CachedList>>);
+
+/// An etcd prefix's (key count, newest mod revision).
+type Fingerprint = (i64, i64);
+
+struct CachedList {
+    at: Fingerprint,
+    items: Arc<Vec<Value>>,
+}
 
 impl PolicyCache {
-    fn get(&self, prefix: &str, fingerprint: (i64, i64)) -> Option<Arc<Vec<Value>>> {
+    fn get(&self, prefix: &str, fingerprint: Fingerprint) -> Option<Arc<Vec<Value>>> {
         let lists = self.0.lock().unwrap_or_else(|e| e.into_inner());
         lists
             .get(prefix)
-            .filter(|(at, _)| *at == fingerprint)
-            .map(|(_, items)| items.clone())
+            .filter(|cached| cached.at == fingerprint)
+            .map(|cached| cached.items.clone())
     }
 
-    fn put(&self, prefix: String, fingerprint: (i64, i64), items: Arc<Vec<Value>>) {
+    fn put(&self, prefix: String, at: Fingerprint, items: Arc<Vec<Value>>) {
         let mut lists = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        lists.insert(prefix, (fingerprint, items));
+        lists.insert(prefix, CachedList { at, items });
     }
 }
 

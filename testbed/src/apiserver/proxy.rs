@@ -73,7 +73,6 @@ pub async fn pods(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The `pods/proxy` client. It keeps no idle connection: one the pod has just closed would fail the
 /// next request.
 pub fn client() -> anyhow::Result<reqwest::Client> {
@@ -83,6 +82,7 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     server: &Server,
     user: &UserInfo,
