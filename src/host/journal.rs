@@ -96,6 +96,21 @@ pub enum Entry {
     },
 }
 
+impl Entry {
+    /// The target and detail of an `Artefact` entry of `kind`; `None` for any other entry (how an
+    /// [`UndoEntry`](crate::workflow::rollback::UndoEntry) handler picks out its own entries).
+    pub fn artefact(&self, kind: &str) -> Option<(&str, &serde_json::Value)> {
+        match self {
+            Entry::Artefact {
+                kind: own,
+                target,
+                detail,
+            } if own == kind => Some((target, detail)),
+            _ => None,
+        }
+    }
+}
+
 /// A journal line: an entry stamped with its run, sequence number and time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -342,17 +342,7 @@ fn journal_change(host: &Host, unit: &str, change: &ServiceChange) -> anyhow::Re
 /// stopped); a started kubelet is stopped and the pod sandboxes it made are removed. `None` for
 /// other entries.
 pub fn undo(host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>> {
-    let Entry::Artefact {
-        kind,
-        target,
-        detail,
-    } = entry
-    else {
-        return None;
-    };
-    if kind != JOURNAL_KIND {
-        return None;
-    }
+    let (target, detail) = entry.artefact(JOURNAL_KIND)?;
     Some(undo_change(host, target, detail))
 }
 

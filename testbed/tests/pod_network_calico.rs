@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use kubestrap_testbed::driver::fixture::ClusterSettings;
-use kubestrap_testbed::driver::scenario::{self, ADMIN};
+use kubestrap_testbed::driver::scenario;
 use kubestrap_testbed::driver::{Cluster, ClusterSpec, Node, wait_until};
 
 const POD_SUBNET: &str = "10.244.0.0/16";
@@ -348,7 +348,6 @@ fn refusal(cp: &Node) -> Result<()> {
             .contains("Invalid CIDR specified in CALICO_IPV4POOL_CIDR '10.244.0.0/33'"),
         "{out:?}"
     );
-    let _ = ADMIN;
     // weave's router on a bad IPALLOC_RANGE (the image's /home/weave/launch.sh is tbnode's launch.sh).
     let out = cp.sh(
         "HOSTNAME=node1 IPALLOC_RANGE=10.244.0.0/33 KUBERNETES_SERVICE_HOST=10.96.0.1 \

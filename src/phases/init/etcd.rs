@@ -74,17 +74,7 @@ pub struct EtcdDataUndo;
 
 impl UndoEntry for EtcdDataUndo {
     fn undo(&self, host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>> {
-        let Entry::Artefact {
-            kind,
-            target,
-            detail,
-        } = entry
-        else {
-            return None;
-        };
-        if kind != DATA_DIR_KIND {
-            return None;
-        }
+        let (target, detail) = entry.artefact(DATA_DIR_KIND)?;
         let dir = NodePath::new(target);
         let existed = detail["existed"].as_bool().unwrap_or(false);
         let outcomes = remove_tree(

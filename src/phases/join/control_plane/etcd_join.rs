@@ -50,7 +50,7 @@ pub fn check(data: &mut JoinData) -> anyhow::Result<()> {
     let certs = EtcdCerts::of(&data.host, &cp);
     let (_, members) = first_answering(&certs, &endpoints)?;
     let (_, others) = split_stale(&members, &me);
-    check_health(&certs, &others.into_iter().cloned().collect::<Vec<_>>())
+    check_health(&certs, others)
 }
 
 pub fn run(data: &mut JoinData) -> anyhow::Result<()> {
@@ -254,9 +254,12 @@ fn split_stale<'m>(members: &'m [Member], me: &EtcdMember) -> (Vec<&'m Member>, 
 }
 
 /// Every voting member other than this node's answers `/health`.
-fn check_health(certs: &EtcdCerts, members: &[Member]) -> anyhow::Result<()> {
+fn check_health<'m>(
+    certs: &EtcdCerts,
+    members: impl IntoIterator<Item = &'m Member>,
+) -> anyhow::Result<()> {
     let mut unhealthy = Vec::new();
-    for member in members.iter().filter(|m| !m.is_learner) {
+    for member in members.into_iter().filter(|m| !m.is_learner) {
         let Some(url) = member.client_urls.first() else {
             unhealthy.push(format!(
                 "{:?} has no client URL (it never started)",
@@ -383,23 +386,13 @@ pub struct EtcdMemberUndo;
 
 impl UndoEntry for EtcdMemberUndo {
     fn undo(&self, host: &Host, entry: &Entry) -> Option<anyhow::Result<Undone>> {
-        let Entry::Artefact {
-            kind,
-            target,
-            detail,
-        } = entry
-        else {
-            return None;
-        };
-        if kind == STALE_KIND {
+        if let Some((target, _)) = entry.artefact(STALE_KIND) {
             return Some(Ok(Undone::ObjectKept(
                 format!("etcd member {target}"),
                 "a stale member that was removed is not put back".to_string(),
             )));
         }
-        if kind != MEMBER_KIND {
-            return None;
-        }
+        let (target, detail) = entry.artefact(MEMBER_KIND)?;
         Some(remove_added(host, target, detail))
     }
 }
